@@ -1,0 +1,43 @@
+# The project's environment is .venv at the repository root; everything below runs inside it.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAMPLE_CRAWL := landing/sample-crawl
+SAMPLE_PAGES ?= 3000
+
+.PHONY: install run test bench ui mlflow-ui clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+
+# torch first, pinned, so that the local CPU wheel is used and no CUDA build is pulled in.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(SAMPLE_CRAWL)/.complete: | $(STAMP)
+	$(BIN)/sluice sample-crawl --pages $(SAMPLE_PAGES) --seed 7 --out $(SAMPLE_CRAWL)
+	touch $@
+
+run: $(STAMP) $(SAMPLE_CRAWL)/.complete
+	$(BIN)/sluice run --crawl $(SAMPLE_CRAWL)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest_throughput.py --pages 20000
+
+ui: $(STAMP)
+	$(BIN)/sluice ui
+
+mlflow-ui: $(STAMP)
+	$(BIN)/sluice mlflow-ui
+
+clean:
+	rm -rf lakehouse landing .sluice
