@@ -1,0 +1,131 @@
+"""The one typed configuration of Sluice.
+
+Precedence, highest first: explicit overrides (CLI flags) > environment (``SLUICE_...``, nested with
+``__``, e.g. ``SLUICE_SPARK__MASTER=spark://host:7077``) > the YAML file (``--config`` or
+``SLUICE_CONFIG``) > the embedded defaults below, which run on a laptop.
+
+Stage parameters are defined next to the code that uses them (``spark_jobs``), so the jobs stay
+importable without Dagster; this module only composes them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from spark_jobs.session import SparkSettings
+from spark_jobs.warc_ingest import IngestOptions
+
+CONFIG_ENV = "SLUICE_CONFIG"
+
+
+class MlflowSettings(BaseModel):
+    """Where lineage goes. Empty tracking_uri means a SQLite store inside the lakehouse folder."""
+
+    tracking_uri: str = ""
+    experiment: str = "sluice"
+    ui_port: int = 5000
+
+
+class DagsterSettings(BaseModel):
+    """Local Dagster instance; empty home means ``<lakehouse>/_dagster``."""
+
+    home: str = ""
+    ui_port: int = 3000
+
+
+class QualitySettings(BaseModel):
+    """Gate behaviour. Results (JSON, Data Docs) land in ``<lakehouse>/_quality``."""
+
+    preview_rows: int = 5
+
+
+class LakehouseSettings(BaseModel):
+    """Delta commit behaviour."""
+
+    # A stray file left by a killed writer is deleted only when no live writer holds its lock;
+    # the grace period is a second guard for shared file systems where locks are unreliable.
+    stray_grace_seconds: float = 0.0
+
+
+class SluiceConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    lakehouse_dir: Path = Path("lakehouse")
+    landing_dir: Path = Path("landing")
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
+    ingest: IngestOptions = Field(default_factory=IngestOptions)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # ---- derived locations -------------------------------------------------------------------
+    @property
+    def lakehouse_path(self) -> Path:
+        return self.lakehouse_dir.expanduser().resolve()
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{self.lakehouse_path / '_mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return (self.lakehouse_path / "_mlflow" / "artifacts").as_uri()
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(self.dagster.home).resolve() if self.dagster.home else self.lakehouse_path / "_dagster"
+
+    @property
+    def quality_dir(self) -> Path:
+        return self.lakehouse_path / "_quality"
+
+    def table_uri(self, name: str) -> str:
+        return str(self.lakehouse_path / name)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``SLUICE_CONFIG`` (set by ``--config``)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(CONFIG_ENV)
+        if not path:
+            return {}
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{CONFIG_ENV}={path}: no such config file")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the config file must hold a mapping at the top level")
+        return data
+
+
+def load_config(config_file: str | Path | None = None, **overrides: Any) -> SluiceConfig:
+    """Load the configuration; ``config_file`` is exported so that child processes agree."""
+    if config_file is not None:
+        os.environ[CONFIG_ENV] = str(Path(config_file).resolve())
+    return SluiceConfig(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,50 @@
+"""Spark's side of the lakehouse: read a pinned Delta snapshot, stage a DataFrame for a commit.
+
+This is the seam DESIGN.md keeps small: on a cluster with Delta's JARs, ``read_table`` becomes
+``spark.read.format("delta").option("versionAsOf", v)`` and the write a ``format("delta")`` save.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from spark_jobs.lakehouse.delta_table import Transaction, open_table, snapshot_files
+
+
+def read_table(
+    spark: SparkSession, uri: str | Path, version: int | None = None, partition: dict[str, str] | None = None
+) -> DataFrame:
+    """The rows of one table version (one partition optionally), with partition columns as values."""
+    dt = open_table(uri, version)
+    schema = dt.schema().to_arrow()
+    part_cols = list(dt.metadata().partition_columns)
+    import pyarrow as pa
+
+    arrow_schema = pa.schema(schema)
+    data_fields = [f for f in arrow_schema if f.name not in part_cols]
+    data_schema = from_arrow_schema(pa.schema(data_fields))
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for f in snapshot_files(uri, version, partition):
+        groups[tuple(f.partition.get(c) for c in part_cols)].append(f.path)
+    frames = []
+    for values, paths in sorted(groups.items(), key=lambda kv: [str(v) for v in kv[0]]):
+        df = spark.read.schema(data_schema).parquet(*paths)
+        for c, v in zip(part_cols, values):
+            df = df.withColumn(c, F.lit(v).cast("string"))
+        frames.append(df)
+    if not frames:
+        return spark.createDataFrame([], from_arrow_schema(arrow_schema))
+    out = frames[0]
+    for df in frames[1:]:
+        out = out.unionByName(df)
+    return out.select(*[f.name for f in arrow_schema])
+
+
+def stage_dataframe(df: DataFrame, txn: Transaction) -> None:
+    """Write a DataFrame's Parquet files into the transaction's staging area (no commit)."""
+    df.drop(*txn.partition_by).write.mode("overwrite").parquet(txn.staging_uri)
