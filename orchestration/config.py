@@ -60,6 +60,8 @@ class SluiceConfig(BaseSettings):
 
     lakehouse_dir: Path = Path("lakehouse")
     landing_dir: Path = Path("landing")
+    # A crawl folder is picked up by the sensor once its files have been still this long.
+    landing_settle_seconds: float = 30.0
     spark: SparkSettings = Field(default_factory=SparkSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)

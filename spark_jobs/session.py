@@ -32,6 +32,8 @@ def build_spark(settings: SparkSettings | None = None, **extra_conf: Any):
     s = settings or SparkSettings()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if s.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.master(s.master)
         .appName(s.app_name)

@@ -1,0 +1,258 @@
+"""``sluice``: run the pipeline, make a sample crawl, list tables, open the UIs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from orchestration.config import SluiceConfig, load_config
+
+DAGSTER_YAML = """# Written by sluice: a local instance with its storage in this folder.
+telemetry:
+  enabled: false
+"""
+
+
+def _config(args: argparse.Namespace, **extra) -> SluiceConfig:
+    overrides = {"lakehouse_dir": getattr(args, "lakehouse", None), **extra}
+    cfg = load_config(getattr(args, "config", None), **overrides)
+    # Child processes (webserver, Spark workers) read the same settings from the environment.
+    os.environ["SLUICE_LAKEHOUSE_DIR"] = str(cfg.lakehouse_path)
+    os.environ["SLUICE_LANDING_DIR"] = str(Path(cfg.landing_dir).resolve())
+    return cfg
+
+
+def prepare_dagster_home(cfg: SluiceConfig) -> Path:
+    home = cfg.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+# ---- sluice run ------------------------------------------------------------------------------------
+
+
+def _follow(instance, token: str, total: int, done: threading.Event) -> None:
+    """A progress bar over the run's assets, fed by the Dagster event log."""
+    from dagster import DagsterEventType, RunsFilter
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="assets", unit="asset", file=sys.stderr, leave=True)
+    cursor = None
+    run_id = None
+    while True:
+        finished = done.is_set()
+        if run_id is None:
+            runs = instance.get_runs(filters=RunsFilter(tags={"sluice/cli": token}), limit=1)
+            run_id = runs[0].run_id if runs else None
+        if run_id is not None:
+            conn = instance.get_records_for_run(run_id, cursor=cursor)
+            cursor = conn.cursor
+            for rec in conn.records:
+                ev = rec.event_log_entry.dagster_event
+                if ev is None:
+                    continue
+                if ev.event_type == DagsterEventType.STEP_START:
+                    bar.set_postfix_str(f"running {ev.step_key}")
+                elif ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED):
+                    bar.update(1)
+                    bar.set_postfix_str(f"{ev.step_key}: {ev.event_type.value.split('_')[-1].lower()}")
+        if finished:
+            break
+        time.sleep(0.5)
+    bar.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    extra = {}
+    crawl_ids: list[str]
+    if args.crawl:
+        crawl = Path(args.crawl).resolve()
+        if not crawl.is_dir():
+            print(f"sluice run: crawl folder {crawl} does not exist", file=sys.stderr)
+            return 2
+        extra["landing_dir"] = crawl.parent
+        crawl_ids = [crawl.name]
+    cfg = _config(args, **extra)
+    if not args.crawl:
+        from orchestration.sensors import landed_crawls
+
+        crawl_ids = landed_crawls(Path(cfg.landing_dir).resolve(), cfg.ingest.file_globs, 0)
+        if not crawl_ids:
+            print(f"sluice run: no crawl folder with WARC files in {Path(cfg.landing_dir).resolve()}", file=sys.stderr)
+            return 2
+    prepare_dagster_home(cfg)
+
+    from dagster import DagsterInstance, materialize
+
+    from assets.partitions import crawl_partitions
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import build_resources
+
+    instance = DagsterInstance.get()
+    instance.add_dynamic_partitions(crawl_partitions.name, [c for c in crawl_ids if not instance.has_dynamic_partition(crawl_partitions.name, c)])
+    defs = build_definitions(cfg)
+    assets = list(defs.assets or [])
+    resources = build_resources(cfg)
+    ok = True
+    for crawl_id in crawl_ids:
+        print(f"== crawl {crawl_id}: materializing {args.select or 'all assets'} into {cfg.lakehouse_path}", file=sys.stderr)
+        token = uuid.uuid4().hex
+        done = threading.Event()
+        n_steps = len(assets) if not args.select else len(args.select.split(","))
+        follower = threading.Thread(target=_follow, args=(instance, token, n_steps, done), daemon=True)
+        follower.start()
+        try:
+            result = materialize(
+                assets,
+                instance=instance,
+                resources=resources,
+                partition_key=crawl_id,
+                selection=args.select.split(",") if args.select else None,
+                tags={"sluice/cli": token},
+                raise_on_error=False,
+            )
+        finally:
+            done.set()
+            follower.join()
+        ok &= result.success
+        for ev in result.get_asset_check_evaluations():
+            status = "passed" if ev.passed else "FAILED"
+            print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=sys.stderr)
+        if not result.success:
+            print(f"   run {result.run_id} did not succeed; see `sluice ui` for its logs", file=sys.stderr)
+    _print_summary(cfg)
+    return 0 if ok else 1
+
+
+def _print_summary(cfg: SluiceConfig) -> None:
+    print()
+    print_tables(cfg)
+    print(f"\nMLflow experiment '{cfg.mlflow.experiment}' at {cfg.mlflow_tracking_uri}")
+    print(f"Dagster instance at {cfg.dagster_home}")
+    print("Open the UIs:")
+    print(f"  .venv/bin/sluice ui --lakehouse {cfg.lakehouse_dir}          # Dagster on http://127.0.0.1:{cfg.dagster.ui_port}")
+    print(f"  .venv/bin/sluice mlflow-ui --lakehouse {cfg.lakehouse_dir}   # MLflow on http://127.0.0.1:{cfg.mlflow.ui_port}")
+
+
+# ---- sluice tables ---------------------------------------------------------------------------------
+
+
+def print_tables(cfg: SluiceConfig) -> None:
+    from spark_jobs.lakehouse.delta_table import last_commit_info, open_table, row_count, table_exists
+
+    root = cfg.lakehouse_path
+    tables = sorted(p for p in root.iterdir() if p.is_dir() and table_exists(p)) if root.is_dir() else []
+    if not tables:
+        print(f"no tables in {root}")
+        return
+    rows = [("table", "version", "rows", "last commit (UTC)", "asset / partition / dagster run")]
+    for t in tables:
+        v = open_table(t).version()
+        info = last_commit_info(t)
+        meta = info.get("sluice") or {}
+        when = datetime.fromtimestamp(info.get("timestamp", 0) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        who = f"{meta.get('asset', '-')} / {meta.get('dagster_partition', '-')} / {str(meta.get('dagster_run_id', '-'))[:8]}"
+        rows.append((t.name, str(v), str(row_count(t)), when, who))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    print_tables(_config(args))
+    return 0
+
+
+# ---- sluice sample-crawl ---------------------------------------------------------------------------
+
+
+def cmd_sample_crawl(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from spark_jobs.sample_crawl import generate_crawl
+
+    with tqdm(total=args.pages, desc="pages", unit="page", file=sys.stderr) as bar:
+        summary = generate_crawl(args.out, args.pages, seed=args.seed, pages_per_file=args.pages_per_file, progress=bar.update)
+    print(f"wrote {summary['files']} WARC files ({summary['warc_records']} records) to {Path(args.out).resolve()}")
+    print("page kinds: " + ", ".join(f"{k}={v}" for k, v in summary["kinds"].items()))
+    return 0
+
+
+# ---- UIs -------------------------------------------------------------------------------------------
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    prepare_dagster_home(cfg)
+    exe = shutil.which("dagster-webserver", path=str(Path(sys.executable).parent)) or "dagster-webserver"
+    port = str(args.port or cfg.dagster.ui_port)
+    print(f"Dagster UI on http://127.0.0.1:{port} (instance {cfg.dagster_home})", file=sys.stderr)
+    os.execv(exe, [exe, "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
+    return 0
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    port = str(args.port or cfg.mlflow.ui_port)
+    print(f"MLflow UI on http://127.0.0.1:{port} ({cfg.mlflow_tracking_uri})", file=sys.stderr)
+    os.execv(exe, [exe, "ui", "--backend-store-uri", cfg.mlflow_tracking_uri, "--default-artifact-root", cfg.mlflow_artifact_root, "-h", "127.0.0.1", "-p", port])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sluice", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="YAML config file (see README)")
+        sp.add_argument("--lakehouse", help="lakehouse folder (default ./lakehouse)")
+
+    r = sub.add_parser("run", help="materialize the pipeline for one crawl folder, or every crawl in the landing folder")
+    common(r)
+    r.add_argument("--crawl", help="a folder of WARC files; its name is the crawl id")
+    r.add_argument("--select", help="comma-separated assets to materialize (default: all)")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sample-crawl", help="write a deterministic synthetic crawl with ground truth")
+    s.add_argument("--pages", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--pages-per-file", type=int, default=1000)
+    s.set_defaults(func=cmd_sample_crawl)
+
+    t = sub.add_parser("tables", help="each table with its Delta version, rows and last commit")
+    common(t)
+    t.set_defaults(func=cmd_tables)
+
+    u = sub.add_parser("ui", help="the Dagster webserver on 127.0.0.1")
+    common(u)
+    u.add_argument("--port", type=int)
+    u.set_defaults(func=cmd_ui)
+
+    m = sub.add_parser("mlflow-ui", help="the MLflow UI on 127.0.0.1")
+    common(m)
+    m.add_argument("--port", type=int)
+    m.set_defaults(func=cmd_mlflow_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""MLflow lineage: one MLflow run per Dagster run, one nested run per asset materialization.
+
+A stage run records its config (params), its counts and rates (metrics), the Delta table versions
+it read and wrote (datasets with context ``input`` / ``output``) and tags that tie it back to Dagster
+(run id, partition, git sha). With these, "which table version came from which inputs, with which
+parameters" is one MLflow search away.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DAGSTER_RUN_TAG = "dagster.run_id"
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = json.dumps(value, default=str) if isinstance(value, (list, tuple)) else str(value)
+
+
+@dataclass
+class StageRun:
+    lineage: "Lineage"
+    run_id: str
+    started: float = field(default_factory=time.time)
+
+    @property
+    def client(self):
+        return self.lineage.client
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat: dict[str, str] = {}
+        _flatten("", params, flat)
+        items = [Param(k[:250], v[:6000]) for k, v in flat.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, 0) for k, v in metrics.items() if v is not None]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def log_table(self, name: str, uri: str, version: int | None, context: str, rows: int | None = None) -> None:
+        """Record a Delta table version read (``input``) or written (``output``)."""
+        from mlflow.data.delta_dataset_source import DeltaDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        ds = MetaDataset(DeltaDatasetSource(path=uri, delta_table_version=version), name=f"{name}@v{version}")
+        tags = [InputTag("mlflow.data.context", context)]
+        if rows is not None:
+            tags.append(InputTag("sluice.rows", str(rows)))
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags)])
+        self.client.set_tag(self.run_id, f"sluice.{context}.{name}", f"{uri}@v{version}")
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.log_metrics({"duration_s": time.time() - self.started})
+        self.client.set_terminated(self.run_id, status=status)
+
+    @property
+    def url(self) -> str:
+        return self.lineage.run_url(self.run_id)
+
+
+class Lineage:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: str, ui_url: str = "http://127.0.0.1:5000") -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_root = artifact_root
+        self.ui_url = ui_url
+        self._client = None
+        self._experiment_id: str | None = None
+
+    @property
+    def git_sha(self) -> str:
+        return git_sha()
+
+    @property
+    def client(self):
+        if self._client is None:
+            import mlflow
+            from mlflow.tracking import MlflowClient
+
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            if self.tracking_uri.startswith("sqlite:///"):
+                Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=self.artifact_root)
+            else:
+                self._experiment_id = exp.experiment_id
+        return self._experiment_id
+
+    def parent_run(self, dagster_run_id: str, tags: dict[str, str] | None = None) -> str:
+        """The MLflow run standing for one Dagster run (found by tag, created once)."""
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and tags.`sluice.level` = 'dagster_run'", max_results=1
+        )
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"dagster-{dagster_run_id[:8]}",
+            tags={DAGSTER_RUN_TAG: dagster_run_id, "sluice.level": "dagster_run", "sluice.git_sha": git_sha(), **(tags or {})},
+        )
+        return run.info.run_id
+
+    def start_stage(self, dagster_run_id: str, asset: str, partition: str | None, tags: dict[str, str] | None = None) -> StageRun:
+        parent = self.parent_run(dagster_run_id, {"dagster.partition": partition or ""})
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{asset}[{partition}]" if partition else asset,
+            tags={
+                "mlflow.parentRunId": parent,
+                DAGSTER_RUN_TAG: dagster_run_id,
+                "dagster.asset": asset,
+                "dagster.partition": partition or "",
+                "sluice.level": "stage",
+                "sluice.git_sha": git_sha(),
+                **(tags or {}),
+            },
+        )
+        return StageRun(self, run.info.run_id)
+
+    def finish_parent(self, dagster_run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_run(dagster_run_id), status=status)
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"

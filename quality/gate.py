@@ -1,0 +1,152 @@
+"""The gate runner: Great Expectations suites over a table version and its accounting.
+
+A gate has two suites:
+
+* ``<gate>.table`` — expectations on the rows of the version just written (schema, nulls,
+  uniqueness, ranges), run by GX on the Spark DataFrame of that version (or pandas for small data);
+* ``<gate>.accounting`` — expectations on one row of counts that the stage measured independently
+  (records read, rows committed, rows rejected), which is how conservation is checked.
+
+Every run is kept: the validation result as JSON and as a Data Docs page, both linked from the
+asset's metadata. No Dagster import here: the asset checks in ``assets/`` call :func:`run_gate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+
+@dataclass
+class GateSpec:
+    name: str
+    table: list[Any] = field(default_factory=list)  # gx expectations over the table rows
+    accounting: list[Any] = field(default_factory=list)  # gx expectations over the counts row
+
+
+@dataclass
+class GateResult:
+    gate: str
+    success: bool
+    evaluated: int
+    failed: list[str]
+    result_json: str
+    docs_pages: list[str]
+    summary: dict[str, Any]
+
+    def describe(self) -> str:
+        if self.success:
+            return f"gate {self.gate}: {self.evaluated} expectations passed"
+        return f"gate {self.gate}: {len(self.failed)} of {self.evaluated} failed: " + "; ".join(self.failed)
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
+
+
+def _context(quality_dir: Path):
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    ctx = gx.get_context(mode="file", project_root_dir=str(quality_dir))
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if ctx.variables.progress_bars is None or ctx.variables.progress_bars.globally is not False:
+        # Dagster logs and the CLI bar show progress; GX's per-metric bars would drown them.
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        ctx.variables.save()
+    return ctx
+
+
+def _run_suite(ctx, suite_name: str, expectations: list[Any], data: Any, engine: str) -> Any:
+    import great_expectations as gx
+
+    if engine == "spark":
+        ds = ctx.data_sources.add_or_update_spark("sluice_spark")
+    else:
+        ds = ctx.data_sources.add_or_update_pandas("sluice_pandas")
+    try:
+        asset = ds.get_asset(suite_name)
+    except (LookupError, KeyError, ValueError):
+        asset = ds.add_dataframe_asset(suite_name)
+    try:
+        bd = asset.get_batch_definition("whole")
+    except (LookupError, KeyError, ValueError):
+        bd = asset.add_batch_definition_whole_dataframe("whole")
+    suite = gx.ExpectationSuite(name=suite_name)
+    for e in expectations:
+        suite.add_expectation(e.copy() if hasattr(e, "copy") else e)
+    suite = ctx.suites.add_or_update(suite)
+    vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite_name, data=bd, suite=suite))
+    cp = ctx.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=suite_name,
+            validation_definitions=[vd],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format="SUMMARY",
+        )
+    )
+    res = cp.run(batch_parameters={"dataframe": data})
+    return next(iter(res.run_results.items()))
+
+
+def _describe_failure(r: Any) -> str:
+    cfg = r.expectation_config
+    kw = {k: v for k, v in cfg.kwargs.items() if k != "batch_id"}
+    res = r.result or {}
+    seen = {k: res[k] for k in ("observed_value", "unexpected_count", "partial_unexpected_list") if k in res}
+    if "partial_unexpected_list" in seen:
+        seen["partial_unexpected_list"] = seen["partial_unexpected_list"][:5]
+    if r.exception_info and r.exception_info.get("raised_exception"):
+        seen["error"] = str(r.exception_info.get("exception_message"))[:200]
+    return f"{cfg.type}({json.dumps(kw, default=str)}) saw {json.dumps(seen, default=str)}"
+
+
+def run_gate(
+    spec: GateSpec,
+    quality_dir: str | Path,
+    run_key: str,
+    table_data: Any = None,
+    accounting: dict[str, Any] | None = None,
+) -> GateResult:
+    """Validate; keep the result; never raise for a failed expectation (the caller decides)."""
+    import pandas as pd
+
+    qdir = Path(quality_dir)
+    qdir.mkdir(parents=True, exist_ok=True)
+    ctx = _context(qdir)
+    outcomes: list[tuple[str, Any, Any]] = []
+    if spec.table and table_data is not None:
+        engine = "pandas" if isinstance(table_data, pd.DataFrame) else "spark"
+        outcomes.append(("table", *_run_suite(ctx, f"{spec.name}.table", spec.table, table_data, engine)))
+    if spec.accounting and accounting is not None:
+        outcomes.append(("accounting", *_run_suite(ctx, f"{spec.name}.accounting", spec.accounting, pd.DataFrame([accounting]), "pandas")))
+
+    failed: list[str] = []
+    evaluated = 0
+    payload: dict[str, Any] = {"gate": spec.name, "run_key": run_key, "accounting": accounting, "suites": {}}
+    pages: list[str] = []
+    docs_root = qdir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    for part, ident, vr in outcomes:
+        for r in vr.results:
+            evaluated += 1
+            if not r.success:
+                failed.append(f"[{part}] {_describe_failure(r)}")
+        payload["suites"][part] = vr.to_json_dict()
+        page = docs_root / "validations" / f"{ident.to_fixed_length_tuple()[0]}" / Path(*ident.to_fixed_length_tuple()[1:])
+        page = page.with_suffix(".html") if page.suffix != ".html" else page
+        pages.append(page.as_uri() if page.exists() else (docs_root / "index.html").as_uri())
+    out = qdir / "results" / _safe(spec.name) / f"{time.strftime('%Y%m%dT%H%M%S')}-{_safe(run_key)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    success = not failed
+    payload["success"] = success
+    out.write_text(json.dumps(payload, indent=1, default=str))
+    return GateResult(spec.name, success, evaluated, failed, str(out), pages, {"evaluated": evaluated, "failed": len(failed)})
