@@ -141,9 +141,9 @@ def run_gate(
             if not r.success:
                 failed.append(f"[{part}] {_describe_failure(r)}")
         payload["suites"][part] = vr.to_json_dict()
-        page = docs_root / "validations" / f"{ident.to_fixed_length_tuple()[0]}" / Path(*ident.to_fixed_length_tuple()[1:])
-        page = page.with_suffix(".html") if page.suffix != ".html" else page
-        pages.append(page.as_uri() if page.exists() else (docs_root / "index.html").as_uri())
+        suite_dir = docs_root / "validations" / Path(*ident.expectation_suite_identifier.name.split("."))
+        run_pages = sorted(suite_dir.rglob("*.html"), key=lambda p: p.stat().st_mtime) if suite_dir.is_dir() else []
+        pages.append(run_pages[-1].as_uri() if run_pages else (docs_root / "index.html").as_uri())
     out = qdir / "results" / _safe(spec.name) / f"{time.strftime('%Y%m%dT%H%M%S')}-{_safe(run_key)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     success = not failed

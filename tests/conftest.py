@@ -1,0 +1,61 @@
+"""Shared fixtures: one Spark session per test run, generated crawls, isolated lakehouses."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(sub: str) -> Path:
+    p = SHARED_DATA / sub
+    if not p.exists():
+        pytest.skip(f"{p} is absent (real third-party data lives in ../shared/data)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from spark_jobs.session import SparkSettings, build_spark
+
+    s = build_spark(SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False, driver_memory="2g"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_landing(tmp_path_factory) -> Path:
+    """A landing folder with one generated crawl of 400 pages in 3 WARC files."""
+    from spark_jobs.sample_crawl import generate_crawl
+
+    landing = tmp_path_factory.mktemp("landing")
+    generate_crawl(landing / "crawl-t1", 400, seed=11, pages_per_file=150)
+    return landing
+
+
+def ground_truth(crawl_dir: Path) -> list[dict]:
+    return [json.loads(l) for l in (crawl_dir / "ground_truth.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    from orchestration.config import SluiceConfig
+    from spark_jobs.session import SparkSettings
+
+    def _make(landing: Path, **kw):
+        return SluiceConfig(
+            lakehouse_dir=tmp_path / "lakehouse",
+            landing_dir=landing,
+            spark=SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False, driver_memory="2g"),
+            **kw,
+        )
+
+    return _make

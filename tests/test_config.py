@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from orchestration.config import CONFIG_ENV, SluiceConfig, load_config
+
+
+def test_defaults_run_on_a_laptop(monkeypatch):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    cfg = SluiceConfig()
+    assert cfg.spark.master == "local[*]"
+    assert cfg.mlflow_tracking_uri.startswith("sqlite:///") and cfg.mlflow_tracking_uri.endswith("_mlflow/mlflow.db")
+    assert cfg.dagster_home == cfg.lakehouse_path / "_dagster"
+    assert cfg.ingest.keep_truncated is False
+
+
+def test_yaml_then_env_then_explicit_overrides(tmp_path, monkeypatch):
+    f = tmp_path / "sluice.yaml"
+    f.write_text("lakehouse_dir: /data/lake\nspark:\n  master: spark://head:7077\n  driver_memory: 8g\ningest:\n  max_payload_bytes: 100\n")
+    monkeypatch.setenv("SLUICE_SPARK__DRIVER_MEMORY", "16g")
+    cfg = load_config(f)
+    assert cfg.spark.master == "spark://head:7077"  # from YAML
+    assert cfg.spark.driver_memory == "16g"  # env beats YAML
+    assert cfg.ingest.max_payload_bytes == 100
+    cfg2 = load_config(f, lakehouse_dir=tmp_path / "other")
+    assert cfg2.lakehouse_path == (tmp_path / "other").resolve()  # explicit beats all
+    monkeypatch.delenv(CONFIG_ENV)
+
+
+def test_unknown_setting_is_a_clear_error(tmp_path, monkeypatch):
+    f = tmp_path / "bad.yaml"
+    f.write_text("lakehous_dir: typo\n")
+    with pytest.raises(Exception, match="lakehous_dir"):
+        load_config(f)
+    monkeypatch.delenv(CONFIG_ENV)
+
+
+def test_missing_config_file_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(CONFIG_ENV, "/nonexistent/sluice.yaml")
+    with pytest.raises(FileNotFoundError, match="no such config file"):
+        SluiceConfig()
