@@ -59,7 +59,8 @@ def _context(quality_dir: Path):
     ctx = gx.get_context(mode="file", project_root_dir=str(quality_dir))
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    if ctx.variables.progress_bars is None or ctx.variables.progress_bars.globally is not False:
+    bars = ctx.variables.progress_bars
+    if bars is None or (bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", None)) is not False:
         # Dagster logs and the CLI bar show progress; GX's per-metric bars would drown them.
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         ctx.variables.save()
