@@ -18,21 +18,21 @@ def test_yaml_then_env_then_explicit_overrides(tmp_path, monkeypatch):
     f = tmp_path / "sluice.yaml"
     f.write_text("lakehouse_dir: /data/lake\nspark:\n  master: spark://head:7077\n  driver_memory: 8g\ningest:\n  max_payload_bytes: 100\n")
     monkeypatch.setenv("SLUICE_SPARK__DRIVER_MEMORY", "16g")
+    monkeypatch.setenv(CONFIG_ENV, "")  # restored after the test; load_config exports the file
     cfg = load_config(f)
     assert cfg.spark.master == "spark://head:7077"  # from YAML
     assert cfg.spark.driver_memory == "16g"  # env beats YAML
     assert cfg.ingest.max_payload_bytes == 100
     cfg2 = load_config(f, lakehouse_dir=tmp_path / "other")
     assert cfg2.lakehouse_path == (tmp_path / "other").resolve()  # explicit beats all
-    monkeypatch.delenv(CONFIG_ENV)
 
 
 def test_unknown_setting_is_a_clear_error(tmp_path, monkeypatch):
     f = tmp_path / "bad.yaml"
     f.write_text("lakehous_dir: typo\n")
+    monkeypatch.setenv(CONFIG_ENV, "")
     with pytest.raises(Exception, match="lakehous_dir"):
         load_config(f)
-    monkeypatch.delenv(CONFIG_ENV)
 
 
 def test_missing_config_file_is_a_clear_error(monkeypatch):

@@ -1,0 +1,73 @@
+"""The Dagster webserver serves the assets; the CLI runs end to end."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from orchestration.cli import main
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webserver_starts_on_localhost_and_lists_assets(tmp_path):
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dh"), "SLUICE_LAKEHOUSE_DIR": str(tmp_path / "lh")}
+    (tmp_path / "dh").mkdir()
+    (tmp_path / "dh" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    proc = subprocess.Popen(
+        [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "orchestration.definitions"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        query = "{ assetNodes { assetKey { path } groupName hasAssetChecks } }"
+        deadline = time.time() + 120
+        data = None
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"webserver exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                r = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=5)
+                if r.ok and r.json().get("data", {}).get("assetNodes"):
+                    data = r.json()["data"]["assetNodes"]
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        assert data is not None, "webserver did not answer in time"
+        nodes = {tuple(n["assetKey"]["path"]): n for n in data}
+        assert nodes[("raw_crawl",)]["groupName"] == "bronze" and nodes[("raw_crawl",)]["hasAssetChecks"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_cli_sample_crawl_run_and_tables(spark, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLUICE_SPARK__MASTER", "local[2]")
+    monkeypatch.setenv("SLUICE_SPARK__SHOW_PROGRESS", "false")
+    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
+        monkeypatch.delenv(k, raising=False)
+    assert main(["sample-crawl", "--pages", "120", "--seed", "3", "--out", "landing/c1", "--pages-per-file", "60"]) == 0
+    assert len(list((tmp_path / "landing" / "c1").glob("*.warc.gz"))) == 2
+    assert main(["run", "--crawl", "landing/c1", "--lakehouse", "lh"]) == 0
+    out = capsys.readouterr().out
+    assert "raw_crawl" in out and "rejections" in out and "sluice ui" in out and "mlflow" in out.lower()
+    assert main(["tables", "--lakehouse", "lh"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(l for l in lines if l.startswith("raw_crawl"))
+    assert row.split()[1] == "0" and "c1" in row
+    assert (tmp_path / "lh" / "_dagster" / "dagster.yaml").exists()
+    assert main(["run", "--crawl", "landing/nope"]) == 2
