@@ -11,7 +11,7 @@ from pathlib import Path
 from dagster import AssetCheckSpec, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from assets.partitions import crawl_partitions
-from assets.stage import REJECTIONS, commit_dataframe, counts_table, gate_check, preview, stage_run
+from assets.stage import REJECTIONS, commit, counts_table, gate_check, open_write, preview, stage_run
 from quality.gate import run_gate
 from quality.suites import accounting_row, raw_crawl_gate
 from spark_jobs import warc_ingest as ingest
@@ -54,33 +54,18 @@ def raw_crawl(context: AssetExecutionContext) -> MaterializeResult:
         spark = context.resources.spark.get()
         spark.sparkContext.setJobGroup(f"{ASSET}:{crawl_id}", f"sluice {ASSET} {crawl_id}")
         t0 = time.time()
-        from pyspark import StorageLevel
-
-        unified = ingest.read_warc_records(spark, files, opts).persist(StorageLevel.DISK_ONLY)
-        try:
-            docs = commit_dataframe(
-                context, ingest.documents(unified), ASSET, {"crawl_id": crawl_id}, ["crawl_id"], run.run_id,
-                empty_schema=ingest.raw_crawl_schema(),
-            )
-            rej = commit_dataframe(
-                context, ingest.rejections(unified, context.run_id), REJECTIONS,
-                {"crawl_id": crawl_id, "stage": ingest.STAGE}, ["crawl_id", "stage"], run.run_id,
-                empty_schema=ingest.rejections_schema(),
-            )
-            summaries = ingest.file_summaries(unified)
-        finally:
-            unified.unpersist()
+        with open_write(context, ASSET, {"crawl_id": crawl_id}, ["crawl_id"]) as docs_txn, open_write(
+            context, REJECTIONS, {"crawl_id": crawl_id, "stage": ingest.STAGE}, ["crawl_id", "stage"]
+        ) as rej_txn:
+            summary = ingest.ingest_warc_files(spark, files, opts, docs_txn.staging_uri, rej_txn.staging_uri, context.run_id)
+            docs = commit(context, docs_txn, run.run_id, empty_schema=ingest.raw_crawl_schema())
+            rej = commit(context, rej_txn, run.run_id, empty_schema=ingest.rejections_schema())
         elapsed = time.time() - t0
 
-        records_read = sum(s["records"] for s in summaries)
-        unreadable = [s for s in summaries if s["reason"]]
-        for s in unreadable:
+        records_read = summary.records_read
+        for s in summary.unreadable:
             context.log.warning(f"{s['warc_file']}: {s['detail']}")
-        reasons = {
-            r["reason"]: r["count"]
-            for r in read_table(spark, lh.uri(REJECTIONS), rej.version, {"crawl_id": crawl_id, "stage": ingest.STAGE})
-            .groupBy("reason").count().collect()
-        }
+        reasons = summary.reasons
 
         # The gate reads back what was committed, so it checks the write path as well as the data.
         table_df = read_table(spark, lh.uri(ASSET), docs.version, {"crawl_id": crawl_id})
@@ -98,7 +83,7 @@ def raw_crawl(context: AssetExecutionContext) -> MaterializeResult:
             "documents": docs.rows,
             "rejected": rej.rows,
             "warc_files": len(files),
-            "unreadable_files": len(unreadable),
+            "unreadable_files": len(summary.unreadable),
             "input_mb": input_bytes / 1e6,
             "records_per_s": records_read / elapsed if elapsed else 0.0,
             "mb_per_s": input_bytes / 1e6 / elapsed if elapsed else 0.0,

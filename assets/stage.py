@@ -32,6 +32,33 @@ def stage_run(context: AssetExecutionContext, asset: str) -> Iterator[Any]:
         run.end("FINISHED")
 
 
+def open_write(context: AssetExecutionContext, table: str, partition: dict[str, str], partition_by: list[str]) -> Transaction:
+    """A transaction replacing one partition of ``table`` (enter it with ``with``)."""
+    lh = context.resources.lakehouse
+    return Transaction(lh.uri(table), partition=partition, partition_by=partition_by, grace_seconds=lh.grace_seconds)
+
+
+def commit(context: AssetExecutionContext, txn: Transaction, mlflow_run_id: str, empty_schema=None) -> CommitResult:
+    """Commit what was staged, with the run ids in the Delta commit info."""
+    t0 = time.time()
+    result = txn.commit(
+        mode="replace",
+        commit_info={
+            "dagster_run_id": context.run_id,
+            "asset": context.asset_key.to_user_string(),
+            "dagster_partition": context.partition_key if context.has_partition_key else None,
+            "mlflow_run_id": mlflow_run_id,
+            "git_sha": context.resources.lineage.git_sha,
+        },
+        empty_schema=empty_schema,
+    )
+    table = txn.root.name
+    if result.removed_stray:
+        context.log.warning(f"{table}: removed {len(result.removed_stray)} stray files left by a killed writer")
+    context.log.info(f"{table} v{result.version}: {result.rows} rows in {result.files} files (commit {time.time() - t0:.1f}s)")
+    return result
+
+
 def commit_dataframe(
     context: AssetExecutionContext,
     df,
@@ -41,26 +68,10 @@ def commit_dataframe(
     mlflow_run_id: str,
     empty_schema=None,
 ) -> CommitResult:
-    """Replace one partition of ``table`` with ``df`` in one Delta commit."""
-    lh = context.resources.lakehouse
-    t0 = time.time()
-    with Transaction(lh.uri(table), partition=partition, partition_by=partition_by, grace_seconds=lh.grace_seconds) as txn:
+    """Replace one partition of ``table`` with a Spark DataFrame in one Delta commit."""
+    with open_write(context, table, partition, partition_by) as txn:
         stage_dataframe(df, txn)
-        result = txn.commit(
-            mode="replace",
-            commit_info={
-                "dagster_run_id": context.run_id,
-                "asset": context.asset_key.to_user_string(),
-                "dagster_partition": context.partition_key if context.has_partition_key else None,
-                "mlflow_run_id": mlflow_run_id,
-                "git_sha": context.resources.lineage.git_sha,
-            },
-            empty_schema=empty_schema,
-        )
-    if result.removed_stray:
-        context.log.warning(f"{table}: removed {len(result.removed_stray)} stray files left by a killed writer")
-    context.log.info(f"{table} v{result.version}: {result.rows} rows in {result.files} files ({time.time() - t0:.1f}s)")
-    return result
+        return commit(context, txn, mlflow_run_id, empty_schema)
 
 
 def preview(uri: str, version: int, partition: dict[str, str], columns: list[str], rows: int = 5) -> str:

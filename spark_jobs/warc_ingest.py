@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import os
+import uuid
 import zlib
 from dataclasses import dataclass
 from functools import partial
@@ -381,47 +383,130 @@ def _looks_chunked(body: bytes) -> bool:
     return bool(line) and all(c in b"0123456789abcdefABCDEF" for c in line)
 
 
-def _ingest_partition(batches: Iterator[pa.RecordBatch], opts: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+def write_file_outputs(
+    f: WarcFile, index: int, opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str
+) -> dict[str, Any]:
+    """Read one WARC file and write its documents and rejections as Parquet files.
+
+    The files get names derived from the WARC file's index and are renamed into place only when
+    complete, so a retried or speculative Spark task replaces its earlier attempt instead of
+    adding a duplicate. Returns the file's summary (counts by outcome).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    doc_schema = pa.schema(RAW_CRAWL_COLUMNS)
+    rej_schema = pa.schema(REJECTION_COLUMNS)
+    targets = {
+        "doc": (Path(docs_dir) / f"part-{index:06d}.parquet", doc_schema),
+        "reject": (Path(rejects_dir) / f"part-{index:06d}.parquet", rej_schema),
+    }
+    writers: dict[str, Any] = {}
+    summary: dict[str, Any] = {"warc_file": f.rel, "records": 0, "documents": 0, "rejected": 0, "file_bytes": f.size, "reason": None, "detail": None}
+    reasons: dict[str, int] = {}
+    tmp_suffix = f".tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        for batch in read_warc_file(f.path, f.rel, f.size, opts):
+            kinds = batch.column("kind")
+            for kind, (path, schema) in targets.items():
+                part = batch.filter(pc.equal(kinds, kind))
+                if not part.num_rows:
+                    continue
+                if kind == "reject":
+                    for r in part.column("reason").to_pylist():
+                        reasons[r] = reasons.get(r, 0) + 1
+                    n = part.num_rows
+                    part = pa.RecordBatch.from_arrays(
+                        [
+                            part.column("doc_id"), part.column("url"), part.column("reason"), part.column("detail"),
+                            pa.nulls(n, pa.float64()), pa.nulls(n, pa.string()),
+                            part.column("warc_file"), part.column("warc_offset"), pa.array([run_id] * n, pa.string()),
+                        ],
+                        schema=schema,
+                    )
+                    summary["rejected"] += n
+                else:
+                    part = part.select(schema.names)
+                    summary["documents"] += part.num_rows
+                if kind not in writers:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    writers[kind] = pq.ParquetWriter(str(path) + tmp_suffix, schema, compression="zstd")
+                writers[kind].write_batch(part)
+            file_rows = batch.filter(pc.equal(kinds, "file")).to_pylist()
+            for row in file_rows:
+                summary.update(records=row["records"], reason=row["reason"], detail=row["detail"])
+        for kind, w in writers.items():
+            w.close()
+            os.replace(str(targets[kind][0]) + tmp_suffix, targets[kind][0])
+    except BaseException:
+        for kind, w in writers.items():
+            w.close()
+            Path(str(targets[kind][0]) + tmp_suffix).unlink(missing_ok=True)
+        raise
+    summary["reasons"] = json.dumps(reasons, sort_keys=True)
+    return summary
+
+
+SUMMARY_SCHEMA = pa.schema(
+    [("warc_file", pa.string()), ("records", pa.int64()), ("documents", pa.int64()), ("rejected", pa.int64()),
+     ("file_bytes", pa.int64()), ("reason", pa.string()), ("detail", pa.string()), ("reasons", pa.string())]
+)
+
+
+def _ingest_partition(
+    batches: Iterator[pa.RecordBatch], files: list[tuple[str, str, int]], opts: dict[str, Any], docs_dir: str, rejects_dir: str, run_id: str
+) -> Iterator[pa.RecordBatch]:
     options = IngestOptions(**opts)
     for batch in batches:
-        for row in batch.to_pylist():
-            yield from read_warc_file(row["path"], row["rel"], row["size"], options)
+        for index in batch.column("id").to_pylist():
+            path, rel, size = files[index]
+            summary = write_file_outputs(WarcFile(path, rel, size), index, options, docs_dir, rejects_dir, run_id)
+            yield pa.RecordBatch.from_pylist([summary], schema=SUMMARY_SCHEMA)
 
 
 # ---- the Spark job ------------------------------------------------------------------------------------
 
 
-def read_warc_records(spark, files: list[WarcFile], opts: IngestOptions):
-    """A DataFrame of unified rows (see module doc), one Spark task per WARC file."""
+@dataclass
+class IngestSummary:
+    files: list[dict[str, Any]]
+
+    @property
+    def records_read(self) -> int:
+        return sum(f["records"] for f in self.files)
+
+    @property
+    def documents(self) -> int:
+        return sum(f["documents"] for f in self.files)
+
+    @property
+    def rejected(self) -> int:
+        return sum(f["rejected"] for f in self.files)
+
+    @property
+    def unreadable(self) -> list[dict[str, Any]]:
+        return [f for f in self.files if f["reason"]]
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.files:
+            for k, v in json.loads(f["reasons"]).items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+
+def ingest_warc_files(spark, files: list[WarcFile], opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str) -> IngestSummary:
+    """One Spark task per WARC file. Tasks stream their file and write Parquet straight into the
+    two staging folders (on a cluster: shared storage), so page bodies never cross into the JVM;
+    only one summary row per file comes back to the driver."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    rows = [(f.path, f.rel, f.size) for f in files]
-    # Largest files first so that the longest tasks start early.
-    rows.sort(key=lambda r: -r[2])
-    files_df = spark.sparkContext.parallelize(rows, numSlices=max(1, len(rows))).toDF("path string, rel string, size long")
-    return files_df.mapInArrow(partial(_ingest_partition, opts=opts.model_dump()), from_arrow_schema(UNIFIED_SCHEMA))
-
-
-def documents(unified):
-    return unified.where("kind = 'doc'").select(*[c for c, _ in RAW_CRAWL_COLUMNS])
-
-
-def rejections(unified, run_id: str):
-    from pyspark.sql import functions as F
-
-    return unified.where("kind = 'reject'").select(
-        "doc_id",
-        "url",
-        "reason",
-        "detail",
-        F.lit(None).cast("double").alias("value"),
-        F.lit(None).cast("string").alias("related_doc_id"),
-        "warc_file",
-        "warc_offset",
-        F.lit(run_id).alias("run_id"),
-    )
-
-
-def file_summaries(unified) -> list[dict[str, Any]]:
-    """One small row per WARC file (collected: it is metadata, not corpus data)."""
-    return [r.asDict() for r in unified.where("kind = 'file'").select("warc_file", "records", "file_bytes", "reason", "detail").collect()]
+    # Largest files first so that the longest tasks start early; the task list is a JVM-side
+    # range (one id per partition), so no Python RDD stage runs before the real work.
+    ordered = sorted(files, key=lambda f: -f.size)
+    table = [(f.path, f.rel, f.size) for f in ordered]
+    ids = spark.range(0, len(table), 1, numPartitions=max(1, len(table)))
+    fn = partial(_ingest_partition, files=table, opts=opts.model_dump(), docs_dir=docs_dir, rejects_dir=rejects_dir, run_id=run_id)
+    out = ids.mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
+    return IngestSummary(sorted((r.asDict() for r in out), key=lambda r: r["warc_file"]))

@@ -120,3 +120,18 @@ def test_real_warc_files_ingest_with_odd_records_counted():
     # ClueWeb09 keeps its EUC-JP charset and its LF-only HTTP headers are parsed.
     clue = [r for r in read_all(root / "clueweb09-quirk/clueweb-quirk.warc.gz") if r["kind"] == "doc"]
     assert {r["charset"] for r in clue} == {"euc-jp"}
+
+
+def test_a_retried_task_replaces_its_output_instead_of_duplicating_it(sample_landing, tmp_path):
+    from spark_jobs.warc_ingest import write_file_outputs
+
+    f = discover_warc_files(sample_landing / "crawl-t1", IngestOptions().file_globs)[0]
+    first = write_file_outputs(f, 7, IngestOptions(), str(tmp_path / "d"), str(tmp_path / "r"), "run")
+    again = write_file_outputs(f, 7, IngestOptions(), str(tmp_path / "d"), str(tmp_path / "r"), "run")
+    assert first == again
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["part-000007.parquet"]
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["part-000007.parquet"]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "d").num_rows == first["documents"]
+    assert first["records"] == first["documents"] + first["rejected"]
