@@ -111,6 +111,7 @@ def raw_crawl(context: AssetExecutionContext) -> MaterializeResult:
             "mlflow_run": MetadataValue.url(mlflow_url),
             "mlflow_run_id": run.run_id,
             "gate_report": MetadataValue.path(gate.result_json),
+            "gate_passed": gate.success,
         },
         check_results=[gate_check(ASSET, gate)],
     )

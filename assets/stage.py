@@ -110,3 +110,24 @@ def gate_check(asset: str, gate_result, check_name: str = "gate") -> AssetCheckR
             "failures": MetadataValue.md("\n".join(f"- {f}" for f in gate_result.failed) or "none"),
         },
     )
+
+
+def pinned_upstream(context: AssetExecutionContext, asset: str) -> tuple[int, dict]:
+    """The Delta version of ``asset`` this materialization reads: the one recorded by the upstream's
+    latest materialization of the same partition, which must have passed its gate."""
+    from dagster import AssetKey, AssetRecordsFilter, Failure
+
+    partitions = [context.partition_key] if context.has_partition_key else None
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=partitions), limit=1
+    ).records
+    if not records:
+        raise Failure(f"{asset} has no materialization for partition {context.partition_key!r}: materialize it first")
+    md = records[0].asset_materialization.metadata
+    version = int(md["delta_version"].value)
+    if not md.get("gate_passed") or not md["gate_passed"].value:
+        raise Failure(
+            f"{asset} v{version} (partition {context.partition_key!r}) failed its gate; it is kept for audit "
+            "but not used downstream. Fix the input and re-materialize it."
+        )
+    return version, {k: v.value for k, v in md.items()}

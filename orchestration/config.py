@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from spark_jobs.filters.pipeline import FilterOptions
 from spark_jobs.session import SparkSettings
 from spark_jobs.warc_ingest import IngestOptions
 
@@ -68,6 +69,7 @@ class SluiceConfig(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     ingest: IngestOptions = Field(default_factory=IngestOptions)
+    filter: FilterOptions = Field(default_factory=FilterOptions)
 
     @classmethod
     def settings_customise_sources(

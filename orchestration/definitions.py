@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from assets.filtered import filtered
 from assets.raw_crawl import raw_crawl
 from orchestration.config import SluiceConfig, load_config
 from orchestration.resources import build_resources
 from orchestration.sensors import build_landing_sensor
 
-ALL_ASSETS = [raw_crawl]
+ALL_ASSETS = [raw_crawl, filtered]
 
 
 def build_definitions(config: SluiceConfig | None = None) -> Definitions:

@@ -36,3 +36,35 @@ def raw_crawl_gate(columns: list[str]) -> GateSpec:
         ],
         accounting=conservation("records_read", ["documents", "rejected"]),
     )
+
+
+# A valid IPv4 address (octets ≤ 255), not glued to other digits; Java and Python regex alike.
+IPV4_PATTERN = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d|\.\d)"
+EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}"
+RATIO_COLUMNS = [
+    "symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio", "alpha_words_ratio",
+    "dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac",
+    "top_2gram_char_frac", "top_3gram_char_frac", "top_4gram_char_frac",
+    *[f"dup_{n}gram_char_frac" for n in range(5, 11)],
+    "line_punct_ratio", "short_line_ratio", "char_dup_ratio",
+]
+
+
+def filtered_gate(columns: list[str], languages: list[str], min_language_score: float, min_words: int, max_words: int) -> GateSpec:
+    import great_expectations as gx
+
+    E = gx.expectations
+    table = [
+        E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+        E.ExpectColumnValuesToNotBeNull(column="doc_id"),
+        E.ExpectColumnValuesToBeUnique(column="doc_id"),
+        E.ExpectColumnValuesToNotBeNull(column="text"),
+        E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+        E.ExpectColumnValuesToNotMatchRegexList(column="text", regex_list=[EMAIL_PATTERN, IPV4_PATTERN]),
+        E.ExpectColumnValuesToBeBetween(column="language_score", min_value=min_language_score, max_value=1.0),
+        E.ExpectColumnValuesToBeBetween(column="word_count", min_value=min_words, max_value=max_words),
+        *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0) for c in RATIO_COLUMNS],
+    ]
+    if languages:
+        table.append(E.ExpectColumnValuesToBeInSet(column="language", value_set=languages))
+    return GateSpec(name="filtered", table=table, accounting=conservation("records_read", ["documents", "rejected"]))

@@ -17,7 +17,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import uuid
 import zlib
 from dataclasses import dataclass
 from functools import partial
@@ -386,63 +385,36 @@ def _looks_chunked(body: bytes) -> bool:
 def write_file_outputs(
     f: WarcFile, index: int, opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str
 ) -> dict[str, Any]:
-    """Read one WARC file and write its documents and rejections as Parquet files.
-
-    The files get names derived from the WARC file's index and are renamed into place only when
-    complete, so a retried or speculative Spark task replaces its earlier attempt instead of
-    adding a duplicate. Returns the file's summary (counts by outcome).
-    """
+    """Read one WARC file and write its documents and rejections as Parquet files (named after
+    the file's index, see :class:`TaskOutputs`). Returns the file's summary (counts by outcome)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    doc_schema = pa.schema(RAW_CRAWL_COLUMNS)
-    rej_schema = pa.schema(REJECTION_COLUMNS)
-    targets = {
-        "doc": (Path(docs_dir) / f"part-{index:06d}.parquet", doc_schema),
-        "reject": (Path(rejects_dir) / f"part-{index:06d}.parquet", rej_schema),
-    }
-    writers: dict[str, Any] = {}
+    from spark_jobs.lakehouse.task_output import TaskOutputs
+
     summary: dict[str, Any] = {"warc_file": f.rel, "records": 0, "documents": 0, "rejected": 0, "file_bytes": f.size, "reason": None, "detail": None}
     reasons: dict[str, int] = {}
-    tmp_suffix = f".tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    targets = {"doc": (docs_dir, pa.schema(RAW_CRAWL_COLUMNS)), "reject": (rejects_dir, pa.schema(REJECTION_COLUMNS))}
+    with TaskOutputs(targets, index) as out:
         for batch in read_warc_file(f.path, f.rel, f.size, opts):
             kinds = batch.column("kind")
-            for kind, (path, schema) in targets.items():
-                part = batch.filter(pc.equal(kinds, kind))
-                if not part.num_rows:
-                    continue
-                if kind == "reject":
-                    for r in part.column("reason").to_pylist():
-                        reasons[r] = reasons.get(r, 0) + 1
-                    n = part.num_rows
-                    part = pa.RecordBatch.from_arrays(
-                        [
-                            part.column("doc_id"), part.column("url"), part.column("reason"), part.column("detail"),
-                            pa.nulls(n, pa.float64()), pa.nulls(n, pa.string()),
-                            part.column("warc_file"), part.column("warc_offset"), pa.array([run_id] * n, pa.string()),
-                        ],
-                        schema=schema,
-                    )
-                    summary["rejected"] += n
-                else:
-                    part = part.select(schema.names)
-                    summary["documents"] += part.num_rows
-                if kind not in writers:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    writers[kind] = pq.ParquetWriter(str(path) + tmp_suffix, schema, compression="zstd")
-                writers[kind].write_batch(part)
-            file_rows = batch.filter(pc.equal(kinds, "file")).to_pylist()
-            for row in file_rows:
+            docs = batch.filter(pc.equal(kinds, "doc"))
+            out.write("doc", docs.select(out.schema("doc").names))
+            rej = batch.filter(pc.equal(kinds, "reject"))
+            if rej.num_rows:
+                for r in rej.column("reason").to_pylist():
+                    reasons[r] = reasons.get(r, 0) + 1
+                n = rej.num_rows
+                out.write("reject", pa.RecordBatch.from_arrays(
+                    [
+                        rej.column("doc_id"), rej.column("url"), rej.column("reason"), rej.column("detail"),
+                        pa.nulls(n, pa.float64()), pa.nulls(n, pa.string()),
+                        rej.column("warc_file"), rej.column("warc_offset"), pa.array([run_id] * n, pa.string()),
+                    ],
+                    schema=out.schema("reject"),
+                ))
+            for row in batch.filter(pc.equal(kinds, "file")).to_pylist():
                 summary.update(records=row["records"], reason=row["reason"], detail=row["detail"])
-        for kind, w in writers.items():
-            w.close()
-            os.replace(str(targets[kind][0]) + tmp_suffix, targets[kind][0])
-    except BaseException:
-        for kind, w in writers.items():
-            w.close()
-            Path(str(targets[kind][0]) + tmp_suffix).unlink(missing_ok=True)
-        raise
+        summary["documents"], summary["rejected"] = out.rows["doc"], out.rows["reject"]
     summary["reasons"] = json.dumps(reasons, sort_keys=True)
     return summary
 

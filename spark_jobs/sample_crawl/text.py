@@ -51,20 +51,41 @@ TIMES = ["last week", "on Monday", "in the spring", "earlier this year", "over t
 NAMES = ["Maria Lopez", "James Chen", "Aisha Bello", "Tom Fischer", "Lena Novak", "David Okafor", "Sofia Rossi", "Ravi Patel", "Emma Larsen", "Kenji Sato"]
 CONNECTORS = ["However,", "Meanwhile,", "In addition,", "As a result,", "For example,", "At the same time,", "Still,", "According to", "In the end,", "By contrast,"]
 
+SAID = ["said", "noted", "argued", "explained", "wrote", "told reporters", "pointed out", "suggested"]
+SEEMED = ["was", "seemed", "looked", "appeared", "remained", "proved", "became", "felt"]
+HOW = ["quickly", "slowly", "carefully", "again", "twice", "quietly", "openly", "finally"]
+# Slots every few words: fixed spans stay short, so articles are not flagged for repeated n-grams.
 TEMPLATES = [
     "The {adj} {noun} {verb} the {noun2} in {place} {time}.",
-    "{name} said that the {noun} was {adj} and that it {verb} the {noun2} with care.",
-    "{conn} the {noun2} {verb} a {adj} {noun} that many people had not expected.",
-    "It is one of the most {adj} examples of a {noun} that we have seen {time}.",
-    "When the {noun} {verb} the {noun2}, the result was {adj} enough to change the plan.",
-    "Many readers asked why the {noun} had {verb} the {adj} {noun2} so quickly.",
-    "There are at least {num} reasons to think that the {noun} will be {adj} this year.",
-    "{name}, who has worked with the {noun} for {num} years, {verb} the {noun2} again {time}.",
-    "The {noun2} and the {noun} were both {adj}, but only one of them {verb} the test.",
-    "If you have a {adj} {noun}, it is worth looking at how the {noun2} {verb} it {time}.",
-    "This is why the {noun} is often described as {adj} by those who know the {noun2} well.",
-    "She {verb} the {noun} and then wrote about the {adj} {noun2} in a short note to the team.",
+    "{name} {said} that the {noun} {seemed} {adj} and that it {verb} the {noun2} {how}.",
+    "{conn} the {noun2} {verb} a {adj} {noun} that few had {expected}.",
+    "It {seemed} one of the most {adj} cases of a {noun} seen {time}.",
+    "When the {noun} {verb} the {noun2}, the result {seemed} {adj} enough to change {plans}.",
+    "Readers asked why the {noun} had {verb} the {adj} {noun2} so {how}.",
+    "There are {num} reasons to think the {noun} will be {adj} {when}.",
+    "{name}, who has studied the {noun} for {num} years, {verb} the {noun2} {time}.",
+    "Both the {noun2} and the {noun} {seemed} {adj}, but only one {verb} the {test}.",
+    "If your {noun} is {adj}, look at how the {noun2} {verb} it {time}.",
+    "That is why many describe the {noun} as {adj}, especially those close to the {noun2}.",
+    "She {verb} the {noun} {how} and later wrote about the {adj} {noun2} in a {note}.",
+    "Nobody expected the {noun2} to be so {adj} {time}, {name} {said}.",
+    "{conn} a {adj} {noun} in {place} {verb} {num} {noun2}s {time}.",
+    "According to {name}, the {noun} {verb} more than {num} of them {when}.",
+    "Why would a {adj} {noun} matter? Because the {noun2} {verb} it {how}.",
+    "Local officials {said} the {noun2} {seemed} {adj} after it {verb} the {noun} {time}.",
+    "For {num} weeks the {noun} {seemed} {adj}; then the {noun2} {verb} everything.",
+    "Some argue that the {noun2} is too {adj}, yet the {noun} {verb} it {how}.",
+    "What {seemed} {adj} {time} now looks like a {adj2} {noun}, {name} {said}.",
+    "Few people in {place} knew the {noun} had {verb} a {adj} {noun2}.",
+    "Our team {verb} the {noun} {how}, and the {noun2} {seemed} {adj} as a result.",
+    "In short, the {noun} {verb} the {noun2} and {plans} changed {how}.",
+    "Critics {said} the {adj} {noun2} {verb} the wrong {noun} {time}.",
 ]
+EXPECTED = ["expected", "predicted", "imagined", "planned for", "noticed", "seen coming"]
+PLANS = ["the plan", "their plans", "the schedule", "the budget", "the outlook", "the debate"]
+WHEN = ["this year", "next season", "by spring", "in the long run", "soon", "before long"]
+TESTS = ["test", "review", "inspection", "trial", "audit", "check"]
+NOTES = ["short note", "long letter", "blog post", "report", "column", "newsletter"]
 
 FOREIGN = {
     "de": [
@@ -104,10 +125,15 @@ def article(rng: random.Random, topic: str | None = None) -> tuple[str, list[str
     topic = topic or rng.choice(sorted(TOPICS))
     vocab = TOPICS[topic]
 
+    order: list[str] = []
+
     def sentence() -> str:
-        t = rng.choice(TEMPLATES)
+        if not order:  # each template once before any repeats
+            order.extend(rng.sample(TEMPLATES, len(TEMPLATES)))
+        t = order.pop()
         s = t.format(
             adj=rng.choice(vocab["adjs"]),
+            adj2=rng.choice(vocab["adjs"]),
             noun=rng.choice(vocab["nouns"]),
             noun2=rng.choice(vocab["nouns"]),
             verb=rng.choice(vocab["verbs"]),
@@ -116,10 +142,18 @@ def article(rng: random.Random, topic: str | None = None) -> tuple[str, list[str
             name=rng.choice(NAMES),
             conn=rng.choice(CONNECTORS),
             num=rng.randint(2, 40),
+            said=rng.choice(SAID),
+            seemed=rng.choice(SEEMED),
+            how=rng.choice(HOW),
+            expected=rng.choice(EXPECTED),
+            plans=rng.choice(PLANS),
+            when=rng.choice(WHEN),
+            test=rng.choice(TESTS),
+            note=rng.choice(NOTES),
         )
         return s[0].upper() + s[1:]
 
-    paragraphs = [" ".join(sentence() for _ in range(rng.randint(3, 7))) for _ in range(rng.randint(4, 9))]
+    paragraphs = [" ".join(sentence() for _ in range(rng.randint(3, 5))) for _ in range(rng.randint(3, 6))]
     noun = rng.choice(vocab["nouns"])
     title = f"How a {rng.choice(vocab['adjs'])} {noun} {rng.choice(vocab['verbs'])} the {rng.choice(vocab['nouns'])}"
     return title, paragraphs

@@ -1,0 +1,45 @@
+"""Plots people look at instead of reading tables: stage funnels (more to come: histograms, cluster sizes)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+
+def funnel_png(steps: list[tuple[str, int]], title: str, out: str | Path) -> Path:
+    """A horizontal bar per step: documents remaining after it, with the share of the input."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    labels = [s for s, _ in steps]
+    values = [v for _, v in steps]
+    top = max(values[0], 1)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(steps) + 1.2), dpi=100)
+    bars = ax.barh(range(len(steps)), values, color="#3b7dd8")
+    ax.set_yticks(range(len(steps)), labels)
+    ax.invert_yaxis()
+    for b, v in zip(bars, values):
+        ax.text(b.get_width() + top * 0.01, b.get_y() + b.get_height() / 2, f"{v:,} ({v / top:.0%})", va="center", fontsize=8)
+    ax.set_xlim(0, top * 1.25)
+    ax.set_xlabel("documents remaining")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def markdown_image(path: str | Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"![{alt}](data:image/png;base64,{data})"
+
+
+def funnel_table(steps: list[tuple[str, int]]) -> str:
+    top = max(steps[0][1], 1) if steps else 1
+    rows = ["| after | documents | share of input |", "|---|---:|---:|"]
+    rows += [f"| {name} | {n:,} | {n / top:.1%} |" for name, n in steps]
+    return "\n".join(rows)

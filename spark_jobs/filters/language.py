@@ -1,0 +1,84 @@
+"""Language identification with an offline model.
+
+* ``langid`` (default): langid.py's model ships inside its PyPI package; probabilities normalised,
+  about 2 ms for a 7 kB page.
+* ``lingua``: the Lingua detector (Rust), low-accuracy mode.
+* ``fasttext``: any fastText language-ID model file by path (lid.176.bin, GlotLID), for the
+  FineWeb setup; needs the ``fasttext`` package.
+
+Only the first ``max_chars`` characters are looked at: enough for a stable answer, and the cost of
+every backend grows with the text.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class LanguageOptions(BaseModel):
+    enabled: bool = True
+    backend: Literal["langid", "lingua", "fasttext"] = "langid"
+    model_path: str | None = None  # fastText model file
+    languages: list[str] = Field(default_factory=lambda: ["en"])  # ISO 639-1; empty keeps all
+    min_score: float = 0.65
+    max_chars: int = 3000
+
+
+class LanguageIdentifier:
+    def __init__(self, o: LanguageOptions) -> None:
+        self.o = o
+        self._predict = _backend(o.backend, o.model_path)
+
+    def identify(self, text: str) -> tuple[str, float]:
+        snippet = " ".join(text[: self.o.max_chars].split())
+        if not snippet:
+            return "und", 0.0
+        return self._predict(snippet)
+
+
+@lru_cache(maxsize=4)
+def _backend(name: str, model_path: str | None):
+    if name == "langid":
+        from langid.langid import LanguageIdentifier as _LI
+        from langid.langid import model
+
+        ident = _LI.from_modelstring(model, norm_probs=True)
+
+        def predict(text: str) -> tuple[str, float]:
+            lang, p = ident.classify(text)
+            return lang, float(p)
+
+        return predict
+    if name == "lingua":
+        from lingua import LanguageDetectorBuilder
+
+        det = LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
+
+        def predict(text: str) -> tuple[str, float]:
+            values = det.compute_language_confidence_values(text)
+            if not values:
+                return "und", 0.0
+            top = values[0]
+            return top.language.iso_code_639_1.name.lower(), float(top.value)
+
+        return predict
+    if name == "fasttext":
+        if not model_path:
+            raise ValueError("language.backend=fasttext needs language.model_path (e.g. lid.176.bin)")
+        try:
+            import fasttext
+        except ImportError as e:  # pragma: no cover - depends on the optional package
+            raise ImportError("language.backend=fasttext needs the fasttext package (pip install fasttext-wheel)") from e
+        model = fasttext.load_model(model_path)
+
+        def predict(text: str) -> tuple[str, float]:
+            labels, probs = model.predict(text.replace("\n", " "), k=1)
+            label = labels[0].replace("__label__", "")
+            # GlotLID labels look like eng_Latn; lid.176 like en.
+            return label.split("_")[0], float(min(1.0, probs[0]))
+
+        return predict
+    raise ValueError(f"unknown language backend {name!r}")

@@ -1,0 +1,298 @@
+"""Heuristic quality rules: Gopher repetition, Gopher quality, C4, FineWeb.
+
+Thresholds are the published ones (Gopher: Rae et al. 2021, C4: Raffel et al. 2020, FineWeb:
+Penedo et al. 2024) and live in the option models, so every one is configurable. Each ``*_signals``
+function measures a text; each ``*_verdict`` function compares the measures with the thresholds
+and returns the first rule that fails as ``(rule, measured value)``, or ``None``.
+
+N-gram repetition is computed with NumPy over integer word ids (rolling hashes, ``np.unique``), not
+with Python dictionaries of tuples: it is the costliest signal and runs on every document.
+"""
+
+from __future__ import annotations
+
+import re
+import numpy as np
+from pydantic import BaseModel, Field
+
+STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
+BULLETS = ("•", "‣", "●", "▪", "◦", "-", "*", "–", "·")
+ELLIPSES = ("...", "…")
+TERMINAL_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？", ":", ";")
+C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+_PUNCT_STRIP = "\"'“”‘’.,;:!?()[]{}<>«»-–—…*#/\\|"
+_CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?]+(?:[\"'”’)\]]*)(?:\s|$)")
+
+
+# ---- shared tokenisation ------------------------------------------------------------------------
+
+
+def words_of(text: str) -> list[str]:
+    """Whitespace tokens with surrounding punctuation removed; pure-punctuation tokens dropped."""
+    out = []
+    for tok in text.split():
+        w = tok.strip(_PUNCT_STRIP)
+        if w:
+            out.append(w)
+    return out
+
+
+def lines_of(text: str) -> list[str]:
+    return [l.strip() for l in text.split("\n") if l.strip()]
+
+
+def paragraphs_of(text: str) -> list[str]:
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def _dup_fractions(items: list[str]) -> tuple[float, float]:
+    """Share of items that repeat an earlier item, and share of characters in them."""
+    if not items:
+        return 0.0, 0.0
+    seen: set[str] = set()
+    dup_n = dup_chars = 0
+    total_chars = sum(len(x) for x in items)
+    for x in items:
+        if x in seen:
+            dup_n += 1
+            dup_chars += len(x)
+        else:
+            seen.add(x)
+    return dup_n / len(items), (dup_chars / total_chars if total_chars else 0.0)
+
+
+def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit rolling hash per n-gram of word ids (wrap-around multiplication is intended)."""
+    h = np.zeros(len(ids) - n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            h = h * np.uint64(1_000_003) + ids[k : len(ids) - n + 1 + k].astype(np.uint64) + np.uint64(1)
+    return h
+
+
+def ngram_repetition(words: list[str], top_ns=(2, 3, 4), dup_ns=(5, 6, 7, 8, 9, 10)) -> dict[str, float]:
+    """Gopher's n-gram signals over the words' characters.
+
+    * top_n: characters covered by the most frequent n-gram (counting each occurrence) / all word characters;
+    * dup_n: characters of words covered by any n-gram that occurs more than once / all word characters.
+    """
+    out: dict[str, float] = {}
+    if not words:
+        return {**{f"top_{n}gram_char_frac": 0.0 for n in top_ns}, **{f"dup_{n}gram_char_frac": 0.0 for n in dup_ns}}
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=len(words))
+    lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    total = float(lens.sum())
+    csum = np.concatenate([[0], np.cumsum(lens)])
+    for n in top_ns:
+        key = f"top_{n}gram_char_frac"
+        if len(words) < n:
+            out[key] = 0.0
+            continue
+        h = _ngram_hashes(ids, n)
+        uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
+        best = int(np.argmax(counts))
+        if counts[best] < 2:
+            out[key] = 0.0
+            continue
+        start = int(first[best])
+        gram_chars = float(csum[start + n] - csum[start])
+        out[key] = min(1.0, gram_chars * int(counts[best]) / total)
+    for n in dup_ns:
+        key = f"dup_{n}gram_char_frac"
+        if len(words) < n:
+            out[key] = 0.0
+            continue
+        h = _ngram_hashes(ids, n)
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+        dup_starts = np.nonzero(counts[inverse] > 1)[0]
+        if not len(dup_starts):
+            out[key] = 0.0
+            continue
+        cover = np.zeros(len(words) + 1, dtype=np.int64)
+        np.add.at(cover, dup_starts, 1)
+        np.add.at(cover, dup_starts + n, -1)
+        covered = np.cumsum(cover)[:-1] > 0
+        out[key] = float(lens[covered].sum()) / total
+    return out
+
+
+# ---- Gopher repetition -------------------------------------------------------------------------
+
+
+class GopherRepetitionOptions(BaseModel):
+    enabled: bool = True
+    dup_line_frac: float = 0.30
+    dup_para_frac: float = 0.30
+    dup_line_char_frac: float = 0.20
+    dup_para_char_frac: float = 0.20
+    top_ngram_char_frac: dict[int, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
+    dup_ngram_char_frac: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+
+
+def gopher_repetition_signals(text: str, words: list[str], o: GopherRepetitionOptions) -> dict[str, float]:
+    lf, lcf = _dup_fractions(lines_of(text))
+    pf, pcf = _dup_fractions(paragraphs_of(text))
+    sig = {"dup_line_frac": lf, "dup_line_char_frac": lcf, "dup_para_frac": pf, "dup_para_char_frac": pcf}
+    sig.update(ngram_repetition(words, tuple(o.top_ngram_char_frac), tuple(o.dup_ngram_char_frac)))
+    return sig
+
+
+def gopher_repetition_verdict(s: dict[str, float], o: GopherRepetitionOptions) -> tuple[str, float] | None:
+    for key, limit in (
+        ("dup_para_frac", o.dup_para_frac),
+        ("dup_para_char_frac", o.dup_para_char_frac),
+        ("dup_line_frac", o.dup_line_frac),
+        ("dup_line_char_frac", o.dup_line_char_frac),
+    ):
+        if s[key] > limit:
+            return f"gopher_rep.{key}", s[key]
+    for n, limit in o.top_ngram_char_frac.items():
+        if s[f"top_{n}gram_char_frac"] > limit:
+            return f"gopher_rep.top_{n}gram_char_frac", s[f"top_{n}gram_char_frac"]
+    for n, limit in o.dup_ngram_char_frac.items():
+        if s[f"dup_{n}gram_char_frac"] > limit:
+            return f"gopher_rep.dup_{n}gram_char_frac", s[f"dup_{n}gram_char_frac"]
+    return None
+
+
+# ---- Gopher quality ----------------------------------------------------------------------------
+
+
+class GopherQualityOptions(BaseModel):
+    enabled: bool = True
+    min_words: int = 50
+    max_words: int = 100_000
+    min_mean_word_length: float = 3.0
+    max_mean_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    min_alpha_words_ratio: float = 0.8
+    min_stop_words: int = 2
+    stop_words: list[str] = Field(default_factory=lambda: sorted(STOP_WORDS))
+
+
+def gopher_quality_signals(text: str, words: list[str], o: GopherQualityOptions) -> dict[str, float]:
+    n = len(words)
+    lines = lines_of(text)
+    stops = set(o.stop_words)
+    symbols = text.count("#") + text.count("...") + text.count("…")
+    return {
+        "word_count": float(n),
+        "mean_word_length": (sum(len(w) for w in words) / n) if n else 0.0,
+        "symbol_word_ratio": symbols / n if n else 0.0,
+        "bullet_lines_ratio": (sum(l.startswith(BULLETS) for l in lines) / len(lines)) if lines else 0.0,
+        "ellipsis_lines_ratio": (sum(l.endswith(ELLIPSES) for l in lines) / len(lines)) if lines else 0.0,
+        "alpha_words_ratio": (sum(any(c.isalpha() for c in w) for w in words) / n) if n else 0.0,
+        "stop_word_count": float(sum(1 for w in words if w.lower() in stops)),
+    }
+
+
+def gopher_quality_verdict(s: dict[str, float], o: GopherQualityOptions) -> tuple[str, float] | None:
+    checks = (
+        ("word_count", s["word_count"] < o.min_words or s["word_count"] > o.max_words),
+        ("mean_word_length", not (o.min_mean_word_length <= s["mean_word_length"] <= o.max_mean_word_length)),
+        ("symbol_word_ratio", s["symbol_word_ratio"] > o.max_symbol_word_ratio),
+        ("bullet_lines_ratio", s["bullet_lines_ratio"] > o.max_bullet_lines_ratio),
+        ("ellipsis_lines_ratio", s["ellipsis_lines_ratio"] > o.max_ellipsis_lines_ratio),
+        ("alpha_words_ratio", s["alpha_words_ratio"] < o.min_alpha_words_ratio),
+        ("stop_word_count", s["stop_word_count"] < o.min_stop_words),
+    )
+    for key, failed in checks:
+        if failed:
+            return f"gopher_quality.{key}", s[key]
+    return None
+
+
+# ---- C4 ----------------------------------------------------------------------------------------
+
+
+class C4Options(BaseModel):
+    enabled: bool = True
+    # FineWeb keeps lines without terminal punctuation (C4's strictest rule), so off by default.
+    filter_no_terminal_punct: bool = False
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    min_sentences: int = 5
+    remove_citations: bool = True
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+
+def c4_clean(text: str, o: C4Options) -> tuple[str | None, tuple[str, float] | None, dict[str, float]]:
+    """C4's line filters and document rules. Returns (new text, failed rule, signals)."""
+    lowered = text.lower()
+    if o.filter_lorem_ipsum and "lorem ipsum" in lowered:
+        return None, ("c4.lorem_ipsum", 1.0), {}
+    if o.filter_curly_bracket and "{" in text:
+        return None, ("c4.curly_bracket", float(text.count("{"))), {}
+    kept: list[str] = []
+    removed = 0
+    for line in text.split("\n"):
+        s = line.strip()
+        if not s:
+            kept.append("")
+            continue
+        low = s.lower()
+        if o.remove_citations:
+            s = _CITATION.sub("", s)
+        words = s.split()
+        drop = (
+            len(words) < o.min_words_per_line
+            or any(len(w) > o.max_word_length for w in words)
+            or (o.filter_javascript and "javascript" in low)
+            or (o.filter_policy and any(p in low for p in C4_POLICY))
+            or (o.filter_no_terminal_punct and not s.endswith(TERMINAL_PUNCT))
+        )
+        if drop:
+            removed += 1
+        else:
+            kept.append(s)
+    new = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+    sentences = len(_SENTENCE_END.findall(new))
+    sig = {"c4_lines_removed": float(removed), "sentence_count": float(sentences)}
+    if sentences < o.min_sentences:
+        return None, ("c4.min_sentences", float(sentences)), sig
+    return new, None, sig
+
+
+# ---- FineWeb -----------------------------------------------------------------------------------
+
+
+class FineWebOptions(BaseModel):
+    enabled: bool = True
+    min_line_punct_ratio: float = 0.12
+    short_line_chars: int = 30
+    max_short_line_ratio: float = 0.67
+    max_char_dup_ratio: float = 0.01
+    max_newline_word_ratio: float = 0.3
+
+
+def fineweb_signals(text: str, words: list[str], o: FineWebOptions) -> dict[str, float]:
+    lines = lines_of(text)
+    n = len(lines)
+    _, dup_chars = _dup_fractions(lines)
+    return {
+        "line_punct_ratio": (sum(l.endswith(TERMINAL_PUNCT) for l in lines) / n) if n else 0.0,
+        "short_line_ratio": (sum(len(l) <= o.short_line_chars for l in lines) / n) if n else 0.0,
+        "char_dup_ratio": dup_chars,
+        "newline_word_ratio": text.count("\n") / len(words) if words else 0.0,
+    }
+
+
+def fineweb_verdict(s: dict[str, float], o: FineWebOptions) -> tuple[str, float] | None:
+    if s["line_punct_ratio"] < o.min_line_punct_ratio:
+        return "fineweb.line_punct_ratio", s["line_punct_ratio"]
+    if s["short_line_ratio"] > o.max_short_line_ratio:
+        return "fineweb.short_line_ratio", s["short_line_ratio"]
+    if s["char_dup_ratio"] > o.max_char_dup_ratio:
+        return "fineweb.char_dup_ratio", s["char_dup_ratio"]
+    if s["newline_word_ratio"] > o.max_newline_word_ratio:
+        return "fineweb.newline_word_ratio", s["newline_word_ratio"]
+    return None

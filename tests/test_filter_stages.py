@@ -1,0 +1,125 @@
+"""URL filter, extraction, language ID and PII redaction, and the per-document pipeline."""
+
+import pytest
+
+from spark_jobs.filters.extract import ExtractOptions, Extractor, decode_html
+from spark_jobs.filters.language import LanguageIdentifier, LanguageOptions
+from spark_jobs.filters.pii import PiiOptions, redact
+from spark_jobs.filters.pipeline import DocumentFilter, FilterOptions
+from spark_jobs.filters.url_filter import UrlFilter, UrlFilterOptions
+from spark_jobs.sample_crawl import text as T
+from spark_jobs.sample_crawl.generator import _render
+
+import random
+
+
+def test_url_filter_ut1_lists_and_banned_words(tmp_path):
+    adult = tmp_path / "ut1" / "adult"
+    adult.mkdir(parents=True)
+    (adult / "domains").write_text("# comment\nbad-site.com\nexample.xxx\n")
+    (adult / "urls").write_text("good-host.org/private/page.html\n")
+    gambling = tmp_path / "ut1" / "gambling"
+    gambling.mkdir()
+    (gambling / "domains").write_text("casino-royal.net\n")
+    f = UrlFilter(UrlFilterOptions(blocklist_dirs=[str(tmp_path / "ut1")], banned_words=["porn"], banned_subwords=["xxxvideo"]))
+    assert f.check("https://bad-site.com/a") == ("url.blocked_domain", "bad-site.com")
+    assert f.check("https://www.sub.bad-site.com/") == ("url.blocked_domain", "bad-site.com")
+    assert f.check("https://notbad-site.com/") is None  # a suffix that is not a label boundary
+    assert f.check("http://good-host.org/private/page.html") == ("url.blocked_url", "good-host.org/private/page.html")
+    assert f.check("http://good-host.org/public/") is None
+    assert f.check("https://casino-royal.net/x")[0] == "url.blocked_domain"
+    assert f.check("https://a.com/free-porn-now") == ("url.banned_word", "porn")
+    assert f.check("https://a.com/pornography-history") is None  # a word, not a substring
+    assert f.check("https://a.com/myxxxvideos") == ("url.banned_subword", "xxxvideo")
+    only_gambling = UrlFilter(UrlFilterOptions(blocklist_dirs=[str(tmp_path / "ut1")], categories=["gambling"]))
+    assert only_gambling.check("https://bad-site.com/") is None and only_gambling.check("https://casino-royal.net/")
+
+
+def test_url_filter_missing_list_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="blocklist"):
+        UrlFilter(UrlFilterOptions(blocklist_dirs=[str(tmp_path / "nope")]))
+
+
+def test_pii_redaction_counts_and_placeholders():
+    text = (
+        "Mail jane.doe@example.org or info@city-news.co.uk. The host 192.168.1.20 answered, "
+        "then 2001:db8::8a2e:370:7334 did. Version 1.2.3 and 999.1.1.1 are not addresses. Ends at 10.0.0.1."
+    )
+    out, counts = redact(text, PiiOptions())
+    assert counts == {"pii_emails": 2, "pii_ips": 3, "pii_phones": 0}
+    assert "@" not in out and "192.168" not in out and "2001:db8" not in out and "10.0.0.1" not in out
+    assert out.count("<EMAIL>") == 2 and out.count("<IP_ADDRESS>") == 3
+    assert "1.2.3" in out and "999.1.1.1" in out and out.endswith("<IP_ADDRESS>.")
+    phones, c = redact("Call +1 (555) 234-5678 today.", PiiOptions(phones=True))
+    assert c["pii_phones"] == 1 and "555" not in phones
+    assert redact(text, PiiOptions(enabled=False))[0] == text
+
+
+def article_page(seed=1):
+    rng = random.Random(seed)
+    title, paras = T.article(rng)
+    return _render("www.example.com", title, paras, rng), paras
+
+
+@pytest.mark.parametrize("backend", ["resiliparse", "resiliparse_blocks", "trafilatura"])
+def test_extractors_keep_the_article_and_drop_boilerplate(backend):
+    page, paras = article_page()
+    text = Extractor(ExtractOptions(backend=backend)).extract(page, "utf-8")
+    assert all(p[:60] in text for p in paras)
+    for boiler in ("We use cookies", "All rights reserved", "Related stories", "Subscribe"):
+        assert boiler not in text, (backend, boiler)
+
+
+def test_charset_from_header_then_detection():
+    html = "<html><body><p>Привет, мир! Это тестовая страница.</p></body></html>"
+    cp1251 = html.encode("cp1251")
+    assert "Привет" in decode_html(cp1251, "windows-1251")
+    assert "Привет" in decode_html(cp1251, "bogus-charset")  # unknown charset: detected instead
+    meta = ('<html><head><meta charset="euc-jp"></head><body><p>' + "日本語のテキストです。" * 20 + "</p></body></html>").encode("euc-jp")
+    assert "日本語" in decode_html(meta, None)  # no HTTP charset: detected
+    assert "日本語" in decode_html(meta, "euc-jp")
+
+
+def test_language_identification_and_threshold():
+    ident = LanguageIdentifier(LanguageOptions())
+    rng = random.Random(3)
+    en = " ".join(T.article(rng)[1])
+    de = " ".join(T.foreign(rng, "de")[1])
+    lang, score = ident.identify(en)
+    assert lang == "en" and score > 0.9
+    assert ident.identify(de)[0] == "de"
+    assert ident.identify("   ") == ("und", 0.0)
+
+
+def test_language_rule_just_inside_and_outside_min_score():
+    mixed = "The weather is nice today. Das Wetter ist heute schön und warm."
+    lang, score = LanguageIdentifier(LanguageOptions()).identify(mixed)
+    page = f"<html><body><p>{mixed}</p></body></html>".encode()
+    row = {"doc_id": "d", "url": "https://a.example/x", "host": "a.example", "warc_date": None, "warc_record_id": "r",
+           "warc_file": "f", "warc_offset": 0, "charset": "utf-8", "html": page}
+    only_lang = dict(extract={"backend": "resiliparse"}, gopher_repetition={"enabled": False}, gopher_quality={"enabled": False}, c4={"enabled": False}, fineweb={"enabled": False})
+    inside = DocumentFilter(FilterOptions(language={"languages": [lang], "min_score": score - 1e-6}, **only_lang))
+    outside = DocumentFilter(FilterOptions(language={"languages": [lang], "min_score": score + 1e-6}, **only_lang))
+    assert inside.one(row)[0] is not None
+    assert outside.one(row)[1] == ("language.low_score", lang, score)
+
+
+def test_document_filter_keeps_signals_and_explains_rejections():
+    f = DocumentFilter(FilterOptions())
+    page, _ = article_page(5)
+    rng = random.Random(5)
+    title, paras = T.article(rng)
+    sents, planted = T.pii_sentences(rng)
+    pii_page = _render("www.example.com", title, paras[:2] + [" ".join(sents)] + paras[2:], rng)
+    base = {"host": "www.example.com", "warc_date": None, "warc_record_id": "r", "warc_file": "f", "warc_offset": 1, "charset": "utf-8"}
+    kept, why = f.one({**base, "doc_id": "a", "url": "https://www.example.com/a", "html": pii_page})
+    assert why is None
+    assert kept["pii_emails"] == 1 and kept["pii_ips"] == 2 and planted["email"][0] not in kept["text"]
+    assert kept["language"] == "en" and kept["word_count"] >= 50 and 0 <= kept["dup_5gram_char_frac"] <= 0.15
+    _, why = f.one({**base, "doc_id": "b", "url": "https://x/", "html": b"<html><body><nav>Home</nav></body></html>"})
+    assert why[0] == "extract.no_text"
+    _, why = f.one({**base, "doc_id": "c", "url": "https://x/", "html": _render("s", "t", ["Kurzer Text."], rng)})
+    assert why[0].startswith(("language.", "gopher_quality."))
+    spam_title, spam_lines = T.spam(rng)
+    _, why = f.one({**base, "doc_id": "d", "url": "https://x/", "html": _render("s", spam_title, spam_lines, rng)})
+    assert why is not None
