@@ -31,7 +31,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)
+	$(BIN)/pip install -e '.[bench]'
 	$(BIN)/python benchmarks/ingest_throughput.py --pages 20000
+	$(BIN)/python benchmarks/extraction_quality.py
+	$(BIN)/python benchmarks/filter_throughput.py --records 20000
 
 ui: $(STAMP)
 	$(BIN)/sluice ui

@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue
 
 from spark_jobs.lakehouse.delta_table import CommitResult, Transaction, snapshot_files
-from spark_jobs.lakehouse.spark_io import stage_dataframe
 
 REJECTIONS = "rejections"
 
@@ -57,21 +56,6 @@ def commit(context: AssetExecutionContext, txn: Transaction, mlflow_run_id: str,
         context.log.warning(f"{table}: removed {len(result.removed_stray)} stray files left by a killed writer")
     context.log.info(f"{table} v{result.version}: {result.rows} rows in {result.files} files (commit {time.time() - t0:.1f}s)")
     return result
-
-
-def commit_dataframe(
-    context: AssetExecutionContext,
-    df,
-    table: str,
-    partition: dict[str, str],
-    partition_by: list[str],
-    mlflow_run_id: str,
-    empty_schema=None,
-) -> CommitResult:
-    """Replace one partition of ``table`` with a Spark DataFrame in one Delta commit."""
-    with open_write(context, table, partition, partition_by) as txn:
-        stage_dataframe(df, txn)
-        return commit(context, txn, mlflow_run_id, empty_schema)
 
 
 def preview(uri: str, version: int, partition: dict[str, str], columns: list[str], rows: int = 5) -> str:

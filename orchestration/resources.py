@@ -30,9 +30,7 @@ class SparkProvider:
 
 
 class Lakehouse:
-    """Where tables live. Table names are the public contract of DESIGN.md."""
-
-    TABLES = ("raw_crawl", "filtered", "rejections")
+    """Where tables live. Table names are the public contract of DESIGN.md and the README."""
 
     def __init__(self, config: SluiceConfig) -> None:
         self.root = config.lakehouse_path

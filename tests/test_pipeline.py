@@ -29,7 +29,7 @@ def run(cfg, crawl_id, assets=(raw_crawl,), instance=None):
 
 def test_definitions_load(make_config, sample_landing):
     defs = build_definitions(make_config(sample_landing))
-    assert defs.resolve_asset_graph().get_all_asset_keys() == {AssetKey("raw_crawl")}
+    assert defs.resolve_asset_graph().get_all_asset_keys() == {AssetKey("raw_crawl"), AssetKey("filtered")}
     assert {s.name for s in defs.sensors} == {"crawl_landing_sensor"}
     assert isinstance(defs, Definitions)
 

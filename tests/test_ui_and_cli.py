@@ -49,6 +49,7 @@ def test_webserver_starts_on_localhost_and_lists_assets(tmp_path):
         assert data is not None, "webserver did not answer in time"
         nodes = {tuple(n["assetKey"]["path"]): n for n in data}
         assert nodes[("raw_crawl",)]["groupName"] == "bronze" and nodes[("raw_crawl",)]["hasAssetChecks"]
+        assert nodes[("filtered",)]["groupName"] == "silver" and nodes[("filtered",)]["hasAssetChecks"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -64,7 +65,7 @@ def test_cli_sample_crawl_run_and_tables(spark, tmp_path, monkeypatch, capsys):
     assert len(list((tmp_path / "landing" / "c1").glob("*.warc.gz"))) == 2
     assert main(["run", "--crawl", "landing/c1", "--lakehouse", "lh"]) == 0
     out = capsys.readouterr().out
-    assert "raw_crawl" in out and "rejections" in out and "sluice ui" in out and "mlflow" in out.lower()
+    assert "raw_crawl" in out and "filtered" in out and "rejections" in out and "sluice ui" in out and "mlflow" in out.lower()
     assert main(["tables", "--lakehouse", "lh"]) == 0
     lines = capsys.readouterr().out.splitlines()
     row = next(l for l in lines if l.startswith("raw_crawl"))

@@ -21,7 +21,7 @@ from spark_jobs.filters.extract import ExtractOptions, Extractor
 from spark_jobs.filters.language import LanguageIdentifier, LanguageOptions
 from spark_jobs.filters.pii import PiiOptions, redact
 from spark_jobs.filters.url_filter import UrlFilter, UrlFilterOptions
-from spark_jobs.warc_ingest import REJECTION_COLUMNS
+from spark_jobs.warc_ingest import RAW_CRAWL_COLUMNS, REJECTION_COLUMNS
 
 STAGE = "filter"
 
@@ -69,18 +69,13 @@ SIGNAL_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("pii_ips", pa.int64()),
     ("pii_phones", pa.int64()),
 ]
+PROVENANCE = ["doc_id", "url", "host", "warc_date", "warc_record_id", "warc_file", "warc_offset"]
 FILTERED_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("doc_id", pa.string()),
-    ("url", pa.string()),
-    ("host", pa.string()),
-    ("warc_date", pa.timestamp("us", tz="UTC")),
-    ("warc_record_id", pa.string()),
-    ("warc_file", pa.string()),
-    ("warc_offset", pa.int64()),
+    *[c for c in RAW_CRAWL_COLUMNS if c[0] in PROVENANCE],
     ("text", pa.string()),
     *SIGNAL_COLUMNS,
 ]
-INPUT_COLUMNS = ["doc_id", "url", "host", "warc_date", "warc_record_id", "warc_file", "warc_offset", "charset", "html"]
+INPUT_COLUMNS = [*PROVENANCE, "charset", "html"]
 
 
 def filtered_schema() -> pa.Schema:
@@ -120,18 +115,16 @@ class DocumentFilter:
             if score < o.language.min_score:
                 return None, ("language.low_score", lang, score)
         words = Q.words_of(text)
-        if o.gopher_repetition.enabled:
-            s = Q.gopher_repetition_signals(text, words, o.gopher_repetition)
-            sig.update(s)
-            v = Q.gopher_repetition_verdict(s, o.gopher_repetition)
-            if v:
-                return None, (v[0], None, v[1])
-        if o.gopher_quality.enabled:
-            s = Q.gopher_quality_signals(text, words, o.gopher_quality)
-            sig.update(s)
-            v = Q.gopher_quality_verdict(s, o.gopher_quality)
-            if v:
-                return None, (v[0], None, v[1])
+        for signals, verdict, opts in (
+            (Q.gopher_repetition_signals, Q.gopher_repetition_verdict, o.gopher_repetition),
+            (Q.gopher_quality_signals, Q.gopher_quality_verdict, o.gopher_quality),
+        ):
+            if opts.enabled:
+                s = signals(text, words, opts)
+                sig.update(s)
+                v = verdict(s, opts)
+                if v:
+                    return None, (v[0], None, v[1])
         if o.c4.enabled:
             new, v, s = Q.c4_clean(text, o.c4)
             sig.update(s)
@@ -150,7 +143,7 @@ class DocumentFilter:
         sig["char_count"] = len(text)
         sig["line_count"] = text.count("\n") + 1
         sig.setdefault("word_count", len(words))
-        out = {k: row[k] for k in ("doc_id", "url", "host", "warc_date", "warc_record_id", "warc_file", "warc_offset")}
+        out = {k: row[k] for k in PROVENANCE}
         out["text"] = text
         out.update(sig)
         return out, None
