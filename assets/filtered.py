@@ -59,15 +59,12 @@ def filtered(context: AssetExecutionContext) -> MaterializeResult:
         spark.sparkContext.setJobGroup(f"{ASSET}:{crawl_id}", f"sluice {ASSET} {crawl_id}")
         files = snapshot_files(lh.uri(UPSTREAM), upstream_version, part)
         docs_in = sum(f.num_records or 0 for f in files)
-        raw = read_table(spark, lh.uri(UPSTREAM), upstream_version, part)
         context.log.info(f"{UPSTREAM} v{upstream_version}: {docs_in} documents in {len(files)} files")
         t0 = time.time()
         with open_write(context, ASSET, part, ["crawl_id"]) as kept_txn, open_write(
             context, REJECTIONS, {**part, "stage": STAGE}, ["crawl_id", "stage"]
         ) as rej_txn:
-            summary = filter_documents(
-                spark, raw, opts, kept_txn.staging_uri, rej_txn.staging_uri, context.run_id, input_bytes=sum(f.size for f in files)
-            )
+            summary = filter_documents(spark, [f.path for f in files], opts, kept_txn.staging_uri, rej_txn.staging_uri, context.run_id)
             kept = commit(context, kept_txn, run.run_id, empty_schema=filtered_schema())
             rej = commit(context, rej_txn, run.run_id)
         elapsed = time.time() - t0

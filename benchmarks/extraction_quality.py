@@ -28,7 +28,7 @@ SHARED = ROOT.parent / "shared" / "data" / "html"
 
 from spark_jobs.filters.extract import ExtractOptions, Extractor  # noqa: E402
 
-BACKENDS = ["resiliparse", "resiliparse_blocks", "trafilatura"]
+BACKENDS = ["resiliparse", "resiliparse_blocks", "cascade", "trafilatura"]
 
 
 def trafilatura_eval(extractor: Extractor) -> dict:

@@ -67,7 +67,6 @@ def run_sluice(spark, crawl: Path, lake: Path, backend: str) -> dict:
     from spark_jobs import warc_ingest as ingest
     from spark_jobs.filter_job import filter_documents
     from spark_jobs.lakehouse.delta_table import Transaction, snapshot_files
-    from spark_jobs.lakehouse.spark_io import read_table
 
     opts = ingest.IngestOptions()
     files = ingest.discover_warc_files(crawl, opts.file_globs)
@@ -77,9 +76,8 @@ def run_sluice(spark, crawl: Path, lake: Path, backend: str) -> dict:
         raw = dt.commit("replace", empty_schema=ingest.raw_crawl_schema())
         rt.commit("replace", empty_schema=ingest.rejections_schema())
     with Transaction(lake / "filtered", part) as kt, Transaction(lake / "rejections", {**part, "stage": "filter"}) as ft:
-        df = read_table(spark, lake / "raw_crawl", raw.version, part)
-        size = sum(f.size for f in snapshot_files(lake / "raw_crawl", raw.version, part))
-        s = filter_documents(spark, df, sluice_options(backend), kt.staging_uri, ft.staging_uri, "bench", input_bytes=size)
+        paths = [f.path for f in snapshot_files(lake / "raw_crawl", raw.version, part)]
+        s = filter_documents(spark, paths, sluice_options(backend), kt.staging_uri, ft.staging_uri, "bench")
         kept = kt.commit("replace")
         ft.commit("replace")
     return {"docs_in": raw.rows, "kept": kept.rows, "reasons": s.reasons}

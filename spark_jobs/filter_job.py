@@ -1,9 +1,12 @@
 """Spark job: a pinned `raw_crawl` partition → `filtered` documents and their rejections.
 
-Spark scans the pinned Delta snapshot and splits it into tasks; each task runs the per-document
-filters over Arrow batches (``mapInArrow``) and writes kept documents and rejections straight into
-the two transactions' staging folders (see ``TaskOutputs``), returning one summary row: counts by
-rule and by language, for the funnel, the metrics and the gate.
+The work units are the Parquet row groups of the pinned snapshot's files (from delta-rs's file
+list), spread over Spark tasks. A task reads its row groups with pyarrow and runs the per-document
+filters over those Arrow batches: the page bodies, by far the largest column, never pass through the
+JVM (a Spark scan + ``mapInArrow`` would decode them in the JVM and ship them back to Python). It
+writes kept documents and rejections straight into the two transactions' staging folders (see
+``TaskOutputs``) and returns one summary row: counts by rule and by language, for the funnel, the
+metrics and the gate.
 """
 
 from __future__ import annotations
@@ -23,31 +26,35 @@ SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("docs_in", pa.int64()), ("kep
                             ("reasons", pa.string()), ("languages", pa.string())])
 
 
-def _filter_partition(batches: Iterator[pa.RecordBatch], options_json: str, kept_dir: str, rejects_dir: str, run_id: str) -> Iterator[pa.RecordBatch]:
-    from pyspark import TaskContext
+def _filter_tasks(
+    batches: Iterator[pa.RecordBatch], units: list[list[tuple[str, int]]], options_json: str, kept_dir: str, rejects_dir: str, run_id: str
+) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
 
     from spark_jobs.lakehouse.task_output import TaskOutputs
 
-    part = TaskContext.get().partitionId()
     f = get_filter(options_json)
-    docs_in = 0
-    reasons: Counter[str] = Counter()
-    langs: Counter[str] = Counter()
     targets = {"kept": (kept_dir, pa.schema(FILTERED_COLUMNS)), "rejected": (rejects_dir, pa.schema(REJECTION_COLUMNS))}
-    with TaskOutputs(targets, part) as out:
-        for batch in batches:
-            docs_in += batch.num_rows
-            kept, rejected = f.batch(batch, run_id)
-            out.write("kept", kept)
-            out.write("rejected", rejected)
-            reasons.update(rejected.column("reason").to_pylist())
-            langs.update(kept.column("language").to_pylist())
-        kept_n, rej_n = out.rows["kept"], out.rows["rejected"]
-    yield pa.RecordBatch.from_pylist(
-        [{"part": part, "docs_in": docs_in, "kept": kept_n, "rejected": rej_n,
-          "reasons": json.dumps(reasons), "languages": json.dumps({str(k): v for k, v in langs.items()})}],
-        schema=SUMMARY_SCHEMA,
-    )
+    for ids in batches:
+        for task in ids.column("id").to_pylist():
+            docs_in = 0
+            reasons: Counter[str] = Counter()
+            langs: Counter[str] = Counter()
+            with TaskOutputs(targets, task) as out:
+                for path, row_group in units[task]:
+                    for batch in pq.ParquetFile(path).read_row_group(row_group, columns=INPUT_COLUMNS).to_batches(max_chunksize=256):
+                        docs_in += batch.num_rows
+                        kept, rejected = f.batch(batch, run_id)
+                        out.write("kept", kept)
+                        out.write("rejected", rejected)
+                        reasons.update(rejected.column("reason").to_pylist())
+                        langs.update(kept.column("language").to_pylist())
+                kept_n, rej_n = out.rows["kept"], out.rows["rejected"]
+            yield pa.RecordBatch.from_pylist(
+                [{"part": task, "docs_in": docs_in, "kept": kept_n, "rejected": rej_n,
+                  "reasons": json.dumps(reasons), "languages": json.dumps({str(k): v for k, v in langs.items()})}],
+                schema=SUMMARY_SCHEMA,
+            )
 
 
 @dataclass
@@ -59,15 +66,35 @@ class FilterSummary:
     languages: dict[str, int]
 
 
-def filter_documents(spark, raw_df, options: FilterOptions, kept_dir: str, rejects_dir: str, run_id: str, input_bytes: int = 0) -> FilterSummary:
+def plan_units(paths: list[str], n_tasks: int) -> list[list[tuple[str, int]]]:
+    """Row groups dealt to ``n_tasks`` tasks, largest first, each to the least loaded task."""
+    import pyarrow.parquet as pq
+
+    groups = []
+    for path in paths:
+        md = pq.ParquetFile(path).metadata
+        groups += [(md.row_group(i).total_byte_size, path, i) for i in range(md.num_row_groups)]
+    n = max(1, min(n_tasks, len(groups)))
+    tasks: list[list[tuple[str, int]]] = [[] for _ in range(n)]
+    load = [0] * n
+    for size, path, i in sorted(groups, reverse=True):
+        j = load.index(min(load))
+        tasks[j].append((path, i))
+        load[j] += size
+    return [t for t in tasks if t]
+
+
+def filter_documents(spark, paths: list[str], options: FilterOptions, kept_dir: str, rejects_dir: str, run_id: str) -> FilterSummary:
+    """Filter the documents of the given raw_crawl Parquet files (a pinned snapshot's file list)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    # Enough splits to keep every core busy even when the input is a handful of files.
-    target_tasks = max(1, spark.sparkContext.defaultParallelism * 4)
-    if input_bytes:
-        spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(1 << 20, input_bytes // target_tasks)))
-    fn = partial(_filter_partition, options_json=options.model_dump_json(), kept_dir=kept_dir, rejects_dir=rejects_dir, run_id=run_id)
-    rows = raw_df.select(*INPUT_COLUMNS).mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
+    # A few tasks per core: even load without paying Spark's per-task overhead too often.
+    units = plan_units(paths, spark.sparkContext.defaultParallelism * 4)
+    if not units:
+        return FilterSummary(0, 0, 0, {}, {})
+    ids = spark.range(0, len(units), 1, numPartitions=len(units))
+    fn = partial(_filter_tasks, units=units, options_json=options.model_dump_json(), kept_dir=kept_dir, rejects_dir=rejects_dir, run_id=run_id)
+    rows = ids.mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
     reasons: Counter[str] = Counter()
     langs: Counter[str] = Counter()
     for r in rows:

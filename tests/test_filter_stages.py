@@ -61,7 +61,7 @@ def article_page(seed=1):
     return _render("www.example.com", title, paras, rng), paras
 
 
-@pytest.mark.parametrize("backend", ["resiliparse", "resiliparse_blocks", "trafilatura"])
+@pytest.mark.parametrize("backend", ["resiliparse", "resiliparse_blocks", "trafilatura", "cascade"])
 def test_extractors_keep_the_article_and_drop_boilerplate(backend):
     page, paras = article_page()
     text = Extractor(ExtractOptions(backend=backend)).extract(page, "utf-8")

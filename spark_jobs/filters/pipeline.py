@@ -100,13 +100,13 @@ class DocumentFilter:
             if hit:
                 return None, (hit[0], hit[1], None)
         try:
-            text = self.extractor.extract(row["html"], row.get("charset"))
+            text, path = self.extractor.extract_with_path(row["html"], row.get("charset"))
         except Exception as e:  # an undecodable or unparseable page is explained, never fatal
             return None, ("extract.failed", f"{type(e).__name__}: {e}"[:300], None)
         text = text.strip()
         if not text:
             return None, ("extract.no_text", None, 0.0)
-        sig: dict[str, Any] = {"extractor": o.extract.backend}
+        sig: dict[str, Any] = {"extractor": path}
         if self.lang is not None:
             lang, score = self.lang.identify(text)
             sig["language"], sig["language_score"] = lang, score

@@ -22,6 +22,7 @@ TERMINAL_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？", ":
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _PUNCT_STRIP = "\"'“”‘’.,;:!?()[]{}<>«»-–—…*#/\\|"
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
+_HAS_ALPHA = re.compile(r"[^\W\d_]")
 _SENTENCE_END = re.compile(r"[.!?]+(?:[\"'”’)\]]*)(?:\s|$)")
 
 
@@ -30,12 +31,7 @@ _SENTENCE_END = re.compile(r"[.!?]+(?:[\"'”’)\]]*)(?:\s|$)")
 
 def words_of(text: str) -> list[str]:
     """Whitespace tokens with surrounding punctuation removed; pure-punctuation tokens dropped."""
-    out = []
-    for tok in text.split():
-        w = tok.strip(_PUNCT_STRIP)
-        if w:
-            out.append(w)
-    return out
+    return [w for w in (tok.strip(_PUNCT_STRIP) for tok in text.split()) if w]
 
 
 def lines_of(text: str) -> list[str]:
@@ -183,12 +179,12 @@ def gopher_quality_signals(text: str, words: list[str], o: GopherQualityOptions)
     symbols = text.count("#") + text.count("...") + text.count("…")
     return {
         "word_count": float(n),
-        "mean_word_length": (sum(len(w) for w in words) / n) if n else 0.0,
+        "mean_word_length": (sum(map(len, words)) / n) if n else 0.0,
         "symbol_word_ratio": symbols / n if n else 0.0,
         "bullet_lines_ratio": (sum(l.startswith(BULLETS) for l in lines) / len(lines)) if lines else 0.0,
         "ellipsis_lines_ratio": (sum(l.endswith(ELLIPSES) for l in lines) / len(lines)) if lines else 0.0,
-        "alpha_words_ratio": (sum(any(c.isalpha() for c in w) for w in words) / n) if n else 0.0,
-        "stop_word_count": float(sum(1 for w in words if w.lower() in stops)),
+        "alpha_words_ratio": (sum(1 for w in words if w.isalpha() or _HAS_ALPHA.search(w)) / n) if n else 0.0,
+        "stop_word_count": float(sum(map(stops.__contains__, map(str.lower, words)))),
     }
 
 
