@@ -15,7 +15,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterator
+from typing import Iterator
 
 import pyarrow as pa
 
