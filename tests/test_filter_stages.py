@@ -123,3 +123,20 @@ def test_document_filter_keeps_signals_and_explains_rejections():
     spam_title, spam_lines = T.spam(rng)
     _, why = f.one({**base, "doc_id": "d", "url": "https://x/", "html": _render("s", spam_title, spam_lines, rng)})
     assert why is not None
+
+
+def test_fasttext_model_plugged_in_by_path(tmp_path):
+    """A real fastText model file (trained here on a toy corpus) loads by path, as lid.176 would."""
+    fasttext = pytest.importorskip("fasttext")
+    train = tmp_path / "train.txt"
+    with train.open("w") as f:
+        for _ in range(200):
+            f.write("__label__en the cat sat on the mat and the dog ran with it\n")
+            f.write("__label__de der hund lief mit der katze und dem ball im garten\n")
+    fasttext.train_supervised(str(train), epoch=5, dim=10, minCount=1, verbose=0).save_model(str(tmp_path / "lid.bin"))
+    ident = LanguageIdentifier(LanguageOptions(backend="fasttext", model_path=str(tmp_path / "lid.bin")))
+    lang, score = ident.identify("the dog and the cat sat on the mat")
+    assert lang == "en" and score > 0.5
+    assert ident.identify("der hund und die katze im garten")[0] == "de"
+    with pytest.raises(ValueError, match="model_path"):
+        LanguageIdentifier(LanguageOptions(backend="fasttext", model_path=None, languages=["xx"]))

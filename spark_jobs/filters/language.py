@@ -71,14 +71,17 @@ def _backend(name: str, model_path: str | None):
         try:
             import fasttext
         except ImportError as e:  # pragma: no cover - depends on the optional package
-            raise ImportError("language.backend=fasttext needs the fasttext package (pip install fasttext-wheel)") from e
+            raise ImportError("language.backend=fasttext needs the fasttext package (pip install 'sluice[fasttext]')") from e
         model = fasttext.load_model(model_path)
 
         def predict(text: str) -> tuple[str, float]:
-            labels, probs = model.predict(text.replace("\n", " "), k=1)
-            label = labels[0].replace("__label__", "")
+            # The low-level call: fasttext-wheel 0.9.2's predict() breaks on NumPy 2 (copy=False).
+            top = model.f.predict(text.replace("\n", " "), 1, 0.0, "strict")
+            if not top:
+                return "und", 0.0
+            prob, label = top[0]
             # GlotLID labels look like eng_Latn; lid.176 like en.
-            return label.split("_")[0], float(min(1.0, probs[0]))
+            return label.replace("__label__", "").split("_")[0], float(min(1.0, prob))
 
         return predict
     raise ValueError(f"unknown language backend {name!r}")
