@@ -177,6 +177,20 @@ def _dechunk(body: bytes) -> bytes:
         pos = start + size + 2
 
 
+def _provenance(rec_id, url, rel, offset, date, warc_type) -> dict[str, Any]:
+    """Where a record came from: the columns every output row (document or rejection) carries."""
+    return {
+        "doc_id": make_doc_id(rec_id, rel, offset),
+        "url": url,
+        "host": _host(url),
+        "warc_date": date,
+        "warc_record_id": rec_id,
+        "warc_file": rel,
+        "warc_offset": offset,
+        "warc_type": warc_type,
+    }
+
+
 class _Batcher:
     """Accumulates rows column-wise and flushes Arrow batches by row count or byte size."""
 
@@ -221,19 +235,7 @@ def read_warc_file(path: str, rel: str, size: int, opts: IngestOptions) -> Itera
     end_error: str | None = None
 
     def reject(rec_id, url, offset, reason, detail, warc_type=None, date=None):
-        return b.add(
-            kind="reject",
-            doc_id=make_doc_id(rec_id, rel, offset),
-            url=url,
-            host=_host(url),
-            warc_date=date,
-            warc_record_id=rec_id,
-            warc_file=rel,
-            warc_offset=offset,
-            warc_type=warc_type,
-            reason=reason,
-            detail=detail,
-        )
+        return b.add(kind="reject", **_provenance(rec_id, url, rel, offset, date, warc_type), reason=reason, detail=detail)
 
     try:
         # quirks_mode stays off: on FastWARC 2 it mis-reads ClueWeb's WARC/0.18 files, which the
@@ -360,14 +362,7 @@ def _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType):
         return reject(rec_id, url, offset, "empty_payload", None, wtype, date)
     return b.add(
         kind="doc",
-        doc_id=make_doc_id(rec_id, rel, offset),
-        url=url,
-        host=_host(url),
-        warc_date=date,
-        warc_record_id=rec_id,
-        warc_file=rel,
-        warc_offset=offset,
-        warc_type=wtype,
+        **_provenance(rec_id, url, rel, offset, date, wtype),
         content_type=ctype,
         charset=http.charset,
         http_status=http.status,
