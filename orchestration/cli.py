@@ -184,7 +184,8 @@ def cmd_sample_crawl(args: argparse.Namespace) -> int:
     from spark_jobs.sample_crawl import generate_crawl
 
     with tqdm(total=args.pages, desc="pages", unit="page", file=sys.stderr) as bar:
-        summary = generate_crawl(args.out, args.pages, seed=args.seed, pages_per_file=args.pages_per_file, progress=bar.update)
+        summary = generate_crawl(args.out, args.pages, seed=args.seed, pages_per_file=args.pages_per_file, progress=bar.update,
+                                 recrawl=args.recrawl)
     print(f"wrote {summary['files']} WARC files ({summary['warc_records']} records) to {Path(args.out).resolve()}")
     print("page kinds: " + ", ".join(f"{k}={v}" for k, v in summary["kinds"].items()))
     return 0
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.add_argument("--pages-per-file", type=int, default=1000)
+    s.add_argument("--recrawl", type=int, default=0, help="N > 0: the same pages fetched again (new record ids and dates)")
     s.set_defaults(func=cmd_sample_crawl)
 
     t = sub.add_parser("tables", help="each table with its Delta version, rows and last commit")

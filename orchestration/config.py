@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from spark_jobs.dedup.minhash import DedupOptions
 from spark_jobs.filters.pipeline import FilterOptions
 from spark_jobs.session import SparkSettings
 from spark_jobs.warc_ingest import IngestOptions
@@ -70,6 +71,7 @@ class SluiceConfig(BaseSettings):
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     filter: FilterOptions = Field(default_factory=FilterOptions)
+    dedup: DedupOptions = Field(default_factory=DedupOptions)
 
     @classmethod
     def settings_customise_sources(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from assets.deduplicated import deduplicated
 from assets.filtered import filtered
 from assets.raw_crawl import raw_crawl
 from orchestration.config import SluiceConfig, load_config
 from orchestration.resources import build_resources
 from orchestration.sensors import build_landing_sensor
 
-ALL_ASSETS = [raw_crawl, filtered]
+ALL_ASSETS = [raw_crawl, filtered, deduplicated]
 
 
 def build_definitions(config: SluiceConfig | None = None) -> Definitions:

@@ -1,4 +1,4 @@
-"""Plots people look at instead of reading tables: stage funnels (more to come: histograms, cluster sizes)."""
+"""Plots people look at instead of reading tables: stage funnels, duplicate cluster sizes."""
 
 from __future__ import annotations
 
@@ -42,4 +42,37 @@ def funnel_table(steps: list[tuple[str, int]]) -> str:
     top = max(steps[0][1], 1) if steps else 1
     rows = ["| after | documents | share of input |", "|---|---:|---:|"]
     rows += [f"| {name} | {n:,} | {n / top:.1%} |" for name, n in steps]
+    return "\n".join(rows)
+
+
+def cluster_sizes_png(sizes: dict[int, int], title: str, out: str | Path) -> Path:
+    """Number of duplicate clusters by size (log-log): a long tail means boilerplate or mirrors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    items = sorted((s, n) for s, n in sizes.items() if s > 1)
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    if items:
+        ax.bar([s for s, _ in items], [n for _, n in items], width=0.8, color="#3b7dd8")
+        ax.set_yscale("log")
+        if items[-1][0] > 30:
+            ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no duplicate clusters", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("cluster size (documents)")
+    ax.set_ylabel("clusters")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def cluster_sizes_table(sizes: dict[int, int]) -> str:
+    rows = ["| cluster size | clusters | documents |", "|---:|---:|---:|"]
+    rows += [f"| {s} | {n:,} | {s * n:,} |" for s, n in sorted(sizes.items())]
     return "\n".join(rows)

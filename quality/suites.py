@@ -68,3 +68,28 @@ def filtered_gate(columns: list[str], languages: list[str], min_language_score: 
     if languages:
         table.append(E.ExpectColumnValuesToBeInSet(column="language", value_set=languages))
     return GateSpec(name="filtered", table=table, accounting=conservation("records_read", ["documents", "rejected"]))
+
+
+def deduplicated_gate(columns: list[str]) -> GateSpec:
+    """No two kept documents share an exact hash; kept + removed = input; every cluster's kept
+    document exists; no kept document repeats one an earlier crawl kept."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return GateSpec(
+        name="deduplicated",
+        table=[
+            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
+            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            E.ExpectColumnValuesToNotBeNull(column="exact_hash"),
+            E.ExpectColumnValuesToBeUnique(column="exact_hash"),
+            E.ExpectColumnValuesToNotBeNull(column="dup_cluster_id"),
+            E.ExpectColumnValuesToBeBetween(column="dup_cluster_size", min_value=1),
+        ],
+        accounting=[
+            *conservation("records_read", ["documents", "rejected"]),
+            *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0)
+              for c in ["clusters_without_kept", "hash_clashes_with_earlier"]],
+        ],
+    )

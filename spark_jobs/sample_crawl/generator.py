@@ -42,6 +42,11 @@ KIND_SHARES: dict[str, float] = {
     "not_found": 0.03,
     "malformed": 0.015,
 }
+# Word edit rates of planted near-duplicates. With 5-word shingles a rate r leaves about (1 - r)^5
+# of the shingles intact: 0.5%, 1% and 1.5% give 5-gram Jaccard ≈ 0.95, 0.91 and 0.86, clearly
+# above FineWeb's LSH threshold (≈ 0.72): the easy planted set. Pairs with a known Jaccard all
+# along the threshold are made by benchmarks/dedup_quality.py.
+NEAR_DUP_EDIT_RATES = (0.005, 0.01, 0.015)
 HTML_KINDS = {"article", "exact_dup", "near_dup", "spam", "short", "non_english", "pii", "benchmark"}
 MALFORMED_VARIANTS = ("bad_status_line", "cut_body", "warc_truncated")
 
@@ -134,7 +139,7 @@ class _PageFactory:
     def _near_dup(self, p: Page, rng: random.Random, site: str) -> None:
         src = rng.choice(self.originals)
         title, *paras = self.original_text[src.index]
-        rate = rng.choice([0.02, 0.05, 0.08])
+        rate = rng.choice(NEAR_DUP_EDIT_RATES)
         p.body = _render(site, title, T.near_duplicate(rng, paras, rate), rng)
         p.truth.update(lang="en", near_duplicate_of=src.url, near_duplicate_of_index=src.index, edit_rate=rate)
 
@@ -229,8 +234,12 @@ def generate_crawl(
     crawl_id: str | None = None,
     progress: Callable[[int], None] | None = None,
     unreadable_tail: bool = True,
+    recrawl: int = 0,
 ) -> dict[str, Any]:
     """Write ``pages`` fetched pages as WARC files in ``out_dir``; return the crawl summary.
+
+    ``recrawl`` > 0 fetches the same pages again later: same pages and bodies as ``recrawl=0``
+    with the same seed, new WARC record ids and dates (what a later crawl of the same sites sees).
 
     With ``unreadable_tail`` the last file ends in a cut gzip member (an interrupted transfer),
     which a reader must survive and report.
@@ -239,7 +248,7 @@ def generate_crawl(
     out.mkdir(parents=True, exist_ok=True)
     crawl_id = crawl_id or out.name
     factory = _PageFactory(seed, pages)
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=seed % 365)
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=seed % 365 + 30 * recrawl)
     n_files = max(1, -(-pages // pages_per_file))
     kinds: Counter[str] = Counter()
     expected: Counter[str] = Counter()
@@ -248,7 +257,7 @@ def generate_crawl(
     with truth_path.open("w") as truth:
         for fi in range(n_files):
             name = f"{crawl_id}-{fi:05d}.warc.gz"
-            frng = random.Random(f"{seed}:file:{fi}")
+            frng = random.Random(f"{seed}:file:{fi}" + (f":{recrawl}" if recrawl else ""))
             with (out / name).open("wb") as fh:
                 w = WARCWriter(fh, gzip=True)
                 info = w.create_warcinfo_record(name, {"software": "sluice sample-crawl", "format": "WARC File Format 1.1", "isPartOf": crawl_id})
@@ -258,7 +267,7 @@ def generate_crawl(
                 records += 1
                 for i in range(fi * pages_per_file, min(pages, (fi + 1) * pages_per_file)):
                     p = factory.make(i)
-                    rrng = random.Random(f"{seed}:rec:{i}")
+                    rrng = random.Random(f"{seed}:rec:{i}" + (f":{recrawl}" if recrawl else ""))
                     date = (base + timedelta(seconds=i * 7)).strftime("%Y-%m-%dT%H:%M:%SZ")
                     req_id, resp_id, meta_id = _rid(rrng), _rid(rrng), _rid(rrng)
                     req = f"GET {p.url.split('/', 3)[-1]} HTTP/1.1\r\nHost: {p.url.split('/')[2]}\r\nUser-Agent: sluice-sample\r\n\r\n".encode()
