@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_throughput.py --pages 20000
 	$(BIN)/python benchmarks/extraction_quality.py
 	$(BIN)/python benchmarks/filter_throughput.py --records 20000
+	$(BIN)/python benchmarks/dedup_throughput.py --docs 200000
+	$(BIN)/python benchmarks/dedup_quality.py
 
 ui: $(STAMP)
 	$(BIN)/sluice ui

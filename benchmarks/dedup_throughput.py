@@ -22,6 +22,7 @@ ratios, then Sluice alone at smaller sizes to show how time and memory grow.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import shutil
@@ -101,11 +102,11 @@ def score(removed: set[int], copies: dict[int, int]) -> tuple[float, int]:
     return len(removed & set(copies)) / max(len(copies), 1), len(removed - set(copies))
 
 
-def run_sluice(spark, paths: list[str], work: Path) -> set[int]:
+def run_sluice(spark, paths: list[str], work: Path, **options) -> set[int]:
     from spark_jobs.dedup.minhash import DedupOptions
     from spark_jobs.dedup_job import deduplicate_files
 
-    stats, tables = deduplicate_files(spark, paths, DedupOptions(ngram=NGRAM, bands=BANDS, rows=ROWS), str(work))
+    stats, tables = deduplicate_files(spark, paths, DedupOptions(ngram=NGRAM, bands=BANDS, rows=ROWS, **options), str(work))
     print(f"  sluice passes: { {k: round(v, 1) for k, v in stats.seconds.items()} }, candidate pairs {stats.candidate_pairs}, "
           f"verified {stats.verified_pairs}", file=sys.stderr)
     return {int(d[1:]) for d in tables["rejected"].column("doc_id").to_pylist()}
@@ -141,11 +142,14 @@ def run_datatrove(data_dir: Path, n_files: int, work: Path, workers: int) -> set
     return removed
 
 
-def run_datasketch(texts: list[str]) -> set[int]:
+def run_datasketch(paths: list[str]) -> set[int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from datasketch import MinHash, MinHashLSH
 
     from spark_jobs.dedup.minhash import words
-    import pyarrow as pa
+
+    texts = [t for p in paths for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
 
     lsh = MinHashLSH(num_perm=BANDS * ROWS, params=(BANDS, ROWS))
     removed = set()
@@ -171,8 +175,12 @@ def main() -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--skip", default="", help="comma-separated sides to leave out: datatrove,datasketch")
+    ap.add_argument("--driver-memory", default="4g", help="Spark driver heap (local mode: the whole JVM)")
+    ap.add_argument("--verify-threshold", type=float, default=None, help="Sluice's exact-Jaccard verification threshold (default: its own)")
+    ap.add_argument("--no-verify", action="store_true", help="Sluice without verification (LSH candidates are edges)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
+    sluice_opts = {"verify": not args.no_verify, **({"verify_threshold": args.verify_threshold} if args.verify_threshold is not None else {})}
     skip = set(filter(None, args.skip.split(",")))
 
     from spark_jobs.session import SparkSettings, build_spark
@@ -185,27 +193,31 @@ def main() -> int:
         data = work / "data"
         paths = write_parquet(texts, data, args.files)
         words_total = sum(len(t.split()) for t in texts[:5000]) / min(5000, len(texts))
+        sub_sets = [int(x) for x in args.scales.split(",") if x]
+        sub_paths_of = {n: write_parquet(texts[:n], work / f"data-{n}", args.files) for n in sub_sets}
+        warm = write_parquet(texts[:2000], work / "warm", 2)
+        del texts  # every side reads its input from the Parquet files: the driver holds no corpus
+        gc.collect()
         print(f"corpus: {args.docs} documents (~{words_total:.0f} words each), {len(copies)} planted copies, "
               f"{sum(Path(p).stat().st_size for p in paths) / 1e6:.0f} MB Parquet, made in {time.time() - t0:.0f}s", file=sys.stderr)
 
         t0 = time.time()
-        spark = build_spark(SparkSettings(master=f"local[{args.cores}]", show_progress=False))
-        warm = write_parquet(texts[:2000], work / "warm", 2)
+        spark = build_spark(SparkSettings(master=f"local[{args.cores}]", show_progress=False, driver_memory=args.driver_memory))
         run_sluice(spark, warm, work / "warm-out")
         print(f"spark session start + warm-up: {time.time() - t0:.1f}s (not counted)", file=sys.stderr)
 
         sides: dict[str, tuple] = {}
         with measure() as m:
-            removed = run_sluice(spark, paths, work / "sluice")
+            removed = run_sluice(spark, paths, work / "sluice", **sluice_opts)
         sides["sluice"] = (m, *score(removed, copies))
         print(f"sluice: {m.seconds:.1f}s", file=sys.stderr)
 
         scaling = []
-        for n in [int(x) for x in args.scales.split(",") if x]:
-            sub_paths = write_parquet(texts[:n], work / f"data-{n}", args.files)
+        for n in sub_sets:
+            sub_paths = sub_paths_of[n]
             sub_copies = {k: v for k, v in copies.items() if k < n}
             with measure() as ms:
-                r = run_sluice(spark, sub_paths, work / f"sluice-{n}")
+                r = run_sluice(spark, sub_paths, work / f"sluice-{n}", **sluice_opts)
             scaling.append((n, ms, *score(r, sub_copies)))
         scaling.append((args.docs, m, *sides["sluice"][1:]))
         spark.stop()
@@ -217,13 +229,14 @@ def main() -> int:
             print(f"datatrove: {m.seconds:.1f}s", file=sys.stderr)
         if "datasketch" not in skip:
             with measure() as m:
-                removed = run_datasketch(texts)
+                removed = run_datasketch(paths)
             sides["datasketch"] = (m, *score(removed, copies))
             print(f"datasketch: {m.seconds:.1f}s", file=sys.stderr)
 
         labels = {"sluice": f"sluice (Spark local[{args.cores}])", "datatrove": f"datatrove ({args.cores} workers)",
                   "datasketch": "datasketch MinHashLSH (1 process)"}
-        print(f"\n{args.docs} documents, {BANDS}×{ROWS} LSH over {NGRAM}-word shingles, {args.cores} cores")
+        print(f"\n{args.docs} documents, {BANDS}×{ROWS} LSH over {NGRAM}-word shingles, {args.cores} cores, "
+              f"Spark driver heap {args.driver_memory}, Sluice options {sluice_opts}")
         print(f"{'side':36s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'false removals':>15s}")
         for key, (m, rec, false) in sides.items():
             print(f"{labels[key]:36s} {m.seconds:8.1f} {args.docs / m.seconds:8.0f} {m.peak_rss_mb:12.0f} {rec:7.4f} {false:15d}")

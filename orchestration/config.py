@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
 from spark_jobs.dedup.minhash import DedupOptions
 from spark_jobs.filters.pipeline import FilterOptions
 from spark_jobs.session import SparkSettings
@@ -45,6 +46,19 @@ class QualitySettings(BaseModel):
     """Gate behaviour. Results (JSON, Data Docs) land in ``<lakehouse>/_quality``."""
 
     preview_rows: int = 5
+    # quality_classifier's gate: the held-out ROC-AUC a trained classifier needs before it scores.
+    min_classifier_auc: float = 0.7
+
+
+class GpuLaunchSettings(BaseModel):
+    """How assets start the GPU programs (Dagster Pipes): a local subprocess, or a Kubernetes pod
+    on a GPU node (needs dagster-k8s; see infra/gpu-jobs.md)."""
+
+    launcher: Literal["subprocess", "k8s"] = "subprocess"
+    image: str = ""  # k8s: an image with this project installed
+    namespace: str = "default"
+    gpus: int = 1
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 class LakehouseSettings(BaseModel):
@@ -72,6 +86,10 @@ class SluiceConfig(BaseSettings):
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     filter: FilterOptions = Field(default_factory=FilterOptions)
     dedup: DedupOptions = Field(default_factory=DedupOptions)
+    classifier: ClassifierTraining = Field(default_factory=ClassifierTraining)
+    scoring: ScoringOptions = Field(default_factory=ScoringOptions)
+    rewrite: RewriteOptions = Field(default_factory=RewriteOptions)
+    gpu: GpuLaunchSettings = Field(default_factory=GpuLaunchSettings)
 
     @classmethod
     def settings_customise_sources(

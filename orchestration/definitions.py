@@ -6,12 +6,15 @@ from dagster import Definitions, in_process_executor
 
 from assets.deduplicated import deduplicated
 from assets.filtered import filtered
+from assets.quality_classifier import quality_classifier
+from assets.quality_scored import quality_scored
 from assets.raw_crawl import raw_crawl
+from assets.rewritten import rewritten
 from orchestration.config import SluiceConfig, load_config
 from orchestration.resources import build_resources
 from orchestration.sensors import build_landing_sensor
 
-ALL_ASSETS = [raw_crawl, filtered, deduplicated]
+ALL_ASSETS = [raw_crawl, filtered, deduplicated, quality_classifier, quality_scored, rewritten]
 
 
 def build_definitions(config: SluiceConfig | None = None) -> Definitions:

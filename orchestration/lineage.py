@@ -163,3 +163,53 @@ class Lineage:
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+# ---- the model registry ----------------------------------------------------------------------------
+
+def register_model(lineage: Lineage, run_id: str, model_dir: str | Path, name: str, tags: dict[str, str] | None = None) -> str:
+    """Log a model folder as the run's ``model`` artifacts and register it as a new version of
+    ``name``; returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    client = lineage.client
+    client.log_artifacts(run_id, str(model_dir), "model")
+    try:
+        client.create_registered_model(name, description="Sluice quality classifier (quality_classifier asset)")
+    except MlflowException:
+        pass  # exists
+    source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
+    mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
+    return str(mv.version)
+
+
+def resolve_model(lineage: Lineage, model: str, cache_dir: str | Path) -> tuple[str, str, str | None]:
+    """(local path, canonical uri, registry version) of a model reference: ``models:/<name>/latest``
+    or ``models:/<name>/<version>`` (downloaded once into ``cache_dir``), else a path or hub id."""
+    if not model.startswith("models:/"):
+        return model, model, None
+    import mlflow
+
+    name, _, ref = model[len("models:/") :].partition("/")
+    client = lineage.client
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise LookupError(f"{model}: no registered version of {name!r} (materialize quality_classifier first)")
+    if ref in ("", "latest"):
+        mv = max(versions, key=lambda v: int(v.version))
+    else:
+        matching = [v for v in versions if str(v.version) == ref]
+        if not matching:
+            raise LookupError(f"{model}: {name!r} has no version {ref}")
+        mv = matching[0]
+    dest = Path(cache_dir) / name / str(mv.version)
+    if not (dest / "config.json").exists() and not any(dest.glob("*.bin")):
+        dest.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest), tracking_uri=lineage.tracking_uri)
+        # download_artifacts puts the folder's content under its last path component
+        inner = dest / Path(mv.source).name
+        if inner.is_dir():
+            for p in inner.iterdir():
+                p.rename(dest / p.name)
+            inner.rmdir()
+    return str(dest), f"models:/{name}/{mv.version}", str(mv.version)

@@ -76,3 +76,24 @@ def cluster_sizes_table(sizes: dict[int, int]) -> str:
     rows = ["| cluster size | clusters | documents |", "|---:|---:|---:|"]
     rows += [f"| {s} | {n:,} | {s * n:,} |" for s, n in sorted(sizes.items())]
     return "\n".join(rows)
+
+
+def histogram_png(values: dict[str, list[float]], title: str, out: str | Path, bins: int = 40) -> Path:
+    """One histogram per named score (e.g. each classifier of `quality_scored`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, max(1, len(values)), figsize=(5 * max(1, len(values)), 3.4), dpi=100, squeeze=False)
+    for ax, (name, v) in zip(axes[0], values.items()):
+        ax.hist([x for x in v if x is not None], bins=bins, color="#3b7dd8")
+        ax.set_xlabel(name)
+        ax.set_ylabel("documents")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

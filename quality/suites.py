@@ -93,3 +93,47 @@ def deduplicated_gate(columns: list[str]) -> GateSpec:
               for c in ["clusters_without_kept", "hash_clashes_with_earlier"]],
         ],
     )
+
+
+def classifier_gate(min_auc: float) -> GateSpec:
+    """A trained classifier is registered either way (for audit); the gate says whether it may score."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return GateSpec(name="quality_classifier", accounting=[
+        E.ExpectColumnValuesToBeBetween(column="roc_auc", min_value=min_auc, max_value=1.0),
+        E.ExpectColumnValuesToBeBetween(column="held_out", min_value=10),
+    ])
+
+
+def quality_scored_gate(columns: list[str], score_columns: list[str]) -> GateSpec:
+    import great_expectations as gx
+
+    E = gx.expectations
+    return GateSpec(
+        name="quality_scored",
+        table=[
+            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
+            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            *[E.ExpectColumnValuesToNotBeNull(column=c) for c in score_columns],
+        ],
+        accounting=conservation("records_read", ["documents"]),
+    )
+
+
+def rewritten_gate(columns: list[str]) -> GateSpec:
+    import great_expectations as gx
+
+    E = gx.expectations
+    return GateSpec(
+        name="rewritten",
+        table=[
+            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
+            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            E.ExpectColumnValuesToNotBeNull(column="source_doc_id"),
+            E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+        ],
+        accounting=conservation("records_read", ["documents", "rejected"]),
+    )

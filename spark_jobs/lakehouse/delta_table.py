@@ -218,7 +218,7 @@ def clean_strays(uri: str | Path, grace_seconds: float = 0.0) -> list[str]:
     committed: set[str] | None = None
     if table_exists(root):
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d not in ("_delta_log", STAGING)]
+            dirnames[:] = [d for d in dirnames if d not in ("_delta_log", STAGING, ".resume")]  # .resume: GPU jobs' finished chunks
             for fn in filenames:
                 m = _TXN_FILE.match(fn)
                 if not m:

@@ -4,7 +4,8 @@ A page's kind and content are a pure function of (seed, page index), so the same
 same crawl whatever the file split. Each WARC file starts with a warcinfo record; each fetched page
 is a request, a response and a metadata record, each record its own gzip member (as Common Crawl
 writes them). ``ground_truth.jsonl`` says what every response is and what ingestion should do with
-it; ``crawl.json`` summarises the crawl.
+it; ``crawl.json`` summarises the crawl; ``reference_corpus.jsonl`` holds clean explanatory texts
+(not pages of the crawl), the positives the demo trains its quality classifier on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ KIND_SHARES: dict[str, float] = {
 # above FineWeb's LSH threshold (≈ 0.72): the easy planted set. Pairs with a known Jaccard all
 # along the threshold are made by benchmarks/dedup_quality.py.
 NEAR_DUP_EDIT_RATES = (0.005, 0.01, 0.015)
+REFERENCE_CORPUS = "reference_corpus.jsonl"
 HTML_KINDS = {"article", "exact_dup", "near_dup", "spam", "short", "non_english", "pii", "benchmark"}
 MALFORMED_VARIANTS = ("bad_status_line", "cut_body", "warc_truncated")
 
@@ -302,8 +304,14 @@ def generate_crawl(
                     # An interrupted transfer: half of a gzip member, then end of file.
                     cut = gzip.compress(b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
                     fh.write(cut[: len(cut) // 2])
+    # Clean reference documents (not pages of the crawl): positives for the quality classifier.
+    n_ref = min(500, max(100, pages // 10))
+    with (out / REFERENCE_CORPUS).open("w") as ref:
+        for j in range(n_ref):
+            ref.write(json.dumps({"id": f"ref-{j:06d}", "text": T.reference(random.Random(f"{seed}:ref:{j}"))}) + "\n")
     summary = {
         "crawl_id": crawl_id,
+        "reference_documents": n_ref,
         "seed": seed,
         "pages": pages,
         "files": n_files,

@@ -220,3 +220,37 @@ def benchmark_quote(rng: random.Random) -> tuple[list[str], list[str]]:
         "A. protein synthesis B. energy production C. lipid storage D. cell division"
     )
     return [f"Practice question: {q1}", f"Quiz: {q2}"], [q1, q2]
+
+
+REFERENCE_TEMPLATES = [
+    "A {noun} is best understood by looking at how it {verb} a {noun2} under controlled conditions.",
+    "In {field}, the term {noun} refers to a {adj} arrangement that {verb} the {noun2} in a predictable way.",
+    "The first step is to measure the {noun2} carefully, because every later estimate depends on it.",
+    "There are three common approaches: the {adj} method, the {adj2} method, and a combination of the two.",
+    "Each approach has a cost; the {adj} method is simpler, while the {adj2} method handles more cases.",
+    "To see why, consider a {noun} that {verb} a {noun2} twice: the second result depends on the first.",
+    "This explains a pattern that students of {field} often find surprising at first.",
+    "A worked example makes the idea concrete: start with {num} samples and record how each {noun} behaves.",
+    "The result can be summarised in one sentence: a {adj} {noun} tends to produce a {adj2} {noun2}.",
+    "Historians of {field} trace the idea to careful observation rather than to a single discovery.",
+    "In practice, the main sources of error are poor measurement and an unclear definition of the {noun2}.",
+    "The key terms are defined in the glossary, and the exercises at the end test each of them.",
+]
+FIELDS = ["chemistry", "ecology", "statistics", "geography", "economics", "biology", "linguistics", "physics"]
+
+
+def reference(rng: random.Random, topic: str | None = None) -> str:
+    """Clean, explanatory (textbook-like) prose: the kind of text a quality classifier is trained
+    to prefer over ordinary crawl pages."""
+    topic = topic or rng.choice(sorted(TOPICS))
+    vocab = TOPICS[topic]
+    field = rng.choice(FIELDS)
+    paras = []
+    for _ in range(rng.randint(3, 5)):
+        sents = []
+        for t in rng.sample(REFERENCE_TEMPLATES, rng.randint(4, 6)):
+            s = t.format(noun=rng.choice(vocab["nouns"]), noun2=rng.choice(vocab["nouns"]), verb=rng.choice(vocab["verbs"]),
+                         adj=rng.choice(vocab["adjs"]), adj2=rng.choice(vocab["adjs"]), field=field, num=rng.randint(5, 200))
+            sents.append(s[0].upper() + s[1:])
+        paras.append(" ".join(sents))
+    return f"An introduction to the {rng.choice(vocab['nouns'])} in {field}\n" + "\n".join(paras)

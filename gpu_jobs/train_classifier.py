@@ -1,0 +1,192 @@
+"""GPU program: train the quality classifier that `quality_scored` uses by default.
+
+Recipe (GPT-3, DCLM): positives from a clean reference corpus, negatives drawn from the crawl — or
+a labelled JSONL. The head is a logistic regression on the frozen encoder's pooled output, fitted
+with L-BFGS, then written into the classifier layer of an ordinary
+``AutoModelForSequenceClassification`` checkpoint (label ``high`` = positive), so the scorer needs
+no special code path for it. Frozen features keep training to one forward pass over the examples:
+seconds on a GPU, minutes on a CPU, which is what lets every crawl retrain it.
+
+Parameters (JSON): backbone, options (ClassifierTraining), positives_path | labelled_path,
+negative_files (the pinned crawl snapshot's data files), output_dir. Reports held-out ROC-AUC and
+accuracy, the example counts and where the model was written.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gpu_jobs.options import ClassifierTraining
+from gpu_jobs.runtime import inference_dtype, job_session, pick_device
+
+
+def resolve_backbone(backbone: str) -> str:
+    """``package:<module>``: a model folder shipped inside a PyPI package (offline by design)."""
+    if backbone.startswith("package:"):
+        import importlib
+
+        mod = importlib.import_module(backbone.split(":", 1)[1])
+        return str(mod.get_model_path())
+    return backbone
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney U / (n_pos · n_neg), ties counted half."""
+    from scipy.stats import rankdata
+
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def read_jsonl(path: str, limit: int | None = None) -> list[dict]:
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            if line.strip():
+                rows.append(json.loads(line))
+                if limit and len(rows) >= limit:
+                    break
+    return rows
+
+
+def sample_negatives(files: list[str], n: int, seed: int) -> list[str]:
+    """n crawl documents drawn uniformly (reservoir sampling over the snapshot, seeded)."""
+    import pyarrow.parquet as pq
+
+    rng = random.Random(seed)
+    reservoir: list[str] = []
+    seen = 0
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=4096):
+            for t in batch.column("text").to_pylist():
+                if not t:
+                    continue
+                seen += 1
+                if len(reservoir) < n:
+                    reservoir.append(t)
+                else:
+                    j = rng.randrange(seen)
+                    if j < n:
+                        reservoir[j] = t
+    return reservoir
+
+
+def pooled_features(model, tokenizer, texts: list[str], max_length: int, device, batch_tokens: int = 16384) -> np.ndarray:
+    """The pooled output the classification head reads (BERT-family: ``pooler_output``)."""
+    import torch
+
+    from gpu_jobs.classifier import length_batches
+
+    enc = tokenizer([t[: max_length * 10] for t in texts], truncation=True, max_length=max_length, padding=False)
+    lengths = np.array([len(x) for x in enc["input_ids"]])
+    out = np.zeros((len(texts), model.config.hidden_size), np.float32)
+    with torch.inference_mode():
+        for idx in length_batches(lengths, batch_tokens, 128):
+            batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt").to(device)
+            pooled = model.base_model(**batch).pooler_output
+            out[idx] = pooled.float().cpu().numpy()
+    return out
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Weights and bias of an L2-regularised logistic regression, on standardised features folded
+    back into raw-feature weights."""
+    import torch
+
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs = torch.tensor((x - mu) / sd, dtype=torch.float64)
+    yt = torch.tensor(y, dtype=torch.float64)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xs @ w + b, yt) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    wr = w.detach().numpy() / sd
+    br = float(b.detach().numpy()[0] - (w.detach().numpy() * mu / sd).sum())
+    return wr, br
+
+
+def run(params: dict, log, report) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    o = ClassifierTraining.model_validate(params["options"])
+    t0 = time.time()
+    if params.get("labelled_path"):
+        rows = read_jsonl(params["labelled_path"], o.max_documents)
+        texts = [r["text"] for r in rows]
+        labels = np.array([int(r["label"]) for r in rows])
+        source = f"labelled:{params['labelled_path']}"
+    else:
+        pos = [r["text"] for r in read_jsonl(params["positives_path"], o.max_documents // 2)]
+        neg = sample_negatives(params["negative_files"], int(round(len(pos) * o.negatives_per_positive)), o.seed)
+        texts = pos + neg
+        labels = np.array([1] * len(pos) + [0] * len(neg))
+        source = f"reference:{params['positives_path']} vs crawl"
+    if len(set(labels.tolist())) < 2:
+        raise ValueError(f"training needs both classes; got {len(texts)} examples of one class ({source})")
+    order = list(range(len(texts)))
+    random.Random(o.seed).shuffle(order)
+    n_test = max(2, int(len(order) * o.holdout))
+    test, train = order[:n_test], order[n_test:]
+    log.info(f"{len(train)} training and {len(test)} held-out examples ({int(labels.sum())} positive) from {source}")
+
+    backbone = resolve_backbone(params["backbone"])
+    device = pick_device(o.device)
+    torch.manual_seed(o.seed)
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        backbone, num_labels=2, id2label={0: "low", 1: "high"}, label2id={"low": 0, "high": 1},
+        dtype=inference_dtype(device),
+    ).to(device).eval()
+    if not hasattr(model, "classifier") or not isinstance(model.classifier, torch.nn.Linear):
+        raise ValueError(f"{backbone}: expected a BERT-family model whose head is one linear layer on the pooled output")
+    feats = pooled_features(model, tokenizer, texts, o.max_length, device)
+    w, b = fit_logistic(feats[train], labels[train], o.l2)
+    with torch.no_grad():
+        weight = torch.zeros_like(model.classifier.weight, dtype=torch.float32)
+        bias = torch.zeros_like(model.classifier.bias, dtype=torch.float32)
+        weight[1] = torch.tensor(w, dtype=torch.float32)
+        bias[1] = b
+        model.classifier.weight.copy_(weight.to(model.classifier.weight.dtype))
+        model.classifier.bias.copy_(bias.to(model.classifier.bias.dtype))
+    out_dir = Path(params["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float32).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+    p_test = 1 / (1 + np.exp(-(feats[test] @ w + b)))
+    metrics = {
+        "roc_auc": roc_auc(labels[test], p_test),
+        "accuracy": float(((p_test >= 0.5) == (labels[test] == 1)).mean()),
+        "train_auc": roc_auc(labels[train], 1 / (1 + np.exp(-(feats[train] @ w + b)))),
+        "examples": len(texts), "positives": int(labels.sum()), "held_out": n_test, "seconds": time.time() - t0,
+    }
+    log.info(f"held-out ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}; model written to {out_dir}")
+    summary = {"metrics": metrics, "model_dir": str(out_dir), "backbone": backbone, "source": source, "device": str(device)}
+    report(summary)
+    return summary
+
+
+def main() -> None:
+    with job_session("train_classifier") as (params, log, report):
+        run(params, log, report)
+
+
+if __name__ == "__main__":
+    main()
