@@ -30,7 +30,7 @@ class ScoringOptions(BaseModel):
     batch_tokens: int = Field(32768, ge=512)
     max_batch_size: int = Field(256, ge=1)
     # The resumable unit: a killed job restarts at the first chunk of rows not yet written.
-    rows_per_chunk: int = Field(2048, ge=1)
+    rows_per_chunk: int = Field(1024, ge=1)
     device: str = "auto"  # auto = cuda when available, else cpu
 
 
