@@ -36,11 +36,20 @@ def test_words_are_lowercased_and_trimmed_of_punctuation():
 
 def test_signature_of_a_document_does_not_depend_on_its_batch():
     docs = [text(i, random.Random(i).randint(3, 3000)) for i in range(60)]
+    docs[17] = text(17, 10_000)  # longer than one block of shingles: its minimum spans blocks
     _, together = sigs(docs)
     _, reversed_ = sigs(docs[::-1])
     assert (together == reversed_[::-1]).all()
     for i in (0, 17, 59):
         assert (sigs([docs[i]])[1][0] == together[i]).all()
+    # The block-wise minimum equals a direct computation over all shingles of the document.
+    from spark_jobs.dedup.minhash import permutations
+
+    sh, _ = sigs([docs[17]])
+    a, b = permutations(DedupOptions().num_perm, DedupOptions().seed)
+    x = sh.values >> np.uint64(32)
+    direct = ((x[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)).min(axis=0).astype(np.uint32)
+    assert (direct == together[17]).all()
 
 
 def test_estimated_jaccard_tracks_the_exact_one():

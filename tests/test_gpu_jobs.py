@@ -215,3 +215,22 @@ def test_rewrite_in_process_and_over_http_with_retries_and_resume(models, tmp_pa
             assert json.loads(r["generation_params"])["max_new_tokens"] == 24 and r["score_before"] == 0.2
             assert r["text"] and 0 <= r["score_after"] <= 1
         assert all(r["reason"].startswith("rewrite.") for r in rej)
+
+
+def test_fasttext_scorer(tmp_path):
+    """A fastText quality model (the DCLM kind) trained here: the score is P(__label__hq)."""
+    fasttext = pytest.importorskip("fasttext")
+    import random
+
+    from gpu_jobs.classifier import load_scorer
+    from spark_jobs.sample_crawl import text as T
+
+    lines = [f"__label__hq {' '.join(T.reference(random.Random(i)).split())}" for i in range(80)]
+    lines += [f"__label__lq {' '.join(T.spam(random.Random(i))[1])}" for i in range(80)]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    fasttext.train_supervised(str(tmp_path / "train.txt"), epoch=10, wordNgrams=1, verbose=0).save_model(str(tmp_path / "q.bin"))
+    s = load_scorer("fasttext", str(tmp_path / "q.bin"))
+    r = s.score([T.reference(random.Random(500)), " ".join(T.spam(random.Random(500))[1])])
+    assert r.score[0] > 0.5 > r.score[1] and r.label == ["__label__hq", "__label__lq"]
+    with pytest.raises(ValueError):
+        load_scorer("fasttext", str(tmp_path / "q.bin"), label="__label__nope")
