@@ -5,11 +5,13 @@ cores, one run. The documents are generated articles (~250 words) with planted d
 exact copies and 8% near copies (0.5%, 1% or 2% of words edited, 5-gram Jaccard ≈ 0.8-0.95) of
 an earlier article. Printed per side: seconds, docs/s, peak RSS of all its processes, recall
 (planted copies removed) and false removals (documents removed that are no planted copy), then the
-ratios, then Sluice alone at smaller sizes to show how time and memory grow.
+ratios, then Sluice alone at smaller sizes to show how time and memory grow. Each side (and each
+size) runs in a fresh process, so no side's memory includes another's (Spark's JVM outlives
+``spark.stop()``).
 
 * Sluice: ``spark_jobs.dedup_job`` on local[cores] (signatures, exact groups, LSH candidate pairs,
-  exact-Jaccard verification, connected components, outputs); the Spark session is started before
-  the clock (its start-up time is printed apart).
+  exact-Jaccard verification, connected components, outputs); the Spark session is started and
+  warmed on one file before the clock.
 * DataTrove: MinhashDedupSignature → Buckets → Cluster → Filter with ``LocalPipelineExecutor``,
   ``workers=cores``, reading the same Parquet files.
 * datasketch: ``MinHash.update_batch`` per document and a ``MinHashLSH(params=(14, 8))`` query-
@@ -168,6 +170,27 @@ def run_datasketch(paths: list[str]) -> set[int]:
     return removed
 
 
+def run_side(args) -> int:
+    """One side in this process (launched by main): time the work, not the start-up."""
+    paths = sorted(str(p) for p in Path(args.data).glob("*.parquet"))
+    if args.side == "sluice":
+        from spark_jobs.session import SparkSettings, build_spark
+
+        spark = build_spark(SparkSettings(master=f"local[{args.cores}]", show_progress=False, driver_memory=args.driver_memory))
+        run_sluice(spark, paths[:1], Path(args.out).with_suffix(".warm"))  # JIT, Python workers, Spark's first jobs
+        opts = {"verify": not args.no_verify, **({"verify_threshold": args.verify_threshold} if args.verify_threshold is not None else {})}
+        t0 = time.perf_counter()
+        removed = run_sluice(spark, paths, Path(args.out).with_suffix(".work"), **opts)
+    elif args.side == "datatrove":
+        t0 = time.perf_counter()
+        removed = run_datatrove(Path(args.data), len(paths), Path(args.out).with_suffix(".work"), args.cores)
+    else:
+        t0 = time.perf_counter()
+        removed = run_datasketch(paths)
+    Path(args.out).write_text(json.dumps({"seconds": time.perf_counter() - t0, "removed": sorted(removed)}))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=200_000)
@@ -179,11 +202,25 @@ def main() -> int:
     ap.add_argument("--verify-threshold", type=float, default=None, help="Sluice's exact-Jaccard verification threshold (default: its own)")
     ap.add_argument("--no-verify", action="store_true", help="Sluice without verification (LSH candidates are edges)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--side", choices=["sluice", "datatrove", "datasketch"], help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    sluice_opts = {"verify": not args.no_verify, **({"verify_threshold": args.verify_threshold} if args.verify_threshold is not None else {})}
+    if args.side:
+        return run_side(args)
     skip = set(filter(None, args.skip.split(",")))
+    passthrough = ["--cores", str(args.cores), "--driver-memory", args.driver_memory] + (["--no-verify"] if args.no_verify else []) + (
+        ["--verify-threshold", str(args.verify_threshold)] if args.verify_threshold is not None else [])
 
-    from spark_jobs.session import SparkSettings, build_spark
+    def side(name: str, data: Path, out: Path):
+        """Run one side in a fresh process; its seconds (work only) and the peak RSS of its process tree."""
+        import subprocess
+
+        with measure() as m:
+            subprocess.run([sys.executable, __file__, "--side", name, "--data", str(data), "--out", str(out), *passthrough],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = json.loads(out.read_text())
+        return r["seconds"], m.peak_rss_mb, set(r["removed"])
 
     work = Path(tempfile.mkdtemp(prefix="sluice-dedup-bench-"))
     results: dict = {"docs": args.docs, "cores": args.cores}
@@ -194,65 +231,45 @@ def main() -> int:
         paths = write_parquet(texts, data, args.files)
         words_total = sum(len(t.split()) for t in texts[:5000]) / min(5000, len(texts))
         sub_sets = [int(x) for x in args.scales.split(",") if x]
-        sub_paths_of = {n: write_parquet(texts[:n], work / f"data-{n}", args.files) for n in sub_sets}
-        warm = write_parquet(texts[:2000], work / "warm", 2)
-        del texts  # every side reads its input from the Parquet files: the driver holds no corpus
+        for n in sub_sets:
+            write_parquet(texts[:n], work / f"data-{n}", args.files)
+        del texts
         gc.collect()
         print(f"corpus: {args.docs} documents (~{words_total:.0f} words each), {len(copies)} planted copies, "
               f"{sum(Path(p).stat().st_size for p in paths) / 1e6:.0f} MB Parquet, made in {time.time() - t0:.0f}s", file=sys.stderr)
 
-        t0 = time.time()
-        spark = build_spark(SparkSettings(master=f"local[{args.cores}]", show_progress=False, driver_memory=args.driver_memory))
-        run_sluice(spark, warm, work / "warm-out")
-        print(f"spark session start + warm-up: {time.time() - t0:.1f}s (not counted)", file=sys.stderr)
-
         sides: dict[str, tuple] = {}
-        with measure() as m:
-            removed = run_sluice(spark, paths, work / "sluice", **sluice_opts)
-        sides["sluice"] = (m, *score(removed, copies))
-        print(f"sluice: {m.seconds:.1f}s", file=sys.stderr)
-
+        for name in ("sluice", "datatrove", "datasketch"):
+            if name in skip:
+                continue
+            secs, rss, removed = side(name, data, work / f"{name}.json")
+            sides[name] = (secs, rss, *score(removed, copies))
+            print(f"{name}: {secs:.1f}s, peak RSS {rss:.0f} MB", file=sys.stderr)
         scaling = []
         for n in sub_sets:
-            sub_paths = sub_paths_of[n]
-            sub_copies = {k: v for k, v in copies.items() if k < n}
-            with measure() as ms:
-                r = run_sluice(spark, sub_paths, work / f"sluice-{n}", **sluice_opts)
-            scaling.append((n, ms, *score(r, sub_copies)))
-        scaling.append((args.docs, m, *sides["sluice"][1:]))
-        spark.stop()
-
-        if "datatrove" not in skip:
-            with measure() as m:
-                removed = run_datatrove(data, args.files, work / "datatrove", args.cores)
-            sides["datatrove"] = (m, *score(removed, copies))
-            print(f"datatrove: {m.seconds:.1f}s", file=sys.stderr)
-        if "datasketch" not in skip:
-            with measure() as m:
-                removed = run_datasketch(paths)
-            sides["datasketch"] = (m, *score(removed, copies))
-            print(f"datasketch: {m.seconds:.1f}s", file=sys.stderr)
+            secs, rss, removed = side("sluice", work / f"data-{n}", work / f"sluice-{n}.json")
+            scaling.append((n, secs, rss, *score(removed, {k: v for k, v in copies.items() if k < n})))
+        scaling.append((args.docs, *sides["sluice"]))
 
         labels = {"sluice": f"sluice (Spark local[{args.cores}])", "datatrove": f"datatrove ({args.cores} workers)",
                   "datasketch": "datasketch MinHashLSH (1 process)"}
-        print(f"\n{args.docs} documents, {BANDS}×{ROWS} LSH over {NGRAM}-word shingles, {args.cores} cores, "
-              f"Spark driver heap {args.driver_memory}, Sluice options {sluice_opts}")
+        print(f"\n{args.docs} documents, {BANDS}×{ROWS} LSH over {NGRAM}-word shingles, {args.cores} cores, each side in its own "
+              f"process (seconds: the work, start-up excluded; peak RSS: the side's whole process tree, start-up included)")
         print(f"{'side':36s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'false removals':>15s}")
-        for key, (m, rec, false) in sides.items():
-            print(f"{labels[key]:36s} {m.seconds:8.1f} {args.docs / m.seconds:8.0f} {m.peak_rss_mb:12.0f} {rec:7.4f} {false:15d}")
-            results[key] = {"seconds": m.seconds, "docs_per_s": args.docs / m.seconds, "peak_rss_mb": m.peak_rss_mb,
-                            "recall": rec, "false_removals": false}
+        for key, (secs, rss, rec, false) in sides.items():
+            print(f"{labels[key]:36s} {secs:8.1f} {args.docs / secs:8.0f} {rss:12.0f} {rec:7.4f} {false:15d}")
+            results[key] = {"seconds": secs, "docs_per_s": args.docs / secs, "peak_rss_mb": rss, "recall": rec, "false_removals": false}
         for peer in ("datatrove", "datasketch"):
             if peer in sides:
-                ratio = sides[peer][0].seconds / sides["sluice"][0].seconds
+                ratio = sides[peer][0] / sides["sluice"][0]
                 print(f"sluice / {peer}: {ratio:.2f}× docs/s")
                 results[f"ratio_vs_{peer}"] = ratio
         sig_bytes = BANDS * ROWS * 4 + BANDS * 8
-        print(f"\nSluice by size (signature data = {sig_bytes} bytes per document)")
+        print(f"\nSluice by size, Spark driver heap {args.driver_memory} (signature data = {sig_bytes} bytes per document)")
         print(f"{'docs':>8s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'signatures MB':>14s} {'recall':>7s}")
-        for n, ms, rec, _ in sorted(scaling, key=lambda x: x[0]):
-            print(f"{n:8d} {ms.seconds:8.1f} {n / ms.seconds:8.0f} {ms.peak_rss_mb:12.0f} {n * sig_bytes / 2**20:14.1f} {rec:7.4f}")
-        results["scaling"] = [{"docs": n, "seconds": ms.seconds, "peak_rss_mb": ms.peak_rss_mb, "recall": rec} for n, ms, rec, _ in scaling]
+        for n, secs, rss, rec, _ in sorted(scaling, key=lambda x: x[0]):
+            print(f"{n:8d} {secs:8.1f} {n / secs:8.0f} {rss:12.0f} {n * sig_bytes / 2**20:14.1f} {rec:7.4f}")
+        results["scaling"] = [{"docs": n, "seconds": secs, "peak_rss_mb": rss, "recall": rec} for n, secs, rss, rec, _ in scaling]
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:
