@@ -6,15 +6,27 @@ import base64
 from pathlib import Path
 
 
-def funnel_png(steps: list[tuple[str, int]], title: str, out: str | Path) -> Path:
-    """A horizontal bar per step: documents remaining after it, with the share of the input."""
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out)
+    _pyplot().close(fig)
+    return out
+
+
+def funnel_png(steps: list[tuple[str, int]], title: str, out: str | Path) -> Path:
+    """A horizontal bar per step: documents remaining after it, with the share of the input."""
+    plt = _pyplot()
     labels = [s for s, _ in steps]
     values = [v for _, v in steps]
     top = max(values[0], 1)
@@ -27,10 +39,7 @@ def funnel_png(steps: list[tuple[str, int]], title: str, out: str | Path) -> Pat
     ax.set_xlim(0, top * 1.25)
     ax.set_xlabel("documents remaining")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def markdown_image(path: str | Path, alt: str) -> str:
@@ -47,13 +56,7 @@ def funnel_table(steps: list[tuple[str, int]]) -> str:
 
 def cluster_sizes_png(sizes: dict[int, int], title: str, out: str | Path) -> Path:
     """Number of duplicate clusters by size (log-log): a long tail means boilerplate or mirrors."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
     items = sorted((s, n) for s, n in sizes.items() if s > 1)
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
     if items:
@@ -61,15 +64,16 @@ def cluster_sizes_png(sizes: dict[int, int], title: str, out: str | Path) -> Pat
         ax.set_yscale("log")
         if items[-1][0] > 30:
             ax.set_xscale("log")
+        else:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "no duplicate clusters", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("cluster size (documents)")
     ax.set_ylabel("clusters")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def cluster_sizes_table(sizes: dict[int, int]) -> str:
@@ -80,20 +84,11 @@ def cluster_sizes_table(sizes: dict[int, int]) -> str:
 
 def histogram_png(values: dict[str, list[float]], title: str, out: str | Path, bins: int = 40) -> Path:
     """One histogram per named score (e.g. each classifier of `quality_scored`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
     fig, axes = plt.subplots(1, max(1, len(values)), figsize=(5 * max(1, len(values)), 3.4), dpi=100, squeeze=False)
     for ax, (name, v) in zip(axes[0], values.items()):
         ax.hist([x for x in v if x is not None], bins=bins, color="#3b7dd8")
         ax.set_xlabel(name)
         ax.set_ylabel("documents")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
