@@ -48,8 +48,9 @@ def quality_scored(context: AssetExecutionContext) -> MaterializeResult:
     crawl_id = context.partition_key
     part = {"crawl_id": crawl_id}
     version, _ = pinned_upstream(context, UPSTREAM)
-    files = [f.path for f in snapshot_files(lh.uri(UPSTREAM), version, part)]
-    docs_in = sum(f.num_records or 0 for f in snapshot_files(lh.uri(UPSTREAM), version, part))
+    snapshot = snapshot_files(lh.uri(UPSTREAM), version, part)
+    files = [f.path for f in snapshot]
+    docs_in = sum(f.num_records or 0 for f in snapshot)
     classifiers = resolved_classifiers(context)
     names = [c["name"] for c in classifiers]
     with stage_run(context, ASSET) as run:

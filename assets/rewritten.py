@@ -8,8 +8,6 @@ OpenAI-compatible server (vLLM, SGLang, TGI). Degenerate outputs go to `rejectio
 the asset materializes as skipped: nothing is generated and nothing is faked.
 """
 
-import os
-
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from assets.gpu_launch import commit_info, run_gpu_job
@@ -61,7 +59,7 @@ def rewritten(context: AssetExecutionContext) -> MaterializeResult:
             "doc_files": [f.path for f in snapshot_files(lh.uri(DOCS), docs_version, part)],
             "score_files": [f.path for f in snapshot_files(lh.uri(SCORES), scores_version, part)],
             "output_uri": lh.uri(ASSET), "rejections_uri": lh.uri(REJECTIONS), "partition": part, "options": o.model_dump(),
-            "scorer": scorer, "api_key": os.environ.get(o.api_key_env), "commit_info": commit_info(context, run.run_id),
+            "scorer": scorer, "commit_info": commit_info(context, run.run_id),
             "run_id": context.run_id, "grace_seconds": lh.grace_seconds,
         })
         out = read_arrow(lh.uri(ASSET), summary["version"], part).to_pandas()

@@ -8,13 +8,15 @@ classifier, so the gain is measurable. Resumable by chunks of candidate document
 
 Parameters (JSON): doc_files, score_files (pinned snapshots' data files), output_uri,
 rejections_uri, partition, options (RewriteOptions), scorer {path, kind, label, max_length} or
-null, api_key (openai backend), commit_info, run_id, grace_seconds.
+null, commit_info, run_id, grace_seconds. The openai backend's key is read from the environment
+variable named by ``options.api_key_env``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -103,7 +105,8 @@ def run(params: dict, log, report) -> dict:
             stats["chunks_skipped"] += 1
             continue
         if gen is None:
-            gen = make_generator(o, params.get("api_key"))
+            # The key comes from the job's environment (a pod secret on Kubernetes), never from its parameters.
+            gen = make_generator(o, os.environ.get(o.api_key_env))
             sc = params.get("scorer")
             scorer = load_scorer(sc["kind"], sc["path"], sc["max_length"], sc.get("label"), o.device) if sc else None
         part = cand.slice(lo, o.rows_per_chunk).to_pylist()
