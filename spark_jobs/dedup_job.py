@@ -179,9 +179,9 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
             exact_nodes = cur.unionByName(prev.join(cur.select("exact_hash").distinct(), "exact_hash", "left_semi"))
         w = Window.partitionBy("exact_hash").orderBy("rank")
         rep = exact_nodes.select("doc_id", F.first("rank").over(w).alias("rep_rank"), F.col("rank.prio").alias("prio"))
-        rep = rep.where("prio = 1").select("doc_id", F.col("rep_rank.id").alias("rep"), F.col("rep_rank.prio").alias("rep_prio"))
+        rep = rep.where("prio = 1").select("doc_id", F.col("rep_rank.id").alias("rep"))
     else:
-        rep = cur.select("doc_id", F.col("doc_id").alias("rep"), F.lit(1).alias("rep_prio"))
+        rep = cur.select("doc_id", F.col("doc_id").alias("rep"))
     rep = rep.localCheckpoint()
     stats.seconds["exact"] = time.time() - t0
 
