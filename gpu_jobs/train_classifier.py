@@ -1,14 +1,16 @@
 """GPU program: train the quality classifier that `quality_scored` uses by default.
 
 Recipe (GPT-3, DCLM): positives from a clean reference corpus, negatives drawn from the crawl — or
-a labelled JSONL. The head is a logistic regression on the frozen encoder's pooled output, fitted
+a labelled JSONL — or, when a crawl has neither, pseudo-labels: crawl documents ranked by the
+built-in signals scorer, its top ``pseudo_label_fraction`` as positives and its bottom as negatives
+(the embedding then generalises the signals to documents they misjudge). The head is a logistic regression on the frozen encoder's pooled output, fitted
 with L-BFGS, then written into the classifier layer of an ordinary
 ``AutoModelForSequenceClassification`` checkpoint (label ``high`` = positive), so the scorer needs
 no special code path for it. Frozen features keep training to one forward pass over the examples:
 seconds on a GPU, minutes on a CPU, which is what lets every crawl retrain it.
 
-Parameters (JSON): backbone, options (ClassifierTraining), positives_path | labelled_path,
-negative_files (the pinned crawl snapshot's data files), output_dir. Reports held-out ROC-AUC and
+Parameters (JSON): backbone, options (ClassifierTraining), positives_path | labelled_path | neither
+(pseudo-labels), negative_files (the pinned crawl snapshot's data files), output_dir. Reports held-out ROC-AUC and
 accuracy, the example counts and where the model was written.
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_jobs.options import ClassifierTraining
+from gpu_jobs.options import SIGNALS_MODEL, ClassifierTraining
 from gpu_jobs.runtime import inference_dtype, job_session, pick_device
 
 
@@ -80,6 +82,21 @@ def sample_negatives(files: list[str], n: int, seed: int) -> list[str]:
     return reservoir
 
 
+def pseudo_labelled(files: list[str], o: ClassifierTraining) -> tuple[list[str], np.ndarray]:
+    """Up to max_documents crawl documents, ranked by the signals scorer: the top fraction
+    labelled 1, the bottom fraction 0, the middle (the least certain) left out."""
+    from gpu_jobs.signals_scorer import SignalScorer
+
+    pool = sample_negatives(files, o.max_documents, o.seed)
+    scores = SignalScorer(SIGNALS_MODEL).score(pool).score
+    order = np.argsort(scores, kind="stable")
+    k = int(len(pool) * o.pseudo_label_fraction)
+    if k < 2:
+        raise ValueError(f"pseudo-labels need more documents: {len(pool)} in the crawl, {k} per class")
+    low, high = order[:k], order[-k:]
+    return [pool[i] for i in high] + [pool[i] for i in low], np.array([1] * k + [0] * k)
+
+
 def pooled_features(model, tokenizer, texts: list[str], max_length: int, device, batch_tokens: int = 16384) -> np.ndarray:
     """The pooled output the classification head reads (BERT-family: ``pooler_output``)."""
     import torch
@@ -132,6 +149,9 @@ def run(params: dict, log, report) -> dict:
         texts = [r["text"] for r in rows]
         labels = np.array([int(r["label"]) for r in rows])
         source = f"labelled:{params['labelled_path']}"
+    elif not params.get("positives_path"):
+        texts, labels = pseudo_labelled(params["negative_files"], o)
+        source = f"pseudo-labels:{SIGNALS_MODEL} top/bottom {o.pseudo_label_fraction:.0%} of the crawl"
     else:
         pos = [r["text"] for r in read_jsonl(params["positives_path"], o.max_documents // 2)]
         neg = sample_negatives(params["negative_files"], int(round(len(pos) * o.negatives_per_positive)), o.seed)

@@ -1,0 +1,162 @@
+"""How well document quality scores agree with human judgement on real web pages.
+
+    .venv/bin/python benchmarks/scorer_quality.py [--model DIR ...]
+
+Data: the English pages of ../shared/data (trafilatura-eval pages, Readability sources, the HTML
+responses of the WARC files), extracted with the pipeline's own extractor (cascade), with labels
+in ``benchmarks/data/quality_labels.tsv``: 1 = coherent, informative text worth training on, 0 =
+boilerplate, navigation, listings, fragments, error pages, spam. The labels are one reader's, made
+once before any scorer was tuned; ambiguous pages were left unlabelled.
+
+Prints the ROC-AUC (with a bootstrap 95% interval) of:
+* single signals: stop-word ratio, word count, line punctuation;
+* ``builtin:signals-v1``, the default ``quality`` score;
+* the classifier that ``quality_classifier`` trains on a crawl with no reference corpus
+  (MiniLM + logistic head on signals pseudo-labels, trained here on the unlabelled pool of the
+  same pages: it never sees a human label), alone and averaged with signals-v1 in logit space;
+* any HF sequence classifier given with ``--model`` (e.g. a registered `sluice-quality` version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+LABELS = ROOT / "benchmarks" / "data" / "quality_labels.tsv"
+
+from gpu_jobs.signals_scorer import SignalScorer, detect_language, measure, stop_words  # noqa: E402
+from gpu_jobs.train_classifier import roc_auc  # noqa: E402
+from spark_jobs.filters.extract import ExtractOptions, Extractor  # noqa: E402
+
+
+def html_pages():
+    """(id, html bytes) of every page the labels may refer to."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    for p in sorted((SHARED / "html" / "trafilatura-eval" / "pages").glob("*.html.gz")):
+        yield p.name[: -len(".html.gz")], gzip.decompress(p.read_bytes())
+    for d in sorted((SHARED / "html" / "readability").iterdir()):
+        if (d / "source.html.gz").exists():
+            yield f"rd/{d.name}", gzip.decompress((d / "source.html.gz").read_bytes())
+    for w in sorted((SHARED / "warc").rglob("*.warc*")):
+        if w.name.endswith((".wet.gz", ".wat.gz")):
+            continue
+        with open(w, "rb") as fh:
+            try:
+                for k, r in enumerate(ArchiveIterator(fh, record_types=WarcRecordType.response, parse_http=True)):
+                    if "html" in ((r.http_headers.get("Content-Type") or "") if r.http_headers else ""):
+                        yield f"warc/{w.name}/{k}", r.reader.read()
+            except Exception:  # the deliberately truncated file ends early; its earlier records count
+                pass
+
+
+def english_documents() -> dict[str, str]:
+    ex = Extractor(ExtractOptions())
+    out = {}
+    for doc_id, html in html_pages():
+        try:
+            text = ex.extract_with_path(html, None)[0].strip()
+        except Exception:
+            continue
+        if text and detect_language(text) == "en":
+            out[doc_id] = text
+    return out
+
+
+def bootstrap_auc(y: np.ndarray, s: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        i = rng.integers(0, len(y), len(y))
+        if 0 < y[i].sum() < len(i):
+            vals.append(roc_auc(y[i], s[i]))
+    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def pseudo_label_classifier(pool: list[str], workdir: Path) -> Path:
+    """quality_classifier's no-reference path, run on the pool: signals pseudo-labels, MiniLM head."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gpu_jobs.options import ClassifierTraining
+    from gpu_jobs.train_classifier import run
+
+    pq.write_table(pa.table({"text": pool}), workdir / "pool.parquet")
+    out = workdir / "model"
+
+    class Log:
+        info = warning = staticmethod(lambda m: print(f"  [train] {m}", file=sys.stderr))
+
+    run({"backbone": ClassifierTraining().backbone, "options": ClassifierTraining().model_dump(), "positives_path": None,
+         "labelled_path": None, "negative_files": [str(workdir / "pool.parquet")], "output_dir": str(out)}, Log, lambda s: None)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append", default=[], help="an HF sequence-classification model folder to compare")
+    ap.add_argument("--no-classifier", action="store_true", help="skip training the pseudo-label classifier")
+    args = ap.parse_args()
+    if not SHARED.exists():
+        sys.exit(f"{SHARED} not found: this benchmark needs ../shared/data")
+    labels = {}
+    for line in LABELS.read_text().splitlines():
+        if line and not line.startswith(("#", "id\t")):
+            k, v = line.split("\t")
+            labels[k] = int(v)
+    docs = english_documents()
+    missing = sorted(set(labels) - set(docs))
+    if missing:
+        print(f"warning: {len(missing)} labelled pages were not extracted as English: {missing[:5]}", file=sys.stderr)
+    ids = [k for k in labels if k in docs]
+    texts = [docs[k] for k in ids]
+    y = np.array([labels[k] for k in ids])
+    print(f"{len(ids)} labelled English documents ({int(y.sum())} positive, {int((1 - y).sum())} negative); "
+          f"unlabelled pool {len(docs)} documents")
+
+    stops = stop_words("en")
+    sig = [measure(t, "en") for t in texts]
+    rows: dict[str, np.ndarray] = {
+        "stop-word ratio (jusText English list)": np.array([s["stop_word_ratio"] for s in sig]),
+        "stop-word ratio (Gopher's 8 words)": np.array([
+            sum(w in {"the", "be", "to", "of", "and", "that", "have", "with"} for w in t.lower().split()) / max(1, len(t.split()))
+            for t in texts]),
+        "word count": np.array([s["log10_words"] for s in sig]),
+        "line punctuation ratio": np.array([s["line_punct_ratio"] for s in sig]),
+    }
+    assert stops is not None
+    signals = SignalScorer().score(texts).score
+    rows["builtin:signals-v1 (default `quality`)"] = signals
+    if not args.no_classifier:
+        from gpu_jobs.classifier import HFClassifier
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model = HFClassifier(str(pseudo_label_classifier(list(docs.values()), Path(tmp))), max_length=256, device="cpu")
+            clf = model.score(texts, batch_tokens=16384, max_batch_size=64).score
+        rows["MiniLM head on signals pseudo-labels (`classifier`)"] = clf
+
+        def lg(p):
+            p = np.clip(p, 1e-6, 1 - 1e-6)
+            return np.log(p / (1 - p))
+
+        rows["signals-v1 + classifier, mean logit"] = (lg(signals) + lg(clf)) / 2
+    for m in args.model:
+        from gpu_jobs.classifier import HFClassifier
+
+        rows[f"--model {m}"] = HFClassifier(m, max_length=256, device="cpu").score(texts, batch_tokens=16384).score
+    print(f"\n{'scorer':55s} {'ROC-AUC':>8s}   95% bootstrap")
+    for name, s in rows.items():
+        lo, hi = bootstrap_auc(y, s)
+        print(f"{name:55s} {roc_auc(y, s):8.3f}   [{lo:.3f}, {hi:.3f}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The built-in signals scorer (the default `quality` score) and the classifier trained on its
+pseudo-labels when a crawl has no reference corpus."""
+
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dagster import Failure
+
+from assets.quality_classifier import training_source
+from gpu_jobs.classifier import HFClassifier, load_scorer
+from gpu_jobs.options import ClassifierTraining, ScoringOptions
+from gpu_jobs.signals_scorer import SignalScorer, measure
+from spark_jobs.sample_crawl import text as T
+
+NAVIGATION = "\n".join(["Home", "About us", "Products", "Shop by brand", "Gift cards", "Contact", "Login | Register",
+                        "Cart (0)", "Follow us on Facebook", "© 2024 Example Store"])
+LISTING = "\n".join(f"Blue cotton shirt size {s} {c} $ {19 + i}.99 Add to cart" for i, (s, c) in
+                    enumerate([(s, c) for s in "SML" for c in ("navy", "sky", "teal")]))
+ERROR = "404 Not Found\nThe requested URL was not found on this server."
+
+
+def article(seed: int) -> str:
+    return "\n".join(T.article(random.Random(seed))[1])
+
+
+def test_prose_scores_high_and_boilerplate_low():
+    s = SignalScorer()
+    good = s.score([article(i) for i in range(5)])
+    bad = s.score([NAVIGATION, LISTING, "\n".join(T.spam(random.Random(3))[1]), "Subscribe.", ""])
+    assert (good.score > 0.5).all() and good.label == ["high"] * 5
+    assert (bad.score < 0.5).all() and bad.label == ["low"] * 5
+    assert good.score.min() > bad.score.max()
+    assert np.isfinite(bad.score).all() and bad.tokens == 0
+    # A one-sentence page is well-formed prose: only its length holds it back (the filters' 50-word
+    # floor removes such pages before scoring).
+    assert 0.5 < s.score([ERROR]).score[0] < good.score.min()
+
+
+def test_each_signal_moves_the_score_the_right_way():
+    s = SignalScorer()
+    base = article(1)
+    paragraphs = base.split("\n")
+    # fewer words, lines without final punctuation, and fewer function words all score lower
+    shorter = paragraphs[0].split(". ")[0] + "."
+    unpunctuated = "\n".join(p.rstrip(".!?") for p in paragraphs)
+    no_function_words = " ".join(w for w in base.split(" ") if w.lower() not in {"the", "a", "of", "and", "to", "in", "is", "was", "for", "on"})
+    scores = s.score([base, shorter, unpunctuated, no_function_words]).score
+    assert scores[0] > max(scores[1:])
+    assert measure(no_function_words, "en")["stop_word_ratio"] < measure(base, "en")["stop_word_ratio"]
+
+
+def test_languages_use_their_own_stop_list_or_leave_the_term_out():
+    german = "\n".join(T.foreign(random.Random(2), "de")[1])
+    m = measure(german)
+    assert m["stop_word_ratio"] is not None and m["stop_word_ratio"] > 0.3  # German list, detected by langid
+    assert measure(german, "en")["stop_word_ratio"] < 0.1
+    chinese = "这是一个关于城市交通的长篇报道。市政府宣布了新的公交线路。居民对此表示欢迎。" * 20
+    assert measure(chinese)["stop_word_ratio"] is None  # no jusText list: length and punctuation only
+    assert np.isfinite(SignalScorer().score([german, chinese]).score).all()
+    assert SignalScorer().score([german]).score[0] > 0.5
+
+
+def test_unknown_formula_and_the_default_scoring_columns():
+    with pytest.raises(ValueError, match="unknown built-in scorer"):
+        SignalScorer("builtin:signals-v9")
+    assert isinstance(load_scorer("signals", "builtin:signals-v1"), SignalScorer)
+    cols = {c.name: (c.kind, c.model) for c in ScoringOptions().classifiers}
+    assert cols == {"quality": ("signals", "builtin:signals-v1"), "classifier": ("hf", "models:/sluice-quality/latest")}
+
+
+def test_training_source_choice(tmp_path):
+    ref = tmp_path / "reference.jsonl"
+    assert training_source("auto", None, str(ref)) == "pseudo"
+    ref.write_text(json.dumps({"text": "x"}) + "\n")
+    assert training_source("auto", None, str(ref)) == "reference"
+    assert training_source("auto", "labels.jsonl", str(ref)) == "labelled"
+    assert training_source("pseudo", "labels.jsonl", str(ref)) == "pseudo"
+    with pytest.raises(Failure, match="no reference corpus"):
+        training_source("reference", None, str(tmp_path / "missing.jsonl"))
+    with pytest.raises(Failure, match="labelled_path"):
+        training_source("labelled", None, str(ref))
+
+
+def test_classifier_trained_on_pseudo_labels_ranks_like_the_signals(tmp_path):
+    """No reference corpus: the top and bottom of the crawl by signals become the labels, and the
+    MiniLM head learns to tell prose from boilerplate without the signals."""
+    from gpu_jobs.train_classifier import run
+
+    rng = random.Random(0)
+    prose = [article(100 + i) for i in range(40)]
+    junk = []
+    for i in range(40):
+        words = [rng.choice(["Home", "Shop", "Sale", "Cart", "Login", "Blue", "Shirt", "Size", "Gift", "Cards", "Menu", "Deals"])
+                 for _ in range(rng.randint(20, 60))]
+        junk.append("\n".join(" ".join(words[j:j + 3]) for j in range(0, len(words), 3)))
+    texts = prose + junk
+    pq.write_table(pa.table({"doc_id": [str(i) for i in range(80)], "text": texts}), tmp_path / "crawl.parquet")
+    o = ClassifierTraining(max_length=128, pseudo_label_fraction=0.4)
+    summary = run({"backbone": o.backbone, "options": o.model_dump(), "positives_path": None, "labelled_path": None,
+                   "negative_files": [str(tmp_path / "crawl.parquet")], "output_dir": str(tmp_path / "model")},
+                  log=type("L", (), {"info": staticmethod(lambda m: None)})(), report=lambda s: None)
+    assert summary["source"].startswith("pseudo-labels:builtin:signals-v1")
+    assert summary["metrics"]["examples"] == 64 and summary["metrics"]["positives"] == 32
+    c = HFClassifier(str(tmp_path / "model"), max_length=128, label="high")
+    s = c.score([article(999), NAVIGATION, article(998), LISTING]).score
+    assert min(s[0], s[2]) > max(s[1], s[3])
