@@ -213,6 +213,34 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a JSONL of documents (field ``text``) outside the pipeline, e.g. to check a page or to
+    evaluate a scorer against labels: each line comes back with ``score`` and ``score_label``."""
+    import json
+
+    from tqdm import tqdm
+
+    from gpu_jobs.classifier import load_scorer
+
+    scorer = load_scorer(args.kind, args.model, args.max_length, args.label, "auto")
+    src = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    dst = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+    rows = [json.loads(line) for line in src if line.strip()]
+    with tqdm(total=len(rows), desc="scoring", unit="doc", file=sys.stderr) as bar:
+        for i in range(0, len(rows), 256):
+            batch = rows[i : i + 256]
+            r = scorer.score([str(x.get("text") or "") for x in batch])
+            for x, v, lab in zip(batch, r.score, r.label):
+                x["score"], x["score_label"] = float(v), lab
+                dst.write(json.dumps(x, ensure_ascii=False) + "\n")
+            bar.update(len(batch))
+    sys.stdout.flush()
+    for fh in (src, dst):
+        if fh not in (sys.stdin, sys.stdout):
+            fh.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -234,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pages-per-file", type=int, default=1000)
     s.add_argument("--recrawl", type=int, default=0, help="N > 0: the same pages fetched again (new record ids and dates)")
     s.set_defaults(func=cmd_sample_crawl)
+
+    sc = sub.add_parser("score", help="score a JSONL of documents (field text) with a quality scorer, outside the pipeline")
+    sc.add_argument("--input", required=True, help="JSONL file, or - for standard input")
+    sc.add_argument("--output", default="-", help="JSONL file (default: standard output)")
+    sc.add_argument("--model", default="builtin:signals-v1", help="builtin:signals-v1 (default), a model folder or hub id, a fastText file")
+    sc.add_argument("--kind", choices=["signals", "hf", "fasttext"], default="signals")
+    sc.add_argument("--label", help="hf/fastText: the label whose probability is the score")
+    sc.add_argument("--max-length", type=int, default=512)
+    sc.set_defaults(func=cmd_score)
 
     t = sub.add_parser("tables", help="each table with its Delta version, rows and last commit")
     common(t)

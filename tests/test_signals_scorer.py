@@ -108,3 +108,14 @@ def test_classifier_trained_on_pseudo_labels_ranks_like_the_signals(tmp_path):
     c = HFClassifier(str(tmp_path / "model"), max_length=128, label="high")
     s = c.score([article(999), NAVIGATION, article(998), LISTING]).score
     assert min(s[0], s[2]) > max(s[1], s[3])
+
+
+def test_cli_scores_a_jsonl_file(tmp_path):
+    from orchestration.cli import main
+
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate([article(7), NAVIGATION, ""])))
+    assert main(["score", "--input", str(src), "--output", str(tmp_path / "out.jsonl")]) == 0
+    out = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == [0, 1, 2] and [r["score_label"] for r in out] == ["high", "low", "low"]
+    assert out[0]["score"] == pytest.approx(SignalScorer().score([article(7)]).score[0])
