@@ -32,9 +32,10 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 LABELS = ROOT / "benchmarks" / "data" / "quality_labels.tsv"
 
-from gpu_jobs.signals_scorer import SignalScorer, detect_language, measure, stop_words  # noqa: E402
+from gpu_jobs.signals_scorer import SignalScorer, detect_language, measure  # noqa: E402
 from gpu_jobs.train_classifier import roc_auc  # noqa: E402
 from spark_jobs.filters.extract import ExtractOptions, Extractor  # noqa: E402
+from spark_jobs.filters.quality_rules import STOP_WORDS, words_of  # noqa: E402
 
 
 def html_pages():
@@ -122,17 +123,14 @@ def main() -> None:
     print(f"{len(ids)} labelled English documents ({int(y.sum())} positive, {int((1 - y).sum())} negative); "
           f"unlabelled pool {len(docs)} documents")
 
-    stops = stop_words("en")
     sig = [measure(t, "en") for t in texts]
     rows: dict[str, np.ndarray] = {
         "stop-word ratio (jusText English list)": np.array([s["stop_word_ratio"] for s in sig]),
         "stop-word ratio (Gopher's 8 words)": np.array([
-            sum(w in {"the", "be", "to", "of", "and", "that", "have", "with"} for w in t.lower().split()) / max(1, len(t.split()))
-            for t in texts]),
+            sum(w.lower() in STOP_WORDS for w in ws) / max(1, len(ws)) for ws in map(words_of, texts)]),
         "word count": np.array([s["log10_words"] for s in sig]),
         "line punctuation ratio": np.array([s["line_punct_ratio"] for s in sig]),
     }
-    assert stops is not None
     signals = SignalScorer().score(texts).score
     rows["builtin:signals-v1 (default `quality`)"] = signals
     if not args.no_classifier:

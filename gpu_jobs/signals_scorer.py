@@ -73,14 +73,13 @@ def stop_words(language: str) -> frozenset[str] | None:
 
 @lru_cache(maxsize=1)
 def _language_id():
-    from langid.langid import LanguageIdentifier, model
+    from spark_jobs.filters.language import LanguageIdentifier, LanguageOptions
 
-    return LanguageIdentifier.from_modelstring(model, norm_probs=True)
+    return LanguageIdentifier(LanguageOptions(max_chars=LANGUAGE_CHARS))  # the filter stage's langid
 
 
 def detect_language(text: str) -> str:
-    snippet = " ".join(text[:LANGUAGE_CHARS].split())
-    return _language_id().classify(snippet)[0] if snippet else "und"
+    return _language_id().identify(text)[0]
 
 
 def measure(text: str, language: str | None = None) -> dict[str, float | None]:

@@ -60,8 +60,9 @@ def read_jsonl(path: str, limit: int | None = None) -> list[dict]:
     return rows
 
 
-def sample_negatives(files: list[str], n: int, seed: int) -> list[str]:
-    """n crawl documents drawn uniformly (reservoir sampling over the snapshot, seeded)."""
+def sample_documents(files: list[str], n: int, seed: int) -> list[str]:
+    """n crawl documents drawn uniformly (reservoir sampling over the snapshot, seeded): the
+    negatives of the reference recipe, the pool of the pseudo-label one."""
     import pyarrow.parquet as pq
 
     rng = random.Random(seed)
@@ -87,7 +88,7 @@ def pseudo_labelled(files: list[str], o: ClassifierTraining) -> tuple[list[str],
     labelled 1, the bottom fraction 0, the middle (the least certain) left out."""
     from gpu_jobs.signals_scorer import SignalScorer
 
-    pool = sample_negatives(files, o.max_documents, o.seed)
+    pool = sample_documents(files, o.max_documents, o.seed)
     scores = SignalScorer(SIGNALS_MODEL).score(pool).score
     order = np.argsort(scores, kind="stable")
     k = int(len(pool) * o.pseudo_label_fraction)
@@ -154,7 +155,7 @@ def run(params: dict, log, report) -> dict:
         source = f"pseudo-labels:{SIGNALS_MODEL} top/bottom {o.pseudo_label_fraction:.0%} of the crawl"
     else:
         pos = [r["text"] for r in read_jsonl(params["positives_path"], o.max_documents // 2)]
-        neg = sample_negatives(params["negative_files"], int(round(len(pos) * o.negatives_per_positive)), o.seed)
+        neg = sample_documents(params["negative_files"], int(round(len(pos) * o.negatives_per_positive)), o.seed)
         texts = pos + neg
         labels = np.array([1] * len(pos) + [0] * len(neg))
         source = f"reference:{params['positives_path']} vs crawl"
