@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/filter_throughput.py --records 20000
 	$(BIN)/python benchmarks/dedup_throughput.py --docs 200000
 	$(BIN)/python benchmarks/dedup_quality.py
+	$(BIN)/python benchmarks/scorer_quality.py
 
 ui: $(STAMP)
 	$(BIN)/sluice ui

@@ -59,10 +59,22 @@ def html_pages():
                 pass
 
 
-def english_documents() -> dict[str, str]:
+def read_labels() -> dict[str, int]:
+    labels = {}
+    for line in LABELS.read_text().splitlines():
+        if line and not line.startswith(("#", "id\t")):
+            k, v = line.split("\t")
+            labels[k] = int(v)
+    return labels
+
+
+def english_documents(only: set[str] | None = None) -> dict[str, str]:
+    """id → extracted text of the pages identified as English (of the ``only`` ids, if given)."""
     ex = Extractor(ExtractOptions())
     out = {}
     for doc_id, html in html_pages():
+        if only is not None and doc_id not in only:
+            continue
         try:
             text = ex.extract_with_path(html, None)[0].strip()
         except Exception:
@@ -108,11 +120,7 @@ def main() -> None:
     args = ap.parse_args()
     if not SHARED.exists():
         sys.exit(f"{SHARED} not found: this benchmark needs ../shared/data")
-    labels = {}
-    for line in LABELS.read_text().splitlines():
-        if line and not line.startswith(("#", "id\t")):
-            k, v = line.split("\t")
-            labels[k] = int(v)
+    labels = read_labels()
     docs = english_documents()
     missing = sorted(set(labels) - set(docs))
     if missing:
