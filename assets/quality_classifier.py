@@ -4,8 +4,8 @@ MLflow model registry, where `quality_scored` finds "the latest registered versi
 Positives come from a reference corpus of clean text (default: ``reference_corpus.jsonl`` in the
 crawl's landing folder), negatives are drawn from the crawl's pinned `deduplicated` documents (the
 GPT-3 / DCLM recipe) — or a labelled JSONL is used instead, or, for a crawl with neither,
-pseudo-labels from the built-in signals scorer (``classifier.source``). Training runs in ``gpu_jobs`` through
-Dagster Pipes. The gate requires a held-out ROC-AUC of at least ``quality.min_classifier_auc``.
+pseudo-labels from the built-in signals scorer (``classifier.source``). Training runs in
+``gpu_jobs`` through Dagster Pipes. The gate requires a held-out ROC-AUC of at least ``quality.min_classifier_auc``.
 """
 
 from pathlib import Path

@@ -2,16 +2,17 @@
 
 Recipe (GPT-3, DCLM): positives from a clean reference corpus, negatives drawn from the crawl — or
 a labelled JSONL — or, when a crawl has neither, pseudo-labels: crawl documents ranked by the
-built-in signals scorer, its top ``pseudo_label_fraction`` as positives and its bottom as negatives
-(the embedding then generalises the signals to documents they misjudge). The head is a logistic regression on the frozen encoder's pooled output, fitted
-with L-BFGS, then written into the classifier layer of an ordinary
+built-in signals scorer, its top ``pseudo_label_fraction`` as positives and its bottom as
+negatives, so that every crawl gets a classifier (on hand-labelled real pages it ranks below the
+signals themselves: see benchmarks/scorer_quality.py). The head is a logistic regression on the
+frozen encoder's pooled output, fitted with L-BFGS, then written into the classifier layer of an ordinary
 ``AutoModelForSequenceClassification`` checkpoint (label ``high`` = positive), so the scorer needs
 no special code path for it. Frozen features keep training to one forward pass over the examples:
 seconds on a GPU, minutes on a CPU, which is what lets every crawl retrain it.
 
 Parameters (JSON): backbone, options (ClassifierTraining), positives_path | labelled_path | neither
-(pseudo-labels), negative_files (the pinned crawl snapshot's data files), output_dir. Reports held-out ROC-AUC and
-accuracy, the example counts and where the model was written.
+(pseudo-labels), negative_files (the pinned crawl snapshot's data files), output_dir. Reports
+held-out ROC-AUC and accuracy, the example counts and where the model was written.
 """
 
 from __future__ import annotations
