@@ -1,26 +1,277 @@
-"""What every asset does around its job: lineage run, Delta commits with lineage in the commit
-info, the blocking gate, and the metadata the Dagster UI shows."""
+"""The stage framework: one envelope around every asset's work.
+
+An asset declares a :class:`StageSpec` (name, upstreams, output tables from the table contract, the
+rejection stage, the options that define its result, preview columns) and writes a ``work``
+function: read pinned inputs, stage output files, say how to gate them. :func:`stage_asset` turns the
+pair into a Dagster asset, and :func:`run_stage` owns the rest, the same way for every stage:
+
+* an MLflow run nested under the Dagster run's (params, input and output table versions, metrics,
+  artifacts), ended FAILED if the work raises;
+* write-audit-publish: one transaction per output table is opened before the work and staged into;
+  the gate runs on exactly the staged files; only when it passes are the tables committed (with the
+  Dagster run, MLflow run, code version and git sha in the Delta commit info). A failed candidate is
+  moved to ``_quarantine/`` for audit and the tables' current versions do not change, so no reader
+  (Dagster, DuckDB, Spark, a training job) ever sees it;
+* the gate's outcome as the blocking ``gate`` asset check, and one set of metadata names for every
+  asset (``delta_version``, ``tables``, ``upstream``, ``documents_in``, ``rejected``,
+  ``rejections_by_reason``, ``docs_per_s``, ``preview``, ``mlflow_run``, ``gate_passed``,
+  ``status``, and Dagster's ``dagster/row_count``, ``dagster/table_name``, ``dagster/uri``,
+  ``dagster/column_schema``);
+* ``code_version`` from the options that define the result and the output schemas, so changing a
+  threshold marks exactly the affected assets unsynced.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
+import json
 import time
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+)
 
-from spark_jobs.lakehouse.delta_table import CommitResult, Transaction, snapshot_files
+from assets.lineage import LineageResource, StageRun
+from assets.partitions import crawl_partitions
+from assets.resources import GpuLauncher, LakehouseResource, SparkResource
+from lakehouse import tables as T
+from lakehouse.delta_table import CommitResult, DataFile, Transaction, open_table, snapshot_files, table_exists
+from quality.gate import GateResult, GateSpec, run_gate
 
-REJECTIONS = "rejections"
+RESOURCE_TYPES = {"lakehouse": LakehouseResource, "lineage": LineageResource, "spark": SparkResource, "gpu": GpuLauncher}
+OWNERS = ["team:data-platform"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # the asset, and its table when it writes one
+    description: str
+    group: str
+    kinds: tuple[str, ...]
+    # cfg → the options that define the result (by config section); they are baked into the asset
+    # and its code_version.
+    options: Callable[[Any], dict[str, Any]]
+    upstreams: tuple[str, ...] = ()
+    outputs: tuple[T.TableSpec, ...] = ()  # first: the asset's own table; REJECTIONS when it rejects
+    rejection_stage: str | None = None  # its `stage` partition in `rejections`
+    gate_description: str = ""
+    preview_columns: tuple[str, ...] = ()
+    engine: str = "spark"  # how the gate reads the staged table: spark or pandas
+    resources: tuple[str, ...] = ("lakehouse", "lineage")
+    pool: str | None = None
+    # Bump when the code changes what the stage produces (options and schemas are hashed anyway).
+    revision: str = "1"
+    # options → why there is nothing to do (the asset materializes as skipped), or None.
+    skip: Callable[[dict[str, Any]], str | None] | None = None
+
+    @property
+    def table(self) -> T.TableSpec | None:
+        return self.outputs[0] if self.outputs and self.outputs[0] is not T.REJECTIONS else None
+
+    def table_schema(self, t: T.TableSpec, options: dict[str, Any]) -> pa.Schema:
+        return t.schema(options.get(t.options_key) if t.options_key else None)
+
+
+@dataclass
+class Pinned:
+    """An upstream table version this materialization reads."""
+
+    table: str
+    version: int
+    files: list[DataFile]
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+    @property
+    def rows(self) -> int:
+        return sum(f.num_records or 0 for f in self.files)
+
+
+@dataclass
+class Outcome:
+    """What a stage's work hands back to the runner."""
+
+    gate: GateSpec
+    accounting: dict[str, Any] | None = None
+    documents_in: int | None = None
+    reasons: dict[str, int] = field(default_factory=dict)  # rejections by reason
+    metrics: dict[str, float] = field(default_factory=dict)  # more MLflow metrics
+    metadata: dict[str, Any] = field(default_factory=dict)  # more Dagster metadata
+    artifacts: list[tuple[Path, str]] = field(default_factory=list)  # (file, MLflow artifact folder)
+    # Run after the tables are published, with their commits; may return more metadata.
+    on_publish: list[Callable[[dict[str, CommitResult]], dict[str, Any] | None]] = field(default_factory=list)
+    # Run after publish or quarantine (e.g. a GPU job's resume folder).
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+
+class StageContext:
+    """What a stage's work sees: its options, resources, pinned inputs and staged outputs."""
+
+    def __init__(self, spec: StageSpec, context: AssetExecutionContext, options: dict[str, Any], resources: dict[str, Any],
+                 run: StageRun, outputs: dict[str, Transaction]) -> None:
+        self.spec = spec
+        self.dagster = context
+        self.log = context.log
+        self.options = options
+        self.resources = resources
+        self.lakehouse: LakehouseResource = resources["lakehouse"]
+        self.lineage: LineageResource = resources["lineage"]
+        self.run = run
+        self.crawl_id = context.partition_key
+        self.partition = {"crawl_id": self.crawl_id}
+        self.run_key = f"{spec.name}-{self.crawl_id}-{context.run_id[:8]}"
+        self.inputs: dict[str, int] = {}
+        self._outputs = outputs
+        self._spark = None
+
+    @property
+    def spark(self):
+        """The Spark session, with this stage's job group (the Spark UI groups jobs by stage)."""
+        if self._spark is None:
+            self._spark = self.resources["spark"].session()
+            self._spark.sparkContext.setJobGroup(f"{self.spec.name}:{self.crawl_id}", f"sluice {self.spec.name} {self.crawl_id}")
+        return self._spark
+
+    def pin(self, table: str) -> Pinned:
+        """The version of ``table`` recorded by its latest materialization of this partition (which must
+        have passed its gate), with its files; recorded as an input."""
+        version = pinned_upstream(self.dagster, table)
+        self.read_input(table, version)
+        return Pinned(table, version, snapshot_files(self.lakehouse.uri(table), version, self.partition))
+
+    def read_input(self, table: str, version: int | None) -> None:
+        """Record a table version read (beyond the pinned upstreams, e.g. dedup's own index)."""
+        self.inputs[table] = version  # type: ignore[assignment]
+        self.run.log_table(table, self.lakehouse.uri(table), version, "input")
+
+    def output(self, table: str) -> Transaction:
+        return self._outputs[table]
+
+    def staged(self, table: str):
+        """The staged rows of an output as a Spark DataFrame (what its commit would publish)."""
+        from spark_jobs.spark_io import read_staged
+
+        return read_staged(self.spark, self._outputs[table], self.spec.table_schema(T.TABLES[table], self.options))
+
+    def staged_arrow(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        """The staged rows of an output with pyarrow (GPU stages' small tables); all columns, the
+        partition values included, unless ``columns`` are named."""
+        txn = self._outputs[table]
+        schema = self.spec.table_schema(T.TABLES[table], self.options)
+        data = pa.schema([f for f in schema if f.name not in txn.partition_by])
+        if columns:
+            data = pa.schema([data.field(c) for c in columns])
+        parts = [pq.read_table(f, columns=data.names).cast(data) for f in txn.staged_files()]
+        out = pa.concat_tables(parts) if parts else data.empty_table()
+        if not columns:
+            for c in txn.partition_by:
+                out = out.append_column(c, pa.array([txn.partition[c]] * out.num_rows, pa.string()))
+        return out
+
+    def report_path(self, suffix: str = ".png") -> Path:
+        """Where this materialization's plot goes: ``_reports/<asset>/<crawl>-<run>.png``."""
+        return self.lakehouse.folder(T.REPORTS, self.spec.name, f"{self.crawl_id}-{self.dagster.run_id[:8]}{suffix}")
+
+    def gpu_job(self, module: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self.resources["gpu"].run(self.dagster, module, params)
+
+
+# ---- Dagster ---------------------------------------------------------------------------------------
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in options.items()}
+
+
+def code_version(spec: StageSpec, options: dict[str, Any]) -> str:
+    """A hash of what defines the stage's result: its revision, options and output schemas."""
+    schemas = {t.name: [f"{f.name}:{f.type}" for f in spec.table_schema(t, options)] for t in spec.outputs}
+    blob = json.dumps({"stage": spec.name, "revision": spec.revision, "options": _jsonable(options), "schemas": schemas},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def column_schema(schema: pa.Schema) -> TableSchema:
+    return TableSchema(columns=[TableColumn(f.name, str(f.type)) for f in schema])
+
+
+def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config: Any) -> AssetsDefinition:
+    """The Dagster asset of a stage, its options taken from ``config`` (the Sluice configuration)."""
+    options = spec.options(config)
+    version = code_version(spec, options)
+
+    def body(context: AssetExecutionContext, **resources: Any) -> MaterializeResult:
+        return run_stage(spec, work, options, version, context, resources)
+
+    params = [inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AssetExecutionContext)]
+    params += [inspect.Parameter(r, inspect.Parameter.KEYWORD_ONLY, annotation=RESOURCE_TYPES[r]) for r in spec.resources]
+    body.__signature__ = inspect.Signature(params)  # typed resources, injected by name
+    body.__name__ = spec.name
+    metadata: dict[str, Any] = {}
+    if spec.table is not None:
+        metadata = {"dagster/table_name": spec.table.name, "dagster/column_schema": column_schema(spec.table_schema(spec.table, options))}
+    return asset(
+        name=spec.name,
+        partitions_def=crawl_partitions,
+        deps=[AssetKey(u) for u in spec.upstreams],
+        group_name=spec.group,
+        kinds=set(spec.kinds),
+        pool=spec.pool,
+        owners=OWNERS,
+        code_version=version,
+        metadata=metadata,
+        check_specs=[AssetCheckSpec("gate", asset=spec.name, blocking=True, description=spec.gate_description)],
+        description=spec.description,
+    )(body)
+
+
+def pinned_upstream(context: AssetExecutionContext, table: str) -> int:
+    """The Delta version of ``table`` recorded by its latest materialization of this partition. A
+    materialization whose gate failed published nothing; it is refused here as a second line."""
+    from dagster import AssetRecordsFilter
+
+    partitions = [context.partition_key] if context.has_partition_key else None
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(table), asset_partitions=partitions), limit=1
+    ).records
+    if not records:
+        raise Failure(f"{table} has no materialization for partition {context.partition_key!r}: materialize it first")
+    md = records[0].asset_materialization.metadata
+    if not md.get("gate_passed") or not md["gate_passed"].value:
+        raise Failure(
+            f"{table} (partition {context.partition_key!r}) failed its gate in its latest materialization; the "
+            "candidate was quarantined and is not used downstream. Fix the input and re-materialize it."
+        )
+    return int(md["delta_version"].value)
+
+
+# ---- the envelope ----------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def stage_run(context: AssetExecutionContext, asset: str) -> Iterator[Any]:
+def stage_run(lineage: LineageResource, context: AssetExecutionContext, name: str) -> Iterator[StageRun]:
     """An MLflow run nested under the Dagster run's; marked FAILED if the body raises."""
-    lineage = context.resources.lineage
-    partition = context.partition_key if context.has_partition_key else None
-    run = lineage.start_stage(context.run_id, asset, partition)
+    run = lineage.start_stage(context.run_id, name, context.partition_key if context.has_partition_key else None)
     context.log.info(f"MLflow run {run.run_id} ({run.url})")
     try:
         yield run
@@ -31,44 +282,142 @@ def stage_run(context: AssetExecutionContext, asset: str) -> Iterator[Any]:
         run.end("FINISHED")
 
 
-def open_write(context: AssetExecutionContext, table: str, partition: dict[str, str], partition_by: list[str]) -> Transaction:
-    """A transaction replacing one partition of ``table`` (enter it with ``with``)."""
-    lh = context.resources.lakehouse
-    return Transaction(lh.uri(table), partition=partition, partition_by=partition_by, grace_seconds=lh.grace_seconds)
+def _partition(spec: StageSpec, t: T.TableSpec, crawl_id: str) -> dict[str, str]:
+    part = {"crawl_id": crawl_id}
+    if "stage" in t.partition_by:
+        part["stage"] = spec.rejection_stage or spec.name
+    return part
 
 
-def commit(context: AssetExecutionContext, txn: Transaction, mlflow_run_id: str, empty_schema=None) -> CommitResult:
-    """Commit what was staged, with the run ids in the Delta commit info."""
-    t0 = time.time()
-    result = txn.commit(
-        mode="replace",
-        commit_info={
-            "dagster_run_id": context.run_id,
-            "asset": context.asset_key.to_user_string(),
-            "dagster_partition": context.partition_key if context.has_partition_key else None,
-            "mlflow_run_id": mlflow_run_id,
-            "git_sha": context.resources.lineage.git_sha,
-        },
-        empty_schema=empty_schema,
-    )
-    table = txn.root.name
-    if result.removed_stray:
-        context.log.warning(f"{table}: removed {len(result.removed_stray)} stray files left by a killed writer")
-    context.log.info(f"{table} v{result.version}: {result.rows} rows in {result.files} files (commit {time.time() - t0:.1f}s)")
-    return result
+def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options: dict[str, Any], version: str,
+              context: AssetExecutionContext, resources: dict[str, Any]) -> MaterializeResult:
+    lh: LakehouseResource = resources["lakehouse"]
+    lineage: LineageResource = resources["lineage"]
+    if spec.skip is not None and (why := spec.skip(options)):
+        context.log.info(why)
+        return MaterializeResult(
+            metadata={"status": "skipped", "skipped": why, "gate_passed": True},
+            check_results=[AssetCheckResult(asset_key=spec.name, check_name="gate", passed=True, description=why)],
+        )
+    crawl_id = context.partition_key
+    with stage_run(lineage, context, spec.name) as run, contextlib.ExitStack() as stack:
+        run.log_params({"crawl_id": crawl_id, "code_version": version, **_jsonable(options)})
+        txns = {t.name: stack.enter_context(lh.transaction(t, _partition(spec, t, crawl_id))) for t in spec.outputs}
+        for txn in txns.values():
+            if txn.removed_stray:
+                context.log.warning(f"{txn.root.name}: removed {len(txn.removed_stray)} stray files left by a killed writer")
+        ctx = StageContext(spec, context, options, resources, run, txns)
+        t0 = time.time()
+        out = work(ctx)
+        seconds = time.time() - t0
+        primary = spec.table
+        table_data = None
+        if out.gate.table and primary is not None:
+            table_data = ctx.staged(primary.name) if spec.engine == "spark" else ctx.staged_arrow(primary.name).to_pandas()
+        gate = run_gate(out.gate, lh.quality_dir, run_key=ctx.run_key, table_data=table_data, accounting=out.accounting)
+        context.log.info(gate.describe())
+        preview = _preview(txns[primary.name].staged_files(), list(spec.preview_columns), lh.preview_rows) if primary else None
+        staged_schema = {n: _staged_schema(txn, spec.table_schema(T.TABLES[n], options)) for n, txn in txns.items()}
+        extra_md: dict[str, Any] = {}
+        quarantined: dict[str, str] = {}
+        commits: dict[str, CommitResult] = {}
+        try:
+            if gate.success:
+                info = {"dagster_run_id": context.run_id, "asset": spec.name, "dagster_partition": crawl_id,
+                        "mlflow_run_id": run.run_id, "git_sha": lineage.git_sha, "code_version": version}
+                for name, txn in txns.items():
+                    t_commit = time.time()
+                    commits[name] = txn.commit(mode="replace", commit_info=info, empty_schema=spec.table_schema(T.TABLES[name], options))
+                    context.log.info(f"{name} v{commits[name].version}: {commits[name].rows} rows in {commits[name].files} files "
+                                     f"(commit {time.time() - t_commit:.1f}s)")
+                for hook in out.on_publish:
+                    extra_md.update(hook(commits) or {})
+            else:
+                note = {"gate": gate.gate, "failures": gate.failed, "gate_report": gate.result_json, "dagster_run_id": context.run_id,
+                        "mlflow_run_id": run.run_id, "code_version": version}
+                for name, txn in txns.items():
+                    dest = lh.folder(T.QUARANTINE, name, *[f"{k}={v}" for k, v in txn.partition.items()], f"{context.run_id[:8]}-{txn.txn_id[:8]}")
+                    quarantined[name] = str(txn.quarantine(dest, note))
+                    run.client.set_tag(run.run_id, f"sluice.quarantine.{name}", quarantined[name])
+                if quarantined:
+                    context.log.warning(f"gate failed: nothing published; the candidate is kept for audit in {', '.join(quarantined.values())}")
+        finally:
+            for fn in out.cleanup:
+                fn()
+
+        rows = {n: (commits[n].rows if n in commits else txn.staged_rows()) for n, txn in txns.items()}
+        rejected = rows.get(T.REJECTIONS.name, 0) if T.REJECTIONS in spec.outputs else None
+        docs_in = out.documents_in
+        metrics = {
+            "seconds": seconds, "gate_passed": float(gate.success),
+            **({"documents_in": docs_in, "docs_per_s": docs_in / seconds if seconds else 0.0} if docs_in is not None else {}),
+            **({"documents": rows[primary.name]} if primary else {}),
+            **({"rejected": rejected} if rejected is not None else {}),
+            **{f"rejected.{k}": v for k, v in out.reasons.items()},
+            **out.metrics,
+        }
+        run.log_metrics(metrics)
+        for name, res in commits.items():
+            run.log_table(name, lh.uri(name), res.version, "output", res.rows)
+        run.log_artifact(gate.result_json, "gates")
+        for path, folder in out.artifacts:
+            run.log_artifact(path, folder)
+
+        md: dict[str, Any] = {"status": "published" if gate.success else "quarantined", "code_version": version}
+        if ctx.inputs:
+            md["upstream"] = MetadataValue.json({k: v for k, v in ctx.inputs.items()})
+        if primary is not None:
+            current = commits[primary.name].version if primary.name in commits else _current_version(lh.uri(primary.name))
+            if current is not None:
+                md["delta_version"] = current
+            md["dagster/table_name"] = primary.name
+            md["dagster/uri"] = MetadataValue.path(lh.uri(primary.name))
+            schema = open_table(lh.uri(primary.name)).schema().to_arrow() if primary.name in commits else staged_schema[primary.name]
+            md["dagster/column_schema"] = column_schema(pa.schema(schema))
+            if gate.success:
+                md["dagster/row_count"] = rows[primary.name]
+            else:
+                md["candidate_rows"] = rows[primary.name]
+            md["preview"] = MetadataValue.md(preview or "(empty)")
+        if txns:
+            md["tables"] = MetadataValue.json({n: {"version": commits[n].version if n in commits else None, "rows": rows[n]} for n in txns})
+        if docs_in is not None:
+            md["documents_in"] = docs_in
+            md["docs_per_s"] = round(docs_in / seconds, 1) if seconds else 0.0
+        if rejected is not None:
+            md["rejected"] = rejected
+            md["rejections_by_reason"] = MetadataValue.md(counts_table(out.reasons))
+        if quarantined:
+            md["quarantine"] = MetadataValue.json(quarantined)
+        md.update(out.metadata)
+        md.update(extra_md)
+        md.update({"seconds": round(seconds, 2), "mlflow_run": MetadataValue.url(run.url), "mlflow_run_id": run.run_id,
+                   "gate_report": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
+    return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate)])
 
 
-def preview(uri: str, version: int, partition: dict[str, str], columns: list[str], rows: int = 5) -> str:
-    """A Markdown table of the first rows of a version (reads one file's first row group only)."""
-    files = snapshot_files(uri, version, partition)
+def _current_version(uri: str) -> int | None:
+    return open_table(uri).version() if table_exists(uri) else None
+
+
+def _staged_schema(txn: Transaction, table_schema: pa.Schema) -> pa.Schema:
+    files = txn.staged_files()
     if not files:
-        return "(empty)"
-    batch = next(pq.ParquetFile(files[0].path).iter_batches(batch_size=rows, columns=columns), None)
+        return table_schema
+    data = pq.read_schema(files[0])
+    return pa.schema([*[f for f in data if f.name not in txn.partition_by], *[(c, pa.string()) for c in txn.partition_by]])
+
+
+def _preview(files: list[Path], columns: list[str], rows: int) -> str | None:
+    """A Markdown table of the first rows (one file's first row group only)."""
+    if not files or not columns:
+        return None
+    batch = next(pq.ParquetFile(files[0]).iter_batches(batch_size=rows, columns=columns), None)
     if batch is None:
-        return "(empty)"
-    data = batch.to_pylist()
+        return None
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return head + "\n".join("| " + " | ".join(str(r[c])[:80].replace("|", "\\|") for c in columns) + " |" for r in data)
+    return head + "\n".join("| " + " | ".join(str(r[c])[:80].replace("|", "\\|").replace("\n", " ") for c in columns) + " |"
+                            for r in batch.to_pylist())
 
 
 def counts_table(counts: dict[str, int], key: str = "reason") -> str:
@@ -78,11 +427,11 @@ def counts_table(counts: dict[str, int], key: str = "reason") -> str:
     return "\n".join(lines)
 
 
-def gate_check(asset: str, gate_result, check_name: str = "gate") -> AssetCheckResult:
+def gate_check(asset_name: str, gate_result: GateResult) -> AssetCheckResult:
     """The gate's outcome as a blocking Dagster asset check result."""
     return AssetCheckResult(
-        asset_key=asset,
-        check_name=check_name,
+        asset_key=asset_name,
+        check_name="gate",
         passed=gate_result.success,
         severity=AssetCheckSeverity.ERROR,
         description=gate_result.describe()[:2000],
@@ -94,24 +443,3 @@ def gate_check(asset: str, gate_result, check_name: str = "gate") -> AssetCheckR
             "failures": MetadataValue.md("\n".join(f"- {f}" for f in gate_result.failed) or "none"),
         },
     )
-
-
-def pinned_upstream(context: AssetExecutionContext, asset: str) -> tuple[int, dict]:
-    """The Delta version of ``asset`` this materialization reads: the one recorded by the upstream's
-    latest materialization of the same partition, which must have passed its gate."""
-    from dagster import AssetKey, AssetRecordsFilter, Failure
-
-    partitions = [context.partition_key] if context.has_partition_key else None
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=partitions), limit=1
-    ).records
-    if not records:
-        raise Failure(f"{asset} has no materialization for partition {context.partition_key!r}: materialize it first")
-    md = records[0].asset_materialization.metadata
-    version = int(md["delta_version"].value)
-    if not md.get("gate_passed") or not md["gate_passed"].value:
-        raise Failure(
-            f"{asset} v{version} (partition {context.partition_key!r}) failed its gate; it is kept for audit "
-            "but not used downstream. Fix the input and re-materialize it."
-        )
-    return version, {k: v.value for k, v in md.items()}

@@ -50,7 +50,7 @@ def edit(text: str, rate: float, rng: random.Random) -> str:
 def run_job(spark, ids: list[str], texts: list[str], verify: bool, work: Path) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
 
-    from spark_jobs.dedup.minhash import DedupOptions
+    from documents.minhash import DedupOptions
     from spark_jobs.dedup_job import deduplicate_files, documents_table
 
     work.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def shared_sets(spark, work: Path) -> list[dict]:
 def self_made(spark, work: Path, min_words: int) -> dict:
     from resiliparse.extract.html2text import extract_plain_text
 
-    from spark_jobs.dedup.minhash import exact_jaccard
+    from documents.minhash import exact_jaccard
 
     pages = sorted((SHARED / "html" / "trafilatura-eval" / "pages").glob("*.html.gz"))
     bases = []

@@ -105,7 +105,7 @@ def score(removed: set[int], copies: dict[int, int]) -> tuple[float, int]:
 
 
 def run_sluice(spark, paths: list[str], work: Path, **options) -> set[int]:
-    from spark_jobs.dedup.minhash import DedupOptions
+    from documents.minhash import DedupOptions
     from spark_jobs.dedup_job import deduplicate_files
 
     stats, tables = deduplicate_files(spark, paths, DedupOptions(ngram=NGRAM, bands=BANDS, rows=ROWS, **options), str(work))
@@ -149,7 +149,7 @@ def run_datasketch(paths: list[str]) -> set[int]:
     import pyarrow.parquet as pq
     from datasketch import MinHash, MinHashLSH
 
-    from spark_jobs.dedup.minhash import words
+    from documents.minhash import words
 
     texts = [t for p in paths for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data" / "html"
 
-from spark_jobs.filters.extract import ExtractOptions, Extractor  # noqa: E402
+from documents.extract import ExtractOptions, Extractor  # noqa: E402
 
 BACKENDS = ["resiliparse", "resiliparse_blocks", "cascade", "trafilatura"]
 

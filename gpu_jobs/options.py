@@ -16,7 +16,7 @@ class ClassifierSpec(BaseModel):
     name: str = "classifier"
     # A local folder or hub id of an AutoModelForSequenceClassification, ``models:/<name>/latest``
     # or ``models:/<name>/<version>`` from the MLflow registry, a fastText ``.bin`` (kind fasttext),
-    # or a built-in formula such as ``builtin:signals-v1`` (kind signals, see signals_scorer).
+    # or a built-in formula such as ``builtin:signals-v1`` (kind signals, see gpu_jobs.scorers.signals).
     model: str = f"models:/{REGISTERED_MODEL}/latest"
     kind: Literal["hf", "fasttext", "signals"] = "hf"
     # Classification heads: the score is the probability of this label (default: the last label,

@@ -6,9 +6,9 @@ rewrite it, keeping its information. Each output is judged (empty, repetition lo
 language changed → `rejections`, stage ``rewrite``) and the usable ones are scored again with the
 classifier, so the gain is measurable. Resumable by chunks of candidate documents, like scoring.
 
-Parameters (JSON): doc_files, score_files (pinned snapshots' data files), output_uri,
-rejections_uri, partition, options (RewriteOptions), scorer {path, kind, label, max_length} or
-null, commit_info, run_id, grace_seconds. The openai backend's key is read from the environment
+Parameters (JSON): doc_files, score_files (pinned snapshots' data files), output_uri, options
+(RewriteOptions), scorer {path, kind, label, max_length} or null, run_id. Reports the finished
+chunk files (``part``: rewrites, ``rej``: rejections) for the asset to stage, gate and publish. The openai backend's key is read from the environment
 variable named by ``options.api_key_env``.
 """
 
@@ -28,16 +28,9 @@ from gpu_jobs.chunked_output import ChunkedOutput, work_key
 from gpu_jobs.degeneracy import judge
 from gpu_jobs.options import RewriteOptions
 from gpu_jobs.runtime import job_session
-from spark_jobs.warc_ingest import REJECTION_COLUMNS  # the one audit table's schema
+from lakehouse.tables import REJECTION_COLUMNS, REWRITTEN_COLUMNS
 
 PROMPTS = Path(__file__).parent / "prompts"
-
-REWRITTEN_COLUMNS = [
-    ("doc_id", pa.string()), ("source_doc_id", pa.string()), ("url", pa.string()), ("text", pa.string()),
-    ("rewriter_model", pa.string()), ("prompt_version", pa.string()), ("generation_params", pa.string()),
-    ("score_before", pa.float64()), ("score_after", pa.float64()), ("source_words", pa.int64()), ("output_words", pa.int64()),
-]
-
 
 def prompt_template(version: str) -> str:
     path = PROMPTS / f"{version}.txt"
@@ -86,7 +79,7 @@ def make_generator(o: RewriteOptions, api_key: str | None):
 
 
 def run(params: dict, log, report) -> dict:
-    from gpu_jobs.classifier import load_scorer
+    from gpu_jobs.scorers import load_scorer
 
     o = RewriteOptions.model_validate(params["options"])
     template = prompt_template(o.prompt_version)
@@ -138,16 +131,9 @@ def run(params: dict, log, report) -> dict:
         stats["rejected"] += len(rejected)
         el = time.time() - t0
         log.info(f"chunk {chunk}: {stats['generated']} rewritten this run, {stats['new_tokens'] / el:.1f} new tokens/s")
-    part_schema = pa.schema(REWRITTEN_COLUMNS + [(k, pa.string()) for k in params["partition"]])
-    res = out.commit(params["partition"], list(params["partition"]), params.get("commit_info", {}), params.get("grace_seconds", 0.0),
-                     name="part", empty_schema=part_schema)
-    rej_part = {**params["partition"], "stage": "rewrite"}
-    rej = out.commit(rej_part, list(rej_part), params.get("commit_info", {}), params.get("grace_seconds", 0.0), name="rej",
-                     table_uri=params["rejections_uri"])
-    out.finish()
     el = time.time() - t0
-    summary = {**stats, "candidates": n, "version": res.version, "rows": res.rows, "rejections_version": rej.version,
-               "rejections_rows": rej.rows, "seconds": el, "new_tokens_per_s": stats["new_tokens"] / el if el else 0.0,
+    summary = {**stats, "candidates": n, "files": {"part": out.files("part"), "rej": out.files("rej")},
+               "resume_dir": str(out.dir), "seconds": el, "new_tokens_per_s": stats["new_tokens"] / el if el else 0.0,
                "generation_params": gparams}
     report(summary)
     return summary

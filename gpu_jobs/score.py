@@ -1,14 +1,14 @@
 """GPU program: score every document of a pinned Delta version with one or more classifiers and
-write `quality_scored` (one column per classifier) through the lakehouse layer.
+leave its rows (one column per classifier) as finished chunks for the `quality_scored` asset to
+stage, gate and publish.
 
 Launched by the `quality_scored` asset through Dagster Pipes (a local subprocess, or a pod on a GPU
 node: see infra/). Resumable: rows are scored in fixed chunks in the input's file order, each
-finished chunk is kept (see ``chunked_output``), and a restart skips them; the table is committed
-once, at the end.
+finished chunk is kept (see ``chunked_output``), and a restart skips them.
 
 Parameters (JSON): input_files (the pinned snapshot's data files, in order), input_uri,
 input_version, output_uri, partition, classifiers [{name, path, kind, label, max_length, uri,
-version}], options (ScoringOptions), commit_info, grace_seconds.
+version}], options (ScoringOptions). Reports the chunk files (``files``) and their folder.
 """
 
 from __future__ import annotations
@@ -19,24 +19,19 @@ import time
 import pyarrow as pa
 
 from gpu_jobs.chunked_output import ChunkedOutput, work_key
-from gpu_jobs.classifier import load_scorer
-from gpu_jobs.options import ScoringOptions
-from gpu_jobs.runtime import job_session, iter_rows
-
-
-def output_schema(names: list[str]) -> pa.Schema:
-    fields = [("doc_id", pa.string())]
-    for n in names:
-        fields += [(n, pa.float64()), (f"{n}_label", pa.string())]
-    fields += [("model_uri", pa.string()), ("model_version", pa.string())]
-    return pa.schema(fields)
+from gpu_jobs.scorers import load_scorer
+from gpu_jobs.options import ClassifierSpec, ScoringOptions
+from gpu_jobs.runtime import iter_rows, job_session
+from gpu_jobs.scorers import load_scorer
+from lakehouse.tables import QUALITY_SCORED
 
 
 def run(params: dict, log, report) -> dict:
     opts = ScoringOptions.model_validate(params["options"])
     specs = params["classifiers"]
     names = [c["name"] for c in specs]
-    schema = output_schema(names)
+    # The columns of the scorers this job was given (the asset resolves them from the same options).
+    schema = QUALITY_SCORED.data_schema(opts.model_copy(update={"classifiers": [ClassifierSpec(name=n) for n in names]}))
     key = work_key(input=params["input_uri"], version=params["input_version"], partition=params["partition"],
                    classifiers=specs, rows_per_chunk=opts.rows_per_chunk)
     out = ChunkedOutput(params["output_uri"], key, schema)
@@ -69,11 +64,8 @@ def run(params: dict, log, report) -> dict:
         docs += n
         elapsed = time.time() - t0
         log.info(f"chunk {chunk}: {docs} documents scored this run, {docs / elapsed:.1f} docs/s, {tokens / elapsed:.0f} tokens/s")
-    result = out.commit(params["partition"], list(params["partition"]), params.get("commit_info", {}),
-                        params.get("grace_seconds", 0.0), empty_schema=pa.schema(list(schema) + [(k, pa.string()) for k in params["partition"]]))
-    out.finish()
     elapsed = time.time() - t0
-    summary = {"version": result.version, "rows": result.rows, "scored_this_run": docs, "chunks_skipped": skipped,
+    summary = {"files": {"part": out.files()}, "resume_dir": str(out.dir), "scored_this_run": docs, "chunks_skipped": skipped,
                "tokens": tokens, "seconds": elapsed, "docs_per_s": docs / elapsed if elapsed else 0.0,
                "tokens_per_s": tokens / elapsed if elapsed else 0.0}
     report(summary)

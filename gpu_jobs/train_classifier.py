@@ -87,7 +87,7 @@ def sample_documents(files: list[str], n: int, seed: int) -> list[str]:
 def pseudo_labelled(files: list[str], o: ClassifierTraining) -> tuple[list[str], np.ndarray]:
     """Up to max_documents crawl documents, ranked by the signals scorer: the top fraction
     labelled 1, the bottom fraction 0, the middle (the least certain) left out."""
-    from gpu_jobs.signals_scorer import SignalScorer
+    from gpu_jobs.scorers.signals import SignalScorer
 
     pool = sample_documents(files, o.max_documents, o.seed)
     scores = SignalScorer(SIGNALS_MODEL).score(pool).score
@@ -103,7 +103,7 @@ def pooled_features(model, tokenizer, texts: list[str], max_length: int, device,
     """The pooled output the classification head reads (BERT-family: ``pooler_output``)."""
     import torch
 
-    from gpu_jobs.classifier import length_batches
+    from gpu_jobs.scorers.base import length_batches
 
     enc = tokenizer([t[: max_length * 10] for t in texts], truncation=True, max_length=max_length, padding=False)
     lengths = np.array([len(x) for x in enc["input_ids"]])

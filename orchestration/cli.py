@@ -148,7 +148,7 @@ def _print_summary(cfg: SluiceConfig) -> None:
 
 
 def print_tables(cfg: SluiceConfig) -> None:
-    from spark_jobs.lakehouse.delta_table import last_commit_info, open_table, row_count, table_exists
+    from lakehouse.delta_table import last_commit_info, open_table, row_count, table_exists
 
     root = cfg.lakehouse_path
     tables = sorted(p for p in root.iterdir() if p.is_dir() and table_exists(p)) if root.is_dir() else []
@@ -220,7 +220,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from gpu_jobs.classifier import load_scorer
+    from gpu_jobs.scorers import load_scorer
 
     scorer = load_scorer(args.kind, args.model, args.max_length, args.label, "auto")
     src = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
-from spark_jobs.dedup.minhash import DedupOptions
-from spark_jobs.filters.pipeline import FilterOptions
+from documents.minhash import DedupOptions
+from documents.rules import FilterOptions
 from spark_jobs.session import SparkSettings
 from spark_jobs.warc_ingest import IngestOptions
 

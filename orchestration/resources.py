@@ -1,55 +1,29 @@
-"""Resources handed to assets: settings, the Spark session, the lakehouse folder, MLflow lineage.
-
-They are plain objects (Dagster wraps them); assets reach them through ``context.resources`` so the
-asset layer does not import this package (dependencies point orchestration → assets → jobs).
-"""
+"""The resources of a Dagster run, built from the one configuration: the lakehouse and landing
+folders, the Spark session, MLflow lineage, the GPU job launcher (typed resources of ``assets``)."""
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 
+from assets.lineage import LineageResource
+from assets.resources import GpuLauncher, LakehouseResource, SparkResource
 from orchestration.config import SluiceConfig
-from orchestration.lineage import Lineage
-
-
-class SparkProvider:
-    """Creates the process's SparkSession on first use, so loading definitions starts no JVM."""
-
-    def __init__(self, config: SluiceConfig) -> None:
-        self._settings = config.spark
-        self._lock = threading.Lock()
-        self._spark = None
-
-    def get(self):
-        with self._lock:
-            if self._spark is None:
-                from spark_jobs.session import build_spark
-
-                self._spark = build_spark(self._settings)
-            return self._spark
-
-
-class Lakehouse:
-    """Where tables live. Table names are the public contract of DESIGN.md and the README."""
-
-    def __init__(self, config: SluiceConfig) -> None:
-        self.root = config.lakehouse_path
-        self.grace_seconds = config.lakehouse.stray_grace_seconds
-        self.quality_dir = config.quality_dir
-
-    def uri(self, table: str) -> str:
-        return str(self.root / table)
 
 
 def build_resources(config: SluiceConfig) -> dict[str, object]:
     return {
-        "settings": config,
-        "spark": SparkProvider(config),
-        "lakehouse": Lakehouse(config),
-        "lineage": Lineage(
-            config.mlflow_tracking_uri,
-            config.mlflow.experiment,
-            config.mlflow_artifact_root,
+        "lakehouse": LakehouseResource(
+            root=str(config.lakehouse_path),
+            landing=str(Path(config.landing_dir).resolve()),
+            stray_grace_seconds=config.lakehouse.stray_grace_seconds,
+            preview_rows=config.quality.preview_rows,
+        ),
+        "spark": SparkResource(**config.spark.model_dump()),
+        "lineage": LineageResource(
+            tracking_uri=config.mlflow_tracking_uri,
+            experiment=config.mlflow.experiment,
+            artifact_root=config.mlflow_artifact_root,
             ui_url=f"http://127.0.0.1:{config.mlflow.ui_port}",
         ),
+        "gpu": GpuLauncher(**config.gpu.model_dump()),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from documents.rules import RATIO_COLUMNS
 from quality.gate import GateSpec
 
 
@@ -41,19 +42,15 @@ def raw_crawl_gate(columns: list[str]) -> GateSpec:
 # A valid IPv4 address (octets ≤ 255), not glued to other digits; Java and Python regex alike.
 IPV4_PATTERN = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d|\.\d)"
 EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}"
-RATIO_COLUMNS = [
-    "symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio", "alpha_words_ratio",
-    "dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac",
-    "top_2gram_char_frac", "top_3gram_char_frac", "top_4gram_char_frac",
-    *[f"dup_{n}gram_char_frac" for n in range(5, 11)],
-    "line_punct_ratio", "short_line_ratio", "char_dup_ratio",
-]
-
-
-def filtered_gate(columns: list[str], languages: list[str], min_language_score: float, min_words: int, max_words: int) -> GateSpec:
+def filtered_gate(columns: list[str], o) -> GateSpec:
+    """The filter options ``o`` set the bounds; every share signal the rules declare is in [0, 1]."""
     import great_expectations as gx
 
     E = gx.expectations
+    languages = o.language.languages if o.language.enabled else []
+    min_language_score = o.language.min_score if o.language.enabled else 0.0
+    min_words = o.gopher_quality.min_words if o.gopher_quality.enabled else 0
+    max_words = o.gopher_quality.max_words if o.gopher_quality.enabled else 10**9
     table = [
         E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
         E.ExpectColumnValuesToNotBeNull(column="doc_id"),

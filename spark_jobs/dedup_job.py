@@ -29,11 +29,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spark_jobs.dedup.minhash import DedupOptions, band_keys, exact_hashes, exact_jaccards, minhash, shingles, words
+from documents.minhash import DedupOptions, band_keys, exact_hashes, exact_jaccards, minhash, shingles, words
 from spark_jobs.filter_job import plan_units
-from spark_jobs.warc_ingest import REJECTION_COLUMNS
+from lakehouse.tables import CLUSTER_COLUMNS, DEDUP, DEDUPLICATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS, SIGNATURE_COLUMNS
 
-STAGE = "dedup"
+STAGE = DEDUP
 SIG_READ_COLUMNS = ["doc_id", "url", "warc_file", "warc_offset", "warc_date", "text"]
 
 # One row per input document after pass 1.
@@ -43,19 +43,6 @@ SIG_SCHEMA = pa.schema([
     ("exact_hash", pa.int64()), ("n_shingles", pa.int32()), ("minhash", pa.list_(pa.int32())),
     ("band_keys", pa.list_(pa.int64())),
 ])
-# The signature index (`dedup_signatures`): one row per kept document, read by later crawls.
-INDEX_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("doc_id", pa.string()), ("seq", pa.int64()), ("exact_hash", pa.int64()), ("quality", pa.float64()),
-    ("warc_date", pa.timestamp("us", tz="UTC")), ("minhash", pa.list_(pa.int32())), ("band_keys", pa.list_(pa.int64())),
-]
-# `dedup_clusters`: one row per document of this crawl that is in a cluster of two or more.
-CLUSTER_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("doc_id", pa.string()), ("cluster_id", pa.string()), ("kept", pa.bool_()), ("reason", pa.string()),
-    ("jaccard", pa.float64()), ("cluster_size", pa.int64()),
-]
-DEDUP_EXTRA_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("exact_hash", pa.int64()), ("dup_cluster_id", pa.string()), ("dup_cluster_size", pa.int64()),
-]
 DECISION_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("kept", pa.bool_()), ("cluster_id", pa.string()), ("cluster_size", pa.int64()),
     ("reason", pa.string()), ("jaccard", pa.float64()),
@@ -159,7 +146,7 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from spark_jobs.dedup.components import connected_components
+    from spark_jobs.components import connected_components
 
     t0 = time.time()
     has_earlier = earlier is not None
@@ -288,7 +275,7 @@ def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir:
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    from spark_jobs.lakehouse.task_output import TaskOutputs
+    from lakehouse.task_output import TaskOutputs
 
     dirs = json.loads(dirs_json)
     targets = {name: (dirs[name], schema) for name, schema in output_schemas().items()}
@@ -310,13 +297,11 @@ def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir:
 
 
 def output_schemas() -> dict[str, pa.Schema]:
-    from spark_jobs.filters.pipeline import FILTERED_COLUMNS
-
     return {
-        "documents": pa.schema(FILTERED_COLUMNS + DEDUP_EXTRA_COLUMNS),
+        "documents": pa.schema(DEDUPLICATED_COLUMNS),
         "rejected": pa.schema(REJECTION_COLUMNS),
         "clusters": pa.schema(CLUSTER_COLUMNS),
-        "index": pa.schema(INDEX_COLUMNS),
+        "index": pa.schema(SIGNATURE_COLUMNS),
     }
 
 
@@ -421,8 +406,6 @@ def deduplicate_files(spark, paths: list[str], o: DedupOptions, workdir: str, ta
 def documents_table(doc_ids: list[str], texts: list[str], **columns) -> pa.Table:
     """Documents in `filtered`'s schema from ids and texts (other columns null unless given), for
     running the dedup job on text collections that did not come from a crawl."""
-    from spark_jobs.filters.pipeline import FILTERED_COLUMNS
-
     n = len(doc_ids)
     data = {"doc_id": doc_ids, "text": texts, **columns}
     schema = pa.schema(FILTERED_COLUMNS)

@@ -15,15 +15,41 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 
-from spark_jobs.filters.pipeline import FILTERED_COLUMNS, INPUT_COLUMNS, FilterOptions, get_filter
-from spark_jobs.warc_ingest import REJECTION_COLUMNS
+from documents.rules import INPUT_COLUMNS, DocumentFilter, FilterOptions, get_filter
+from lakehouse.tables import FILTERED_COLUMNS, REJECTION_COLUMNS
 
 SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("docs_in", pa.int64()), ("kept", pa.int64()), ("rejected", pa.int64()),
                             ("reasons", pa.string()), ("languages", pa.string())])
+
+
+def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple[pa.Table, pa.Table]:
+    """One Arrow batch of raw_crawl rows → (kept documents, rejections) in the contract's schemas."""
+    kept: list[dict[str, Any]] = []
+    rejected: dict[str, list[Any]] = {name: [] for name, _ in REJECTION_COLUMNS}
+    for row in batch.to_pylist():
+        doc, why = f.one(row)
+        if doc is not None:
+            kept.append(doc)
+            continue
+        rule, detail, value = why  # type: ignore[misc]
+        for k, v in (
+            ("doc_id", row["doc_id"]), ("url", row["url"]), ("reason", rule), ("detail", detail),
+            ("value", value), ("related_doc_id", None), ("warc_file", row["warc_file"]),
+            ("warc_offset", row["warc_offset"]), ("run_id", run_id),
+        ):
+            rejected[k].append(v)
+    cols = {name: [d.get(name) for d in kept] for name, _ in FILTERED_COLUMNS}
+    for name, typ in FILTERED_COLUMNS:
+        if pa.types.is_integer(typ):
+            cols[name] = [None if v is None else int(v) for v in cols[name]]
+    return (
+        pa.Table.from_pydict(cols, schema=pa.schema(FILTERED_COLUMNS)),
+        pa.Table.from_pydict(rejected, schema=pa.schema(REJECTION_COLUMNS)),
+    )
 
 
 def _filter_tasks(
@@ -31,7 +57,7 @@ def _filter_tasks(
 ) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
-    from spark_jobs.lakehouse.task_output import TaskOutputs
+    from lakehouse.task_output import TaskOutputs
 
     f = get_filter(options_json)
     targets = {"kept": (kept_dir, pa.schema(FILTERED_COLUMNS)), "rejected": (rejects_dir, pa.schema(REJECTION_COLUMNS))}
@@ -44,7 +70,7 @@ def _filter_tasks(
                 for path, row_group in units[task]:
                     for batch in pq.ParquetFile(path).read_row_group(row_group, columns=INPUT_COLUMNS).to_batches(max_chunksize=256):
                         docs_in += batch.num_rows
-                        kept, rejected = f.batch(batch, run_id)
+                        kept, rejected = filter_batch(f, batch, run_id)
                         out.write("kept", kept)
                         out.write("rejected", rejected)
                         reasons.update(rejected.column("reason").to_pylist())

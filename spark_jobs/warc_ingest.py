@@ -27,7 +27,9 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-STAGE = "ingest"
+from lakehouse.tables import INGEST, RAW_CRAWL_COLUMNS, REJECTION_COLUMNS
+
+STAGE = INGEST
 
 
 class IngestOptions(BaseModel):
@@ -45,46 +47,11 @@ class IngestOptions(BaseModel):
 
 # ---- schemas --------------------------------------------------------------------------------------
 
-RAW_CRAWL_COLUMNS = [
-    ("doc_id", pa.string()),
-    ("url", pa.string()),
-    ("host", pa.string()),
-    ("warc_date", pa.timestamp("us", tz="UTC")),
-    ("warc_record_id", pa.string()),
-    ("warc_file", pa.string()),
-    ("warc_offset", pa.int64()),
-    ("content_type", pa.string()),
-    ("charset", pa.string()),
-    ("http_status", pa.int32()),
-    ("payload_digest", pa.string()),
-    ("content_length", pa.int64()),
-    ("html", pa.binary()),
-]
-# One audit table for every stage; stage-specific columns stay null where they do not apply.
-REJECTION_COLUMNS = [
-    ("doc_id", pa.string()),
-    ("url", pa.string()),
-    ("reason", pa.string()),
-    ("detail", pa.string()),
-    ("value", pa.float64()),
-    ("related_doc_id", pa.string()),
-    ("warc_file", pa.string()),
-    ("warc_offset", pa.int64()),
-    ("run_id", pa.string()),
-]
 UNIFIED_SCHEMA = pa.schema(
     [("kind", pa.string())]
     + RAW_CRAWL_COLUMNS
     + [("warc_type", pa.string()), ("reason", pa.string()), ("detail", pa.string()), ("records", pa.int64()), ("file_bytes", pa.int64())]
 )
-
-
-def raw_crawl_schema() -> pa.Schema:
-    return pa.schema(RAW_CRAWL_COLUMNS + [("crawl_id", pa.string())])
-
-
-def rejections_schema() -> pa.Schema:
-    return pa.schema(REJECTION_COLUMNS + [("crawl_id", pa.string()), ("stage", pa.string())])
 
 
 # ---- discovery ------------------------------------------------------------------------------------
@@ -384,7 +351,7 @@ def write_file_outputs(
     the file's index, see :class:`TaskOutputs`). Returns the file's summary (counts by outcome)."""
     import pyarrow.compute as pc
 
-    from spark_jobs.lakehouse.task_output import TaskOutputs
+    from lakehouse.task_output import TaskOutputs
 
     summary: dict[str, Any] = {"warc_file": f.rel, "records": 0, "documents": 0, "rejected": 0, "file_bytes": f.size, "reason": None, "detail": None}
     reasons: dict[str, int] = {}

@@ -59,3 +59,11 @@ def make_config(tmp_path):
         )
 
     return _make
+
+
+def pipeline(cfg, *assets):
+    """The pipeline's assets built from ``cfg`` (names), plus any test asset passed as a definition."""
+    from assets import build_assets
+
+    built = {a.key.to_user_string(): a for a in build_assets(cfg)}
+    return [built[a] if isinstance(a, str) else a for a in (assets or built)]

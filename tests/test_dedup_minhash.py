@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spark_jobs.dedup.minhash import (
+from documents.minhash import (
     EMPTY_SLOT, DedupOptions, band_keys, exact_hashes, exact_jaccard, exact_jaccards, jaccard_estimate, minhash, shingles, words,
 )
 
@@ -43,7 +43,7 @@ def test_signature_of_a_document_does_not_depend_on_its_batch():
     for i in (0, 17, 59):
         assert (sigs([docs[i]])[1][0] == together[i]).all()
     # The block-wise minimum equals a direct computation over all shingles of the document.
-    from spark_jobs.dedup.minhash import permutations
+    from documents.minhash import permutations
 
     sh, _ = sigs([docs[17]])
     a, b = permutations(DedupOptions().num_perm, DedupOptions().seed)

@@ -6,18 +6,15 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from mlflow.tracking import MlflowClient
 
-from assets.deduplicated import deduplicated
-from assets.filtered import filtered
 from assets.partitions import crawl_partitions
-from assets.raw_crawl import raw_crawl
 from orchestration.resources import build_resources
-from spark_jobs.dedup.minhash import DedupOptions, exact_jaccard
+from documents.minhash import DedupOptions, exact_jaccard
 from spark_jobs.dedup_job import deduplicate_files, documents_table
-from spark_jobs.lakehouse.delta_table import read_arrow, snapshot_files
-from tests.conftest import ground_truth, shared_data
+from lakehouse.delta_table import read_arrow, snapshot_files
+from tests.conftest import ground_truth, pipeline, shared_data
 
 pytestmark = pytest.mark.integration
-ALL = [raw_crawl, filtered, deduplicated]
+ALL = ["raw_crawl", "filtered", "deduplicated"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,7 @@ def two_crawls(tmp_path_factory):
 
 def run(cfg, crawl_id, instance, selection=None):
     instance.add_dynamic_partitions(crawl_partitions.name, [crawl_id])
-    return materialize(ALL, instance=instance, resources=build_resources(cfg), partition_key=crawl_id,
+    return materialize(pipeline(cfg, *ALL), instance=instance, resources=build_resources(cfg), partition_key=crawl_id,
                        raise_on_error=False, selection=selection)
 
 

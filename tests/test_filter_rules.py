@@ -5,7 +5,7 @@ import string
 
 import pytest
 
-from spark_jobs.filters import quality_rules as Q
+from documents import quality_rules as Q
 
 GR = Q.GopherRepetitionOptions()
 GQ = Q.GopherQualityOptions()

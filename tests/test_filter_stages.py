@@ -2,11 +2,11 @@
 
 import pytest
 
-from spark_jobs.filters.extract import ExtractOptions, Extractor, decode_html
-from spark_jobs.filters.language import LanguageIdentifier, LanguageOptions
-from spark_jobs.filters.pii import PiiOptions, redact
-from spark_jobs.filters.pipeline import DocumentFilter, FilterOptions
-from spark_jobs.filters.url_filter import UrlFilter, UrlFilterOptions
+from documents.extract import ExtractOptions, Extractor, decode_html
+from documents.language import LanguageIdentifier, LanguageOptions
+from documents.pii import PiiOptions, redact
+from documents.rules import DocumentFilter, FilterOptions
+from documents.url_filter import UrlFilter, UrlFilterOptions
 from spark_jobs.sample_crawl import text as T
 from spark_jobs.sample_crawl.generator import _render
 

@@ -6,19 +6,19 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from mlflow.tracking import MlflowClient
 
-from assets.filtered import filtered
 from assets.partitions import crawl_partitions
-from assets.raw_crawl import raw_crawl
 from orchestration.resources import build_resources
-from spark_jobs.lakehouse.delta_table import open_table, read_arrow, row_count
-from tests.conftest import ground_truth, shared_data
+from lakehouse.delta_table import open_table, read_arrow, row_count
+from tests.conftest import ground_truth, pipeline, shared_data
+
+raw_crawl, filtered = "raw_crawl", "filtered"
 
 pytestmark = pytest.mark.integration
 
 
 def run(cfg, crawl_id, assets, instance, selection=None):
     instance.add_dynamic_partitions(crawl_partitions.name, [crawl_id])
-    return materialize(list(assets), instance=instance, resources=build_resources(cfg), partition_key=crawl_id,
+    return materialize(pipeline(cfg, *assets), instance=instance, resources=build_resources(cfg), partition_key=crawl_id,
                        raise_on_error=False, selection=selection)
 
 

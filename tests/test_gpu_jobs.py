@@ -3,6 +3,7 @@ rewriting through the in-process and the OpenAI-compatible HTTP backends, the re
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,10 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gpu_jobs.classifier import HFClassifier, length_batches
+from gpu_jobs.scorers.base import length_batches
+from gpu_jobs.scorers.hf import HFClassifier
 from gpu_jobs.degeneracy import judge
 from gpu_jobs.options import RewriteOptions, ScoringOptions
-from spark_jobs.lakehouse.delta_table import read_arrow, table_exists
+from lakehouse.delta_table import Transaction, read_arrow, table_exists
 from tests import tiny_models
 from tests.local_openai_server import LocalOpenAIServer
 
@@ -89,7 +91,7 @@ def score_params(models, files, out_uri, chunk):
             {"name": "quality", "kind": "hf", "label": "high", "max_length": 128, "path": str(models["classifier"]), "uri": "tiny-bert", "version": "1"},
             {"name": "edu", "kind": "hf", "label": None, "max_length": 128, "path": str(models["regressor"]), "uri": "tiny-reg", "version": None},
         ],
-        "options": ScoringOptions(rows_per_chunk=chunk).model_dump(), "commit_info": {"asset": "quality_scored"},
+        "options": ScoringOptions(rows_per_chunk=chunk).model_dump(),
     }
 
 
@@ -114,11 +116,16 @@ def test_score_job_killed_mid_run_resumes_without_redoing_or_duplicating(models,
     summary = finish(job("score", score_params(models, files, out_uri, chunk=100), tmp_path))
     assert summary["chunks_skipped"] == len(done_before)
     assert summary["scored_this_run"] == 3000 - 100 * len(done_before)
+    assert summary["resume_dir"] == str(resume) and not table_exists(out_uri)  # the asset publishes, not the job
+    # What the asset does next: stage the finished chunks in one transaction and commit them.
+    with Transaction(out_uri, partition={"crawl_id": "c1"}) as txn:
+        txn.add_files(summary["files"]["part"])
+        txn.commit(mode="replace")
+    shutil.rmtree(summary["resume_dir"])
     table = read_arrow(out_uri).to_pylist()
     assert len(table) == 3000 and len({r["doc_id"] for r in table}) == 3000
     assert {json.loads(r["model_version"])["quality"] for r in table} == {"1"}
     assert all(0 < r["quality"] < 1 and r["quality_label"] in ("low", "high") and r["edu_label"] is None for r in table)
-    assert not resume.exists()  # cleaned after the commit
 
 
 def test_train_classifier_separates_reference_from_crawl(tmp_path):
@@ -163,10 +170,8 @@ def test_rewrite_gate_catches_degenerate_outputs():
 def rewrite_params(models, files, score_file, tmp, **opts):
     o = RewriteOptions(model=str(models["llama"]), threshold=0.99, max_new_tokens=24, rows_per_chunk=8, min_length_ratio=0.0,
                        max_length_ratio=100.0, max_dup_4gram_frac=1.0, check_language=False, **opts)
-    return {"doc_files": files, "score_files": [score_file], "output_uri": str(tmp / "rewritten"),
-            "rejections_uri": str(tmp / "rejections"), "partition": {"crawl_id": "c1"}, "options": o.model_dump(),
-            "scorer": {"kind": "hf", "path": str(models["classifier"]), "label": "high", "max_length": 128},
-            "commit_info": {"asset": "rewritten"}, "run_id": "r1"}
+    return {"doc_files": files, "score_files": [score_file], "output_uri": str(tmp / "rewritten"), "options": o.model_dump(),
+            "scorer": {"kind": "hf", "path": str(models["classifier"]), "label": "high", "max_length": 128}, "run_id": "r1"}
 
 
 def scores_for(files, tmp: Path) -> str:
@@ -177,17 +182,11 @@ def scores_for(files, tmp: Path) -> str:
 
 
 def test_rewrite_in_process_and_over_http_with_retries_and_resume(models, tmp_path):
-    from spark_jobs.lakehouse.delta_table import Transaction
-    from spark_jobs.warc_ingest import REJECTION_COLUMNS
-
     files = docs_files(tmp_path / "docs", 60, files=1)
     scores = scores_for(files, tmp_path)
     candidates = {f"d{i:05d}" for i in range(60) if i % 3}
     for tmp, backend in ((tmp_path / "hf", "hf"), (tmp_path / "http", "openai")):
         tmp.mkdir()
-        with Transaction(tmp / "rejections", partition={"crawl_id": "c0", "stage": "ingest"}) as txn:  # the audit table exists upstream
-            txn.write_arrow(pa.table({n: pa.array([], t) for n, t in REJECTION_COLUMNS}))
-            txn.commit(empty_schema=pa.schema(REJECTION_COLUMNS + [("crawl_id", pa.string()), ("stage", pa.string())]))
         if backend == "hf":
             summary = finish(job("rewrite", rewrite_params(models, files, scores, tmp, backend="hf"), tmp))
         else:
@@ -205,8 +204,9 @@ def test_rewrite_in_process_and_over_http_with_retries_and_resume(models, tmp_pa
                 proc.wait()
                 summary = finish(job("rewrite", params, tmp))
                 assert summary["chunks_skipped"] >= 1
-        rows = read_arrow(tmp / "rewritten").to_pylist()
-        rej = read_arrow(tmp / "rejections", partition={"crawl_id": "c1", "stage": "rewrite"}).to_pylist()
+        # The job leaves finished chunks (the asset stages, gates and publishes them).
+        rows = [r for f in summary["files"]["part"] for r in pq.read_table(f).to_pylist()]
+        rej = [r for f in summary["files"]["rej"] for r in pq.read_table(f).to_pylist()]
         assert summary["candidates"] == len(candidates) == len(rows) + len(rej)
         assert {r["source_doc_id"] for r in rows} | {r["related_doc_id"] for r in rej} == candidates
         assert len({r["doc_id"] for r in rows}) == len(rows)
@@ -222,7 +222,7 @@ def test_fasttext_scorer(tmp_path):
     fasttext = pytest.importorskip("fasttext")
     import random
 
-    from gpu_jobs.classifier import load_scorer
+    from gpu_jobs.scorers import load_scorer
     from spark_jobs.sample_crawl import text as T
 
     lines = [f"__label__hq {' '.join(T.reference(random.Random(i)).split())}" for i in range(80)]

@@ -11,10 +11,10 @@ from mlflow.tracking import MlflowClient
 
 from assets.partitions import crawl_partitions
 from gpu_jobs.options import RewriteOptions
-from orchestration.definitions import ALL_ASSETS
 from orchestration.resources import build_resources
-from spark_jobs.lakehouse.delta_table import read_arrow, row_count, table_exists
+from lakehouse.delta_table import read_arrow, row_count, table_exists
 from tests import tiny_models
+from tests.conftest import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     cfg = make_config(sample_landing)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_partitions.name, ["crawl-t1"])
-    res = materialize(ALL_ASSETS, instance=instance, resources=build_resources(cfg), partition_key="crawl-t1", raise_on_error=False)
+    res = materialize(pipeline(cfg), instance=instance, resources=build_resources(cfg), partition_key="crawl-t1", raise_on_error=False)
     assert res.success
     assert all(c.passed for c in res.get_asset_check_evaluations())
 
@@ -57,7 +57,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     cfg2 = make_config(sample_landing, rewrite=RewriteOptions(
         backend="hf", model=str(llama), score_column="classifier", threshold=0.5, max_new_tokens=16, rows_per_chunk=64, min_length_ratio=0.0,
         max_length_ratio=50.0, max_dup_4gram_frac=1.0, check_language=False))
-    res2 = materialize(ALL_ASSETS, instance=instance, resources=build_resources(cfg2), partition_key="crawl-t1",
+    res2 = materialize(pipeline(cfg2), instance=instance, resources=build_resources(cfg2), partition_key="crawl-t1",
                        selection=[AssetKey("rewritten")], raise_on_error=False)
     assert res2.success and all(c.passed for c in res2.get_asset_check_evaluations())
     low = {r["doc_id"] for r in scored if r["classifier"] < 0.5}

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from spark_jobs.lakehouse.delta_table import (
+from lakehouse.delta_table import (
     STAGING, LakehouseError, Transaction, clean_strays, read_arrow, row_count, snapshot_files,
 )
 
@@ -74,7 +74,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     import pyarrow as pa
-    import spark_jobs.lakehouse.delta_table as d
+    import lakehouse.delta_table as d
     uri, where = sys.argv[1], sys.argv[2]
     t = pa.table({"doc_id": [f"x-{i}" for i in range(1000)], "n": list(range(1000))})
     real_replace = os.replace
@@ -123,7 +123,7 @@ def test_cleanup_never_touches_a_live_writers_files(tmp_path):
 
 
 def test_spark_reads_a_pinned_version_with_partition_values(spark, tmp_path):
-    from spark_jobs.lakehouse.spark_io import read_table, stage_dataframe
+    from spark_jobs.spark_io import read_table, stage_dataframe
 
     uri = tmp_path / "t"
     write(uri, "a", batch("a", 10))

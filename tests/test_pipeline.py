@@ -1,22 +1,27 @@
 """The real pipeline in-process: Spark, Delta, Great Expectations, MLflow, Dagster."""
 
+import json
 import shutil
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, asset, materialize
 from mlflow.tracking import MlflowClient
 
 from assets.partitions import crawl_partitions
-from assets.raw_crawl import raw_crawl
 from orchestration.definitions import build_definitions
 from orchestration.resources import build_resources
-from spark_jobs.lakehouse.delta_table import open_table, read_arrow, row_count
-from tests.conftest import ground_truth
+from lakehouse.delta_table import open_table, read_arrow, row_count
+from tests.conftest import ground_truth, pipeline
+
+raw_crawl = "raw_crawl"
 
 pytestmark = pytest.mark.integration
 
 
-@asset(partitions_def=crawl_partitions, deps=[raw_crawl], group_name="test")
+@asset(partitions_def=crawl_partitions, deps=["raw_crawl"], group_name="test")
 def downstream_of_raw_crawl() -> None:
     """Stands for `filtered`: it must never run on a table whose gate failed."""
 
@@ -24,7 +29,7 @@ def downstream_of_raw_crawl() -> None:
 def run(cfg, crawl_id, assets=(raw_crawl,), instance=None):
     instance = instance or DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_partitions.name, [crawl_id])
-    return materialize(list(assets), instance=instance, resources=build_resources(cfg), partition_key=crawl_id, raise_on_error=False)
+    return materialize(pipeline(cfg, *assets), instance=instance, resources=build_resources(cfg), partition_key=crawl_id, raise_on_error=False)
 
 
 def test_definitions_load(make_config, sample_landing):
@@ -64,6 +69,9 @@ def test_raw_crawl_materializes_gated_and_traced(spark, make_config, sample_land
     mat = result.asset_materializations_for_node("raw_crawl")[0]
     md = mat.metadata
     assert md["delta_version"].value == 0 and md["dagster/row_count"].value == expected_docs
+    assert md["status"].value == "published" and md["dagster/table_name"].value == "raw_crawl"
+    delta_schema = open_table(uri).schema().to_arrow()
+    assert [(c.name, c.type) for c in md["dagster/column_schema"].value.columns] == [(f.name, str(f.type)) for f in pa.schema(delta_schema)]
     assert "doc_id" in md["preview"].value and md["mlflow_run"].value.startswith("http://127.0.0.1")
 
     # Delta commit info points to the Dagster and MLflow runs.
@@ -89,25 +97,45 @@ def test_raw_crawl_materializes_gated_and_traced(spark, make_config, sample_land
     assert row_count(cfg.table_uri("rejections")) == len(rej)
 
 
-def test_broken_input_fails_the_gate_and_blocks_downstream(spark, make_config, sample_landing, tmp_path):
-    # A WARC file uploaded twice under two names: every record id appears twice.
+def test_failed_gate_publishes_nothing_keeps_the_candidate_and_blocks_downstream(spark, make_config, sample_landing, tmp_path):
     landing = tmp_path / "landing"
     crawl = landing / "crawl-bad"
     crawl.mkdir(parents=True)
     src = sorted((sample_landing / "crawl-t1").glob("*.warc.gz"))[0]
     shutil.copy(src, crawl / "part-a.warc.gz")
-    shutil.copy(src, crawl / "part-a-retry.warc.gz")
     cfg = make_config(landing)
+    instance = DagsterInstance.ephemeral()
+    assert run(cfg, "crawl-bad", instance=instance).success
+    uri, rej_uri = cfg.table_uri("raw_crawl"), cfg.table_uri("rejections")
+    published = (open_table(uri).version(), row_count(uri), open_table(rej_uri).version(), row_count(rej_uri))
 
-    result = run(cfg, "crawl-bad", assets=(raw_crawl, downstream_of_raw_crawl))
+    # The same WARC file uploaded again under another name: every record id appears twice.
+    shutil.copy(src, crawl / "part-a-retry.warc.gz")
+    result = run(cfg, "crawl-bad", assets=(raw_crawl, downstream_of_raw_crawl), instance=instance)
     assert not result.success
     [check] = result.get_asset_check_evaluations()
-    assert not check.passed
-    assert "expect_column_values_to_be_unique" in check.description
-    report = check.metadata["result_json"].value
-    assert report.endswith(".json")
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert materialized == {AssetKey("raw_crawl")}  # written and kept for audit, but not passed on
+    assert not check.passed and "expect_column_values_to_be_unique" in check.description
+    assert check.metadata["result_json"].value.endswith(".json")
+
+    # Nothing was published: any reader of the Delta tables still gets the version that passed.
+    assert (open_table(uri).version(), row_count(uri), open_table(rej_uri).version(), row_count(rej_uri)) == published
+    md = result.asset_materializations_for_node("raw_crawl")[0].metadata
+    assert md["status"].value == "quarantined" and md["gate_passed"].value is False
+    assert md["delta_version"].value == published[0] and "dagster/row_count" not in md
+    assert md["candidate_rows"].value == 2 * published[1]
+
+    # The candidate is kept for audit, with why, and recorded in MLflow.
+    kept = {name: Path(path) for name, path in md["quarantine"].value.items()}
+    assert set(kept) == {"raw_crawl", "rejections"} and all(str(p).startswith(str(cfg.lakehouse_path / "_quarantine")) for p in kept.values())
+    note = json.loads((kept["raw_crawl"] / "candidate.json").read_text())
+    assert note["gate"] == "raw_crawl" and note["partition"] == {"crawl_id": "crawl-bad"} and note["dagster_run_id"] == result.run_id
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in kept["raw_crawl"].glob("*.parquet")) == 2 * published[1]
+    tags = MlflowClient(cfg.mlflow_tracking_uri).get_run(md["mlflow_run_id"].value).data.tags
+    assert tags["sluice.quarantine.raw_crawl"] == str(kept["raw_crawl"])
+    assert not list((cfg.lakehouse_path / "raw_crawl" / ".staging").glob("*/*"))  # nothing left half-written
+
+    # Downstream did not run.
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {AssetKey("raw_crawl")}
     assert "downstream_of_raw_crawl" not in {e.step_key for e in result.get_step_success_events()}
 
 

@@ -12,9 +12,10 @@ import pytest
 from dagster import Failure
 
 from assets.quality_classifier import training_source
-from gpu_jobs.classifier import HFClassifier, load_scorer
+from gpu_jobs.scorers import load_scorer
+from gpu_jobs.scorers.hf import HFClassifier
 from gpu_jobs.options import ClassifierTraining, ScoringOptions
-from gpu_jobs.signals_scorer import SignalScorer, measure
+from gpu_jobs.scorers.signals import SignalScorer, measure
 from spark_jobs.sample_crawl import text as T
 from tests.conftest import shared_data
 

@@ -1,4 +1,5 @@
-"""MLflow lineage: one MLflow run per Dagster run, one nested run per asset materialization.
+"""MLflow lineage, the resource every stage records itself with: one MLflow run per Dagster run,
+one nested run per asset materialization, and the model registry.
 
 A stage run records its config (params), its counts and rates (metrics), the Delta table versions
 it read and wrote (datasets with context ``input`` / ``output``) and tags that tie it back to Dagster
@@ -16,6 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import PrivateAttr
 
 DAGSTER_RUN_TAG = "dagster.run_id"
 
@@ -41,7 +45,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 @dataclass
 class StageRun:
-    lineage: "Lineage"
+    lineage: "LineageResource"
     run_id: str
     started: float = field(default_factory=time.time)
 
@@ -91,14 +95,15 @@ class StageRun:
         return self.lineage.run_url(self.run_id)
 
 
-class Lineage:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: str, ui_url: str = "http://127.0.0.1:5000") -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment = experiment
-        self.artifact_root = artifact_root
-        self.ui_url = ui_url
-        self._client = None
-        self._experiment_id: str | None = None
+class LineageResource(ConfigurableResource):
+    """Where lineage goes: an MLflow tracking store (SQLite in the lakehouse by default)."""
+
+    tracking_uri: str
+    experiment: str = "sluice"
+    artifact_root: str = ""
+    ui_url: str = "http://127.0.0.1:5000"
+    _client: Any = PrivateAttr(default=None)
+    _experiment_id: str | None = PrivateAttr(default=None)
 
     @property
     def git_sha(self) -> str:
@@ -122,7 +127,7 @@ class Lineage:
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(self.experiment)
             if exp is None:
-                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=self.artifact_root)
+                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=self.artifact_root or None)
             else:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
@@ -164,52 +169,53 @@ class Lineage:
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"
 
+    # ---- the model registry ------------------------------------------------------------------
 
-# ---- the model registry ----------------------------------------------------------------------------
+    def log_model(self, run_id: str, model_dir: str | Path) -> None:
+        """Keep a model folder as the run's ``model`` artifacts (for audit, registered or not)."""
+        self.client.log_artifacts(run_id, str(model_dir), "model")
 
-def register_model(lineage: Lineage, run_id: str, model_dir: str | Path, name: str, tags: dict[str, str] | None = None) -> str:
-    """Log a model folder as the run's ``model`` artifacts and register it as a new version of
-    ``name``; returns the version."""
-    from mlflow.exceptions import MlflowException
+    def register_model(self, run_id: str, name: str, tags: dict[str, str] | None = None) -> str:
+        """Register the run's ``model`` artifacts (see :meth:`log_model`) as a new version of
+        ``name``; returns the version. Only a model that passed its gate is registered."""
+        from mlflow.exceptions import MlflowException
 
-    client = lineage.client
-    client.log_artifacts(run_id, str(model_dir), "model")
-    try:
-        client.create_registered_model(name, description="Sluice quality classifier (quality_classifier asset)")
-    except MlflowException:
-        pass  # exists
-    source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
-    mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
-    return str(mv.version)
+        client = self.client
+        try:
+            client.create_registered_model(name, description="Sluice quality classifier (quality_classifier asset)")
+        except MlflowException:
+            pass  # exists
+        source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
+        mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
+        return str(mv.version)
 
+    def resolve_model(self, model: str, cache_dir: str | Path) -> tuple[str, str, str | None]:
+        """(local path, canonical uri, registry version) of a model reference: ``models:/<name>/latest``
+        or ``models:/<name>/<version>`` (downloaded once into ``cache_dir``), else a path or hub id."""
+        if not model.startswith("models:/"):
+            return model, model, None
+        import mlflow
 
-def resolve_model(lineage: Lineage, model: str, cache_dir: str | Path) -> tuple[str, str, str | None]:
-    """(local path, canonical uri, registry version) of a model reference: ``models:/<name>/latest``
-    or ``models:/<name>/<version>`` (downloaded once into ``cache_dir``), else a path or hub id."""
-    if not model.startswith("models:/"):
-        return model, model, None
-    import mlflow
-
-    name, _, ref = model[len("models:/") :].partition("/")
-    client = lineage.client
-    versions = client.search_model_versions(f"name = '{name}'")
-    if not versions:
-        raise LookupError(f"{model}: no registered version of {name!r} (materialize quality_classifier first)")
-    if ref in ("", "latest"):
-        mv = max(versions, key=lambda v: int(v.version))
-    else:
-        matching = [v for v in versions if str(v.version) == ref]
-        if not matching:
-            raise LookupError(f"{model}: {name!r} has no version {ref}")
-        mv = matching[0]
-    dest = Path(cache_dir) / name / str(mv.version)
-    if not (dest / "config.json").exists() and not any(dest.glob("*.bin")):
-        dest.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest), tracking_uri=lineage.tracking_uri)
-        # download_artifacts puts the folder's content under its last path component
-        inner = dest / Path(mv.source).name
-        if inner.is_dir():
-            for p in inner.iterdir():
-                p.rename(dest / p.name)
-            inner.rmdir()
-    return str(dest), f"models:/{name}/{mv.version}", str(mv.version)
+        name, _, ref = model[len("models:/") :].partition("/")
+        client = self.client
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise LookupError(f"{model}: no registered version of {name!r} (materialize quality_classifier first)")
+        if ref in ("", "latest"):
+            mv = max(versions, key=lambda v: int(v.version))
+        else:
+            matching = [v for v in versions if str(v.version) == ref]
+            if not matching:
+                raise LookupError(f"{model}: {name!r} has no version {ref}")
+            mv = matching[0]
+        dest = Path(cache_dir) / name / str(mv.version)
+        if not (dest / "config.json").exists() and not any(dest.glob("*.bin")):
+            dest.mkdir(parents=True, exist_ok=True)
+            mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest), tracking_uri=self.tracking_uri)
+            # download_artifacts puts the folder's content under its last path component
+            inner = dest / Path(mv.source).name
+            if inner.is_dir():
+                for p in inner.iterdir():
+                    p.rename(dest / p.name)
+                inner.rmdir()
+        return str(dest), f"models:/{name}/{mv.version}", str(mv.version)

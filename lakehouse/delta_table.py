@@ -40,7 +40,7 @@ from deltalake import DeltaTable, Schema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
-STAGING = ".staging"
+from lakehouse.tables import RESUME, STAGING  # the folder names live in the table contract
 _TXN_FILE = re.compile(r"^([0-9a-f]{32})-\d+\.(?:[a-z0-9]+\.)?parquet$")
 
 
@@ -218,7 +218,7 @@ def clean_strays(uri: str | Path, grace_seconds: float = 0.0) -> list[str]:
     committed: set[str] | None = None
     if table_exists(root):
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d not in ("_delta_log", STAGING, ".resume")]  # .resume: GPU jobs' finished chunks
+            dirnames[:] = [d for d in dirnames if d not in ("_delta_log", STAGING, RESUME)]  # RESUME: GPU jobs' finished chunks
             for fn in filenames:
                 m = _TXN_FILE.match(fn)
                 if not m:
@@ -328,8 +328,39 @@ class Transaction:
         if writer is not None:
             writer.close()
 
-    def _staged_files(self) -> list[Path]:
+    def staged_files(self) -> list[Path]:
+        """The Parquet files staged so far: exactly what a commit would publish."""
         return sorted(p for p in self.staging_dir.rglob("*.parquet") if p.is_file())
+
+    def staged_rows(self) -> int:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.staged_files())
+
+    def add_files(self, paths: Iterable[str | Path]) -> None:
+        """Stage existing Parquet files (a GPU job's finished chunks): hard links where the file
+        system allows, else copies, so the originals stay until the caller deletes them."""
+        out = Path(self.staging_uri)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, src in enumerate(paths):
+            dst = out / f"part-{i:05d}.parquet"
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+    def quarantine(self, dest: str | Path, note: dict[str, Any]) -> Path:
+        """Keep the staged files for audit instead of publishing them: moved to ``dest`` with a
+        ``candidate.json`` saying why. The table does not change."""
+        if self._committed:
+            raise LakehouseError("transaction already committed")
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for i, src in enumerate(self.staged_files()):
+            os.replace(src, dest / f"part-{i:05d}.parquet")
+        payload = {**note, "table": self.root.name, "partition": self.partition, "txn_id": self.txn_id,
+                   "quarantined_at": datetime.now(timezone.utc).isoformat()}
+        (dest / "candidate.json").write_text(json.dumps(payload, indent=1, default=str))
+        self._committed = True  # nothing more may be done with this transaction
+        return dest
 
     def commit(
         self,
@@ -347,7 +378,7 @@ class Transaction:
             raise LakehouseError(f"unknown write mode {mode!r}")
         if self._committed:
             raise LakehouseError("transaction already committed")
-        staged = self._staged_files()
+        staged = self.staged_files()
         part_dir = _partition_dir(self.partition)
         dest_dir = self.root / part_dir if part_dir else self.root
         dest_dir.mkdir(parents=True, exist_ok=True)

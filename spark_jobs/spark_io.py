@@ -13,7 +13,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from spark_jobs.lakehouse.delta_table import Transaction, open_table, snapshot_files
+import pyarrow as pa
+
+from lakehouse.delta_table import Transaction, open_table, snapshot_files
 
 
 def read_table(
@@ -48,3 +50,16 @@ def read_table(
 def stage_dataframe(df: DataFrame, txn: Transaction) -> None:
     """Write a DataFrame's Parquet files into the transaction's staging area (no commit)."""
     df.drop(*txn.partition_by).write.mode("overwrite").parquet(txn.staging_uri)
+
+
+def read_staged(spark: SparkSession, txn: Transaction, schema: pa.Schema) -> DataFrame:
+    """The rows a transaction has staged (what its commit would publish), with the partition
+    values as columns: the data a write-audit-publish gate checks. ``schema`` is the table's."""
+    data_schema = from_arrow_schema(pa.schema([f for f in schema if f.name not in txn.partition_by]))
+    files = [str(p) for p in txn.staged_files()]
+    if not files:
+        return spark.createDataFrame([], from_arrow_schema(schema))
+    df = spark.read.schema(data_schema).parquet(*files)
+    for c in txn.partition_by:
+        df = df.withColumn(c, F.lit(txn.partition[c]).cast("string"))
+    return df.select(*schema.names)

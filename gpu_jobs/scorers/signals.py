@@ -28,8 +28,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from gpu_jobs.classifier import Scores
-from spark_jobs.filters.quality_rules import TERMINAL_PUNCT, lines_of, words_of
+from gpu_jobs.scorers.base import Scores
+from documents.quality_rules import TERMINAL_PUNCT, lines_of, words_of
 
 MODEL_PREFIX = "builtin:"
 
@@ -73,7 +73,7 @@ def stop_words(language: str) -> frozenset[str] | None:
 
 @lru_cache(maxsize=1)
 def _language_id():
-    from spark_jobs.filters.language import LanguageIdentifier, LanguageOptions
+    from documents.language import LanguageIdentifier, LanguageOptions
 
     return LanguageIdentifier(LanguageOptions(max_chars=LANGUAGE_CHARS))  # the filter stage's langid
 

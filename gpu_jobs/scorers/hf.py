@@ -1,5 +1,4 @@
-"""Document scorers: Hugging Face sequence classifiers (regression or classification heads) and
-fastText models (the built-in signals formula lives in ``signals_scorer``).
+"""Hugging Face sequence classifiers (regression or classification heads).
 
 Throughput comes from the batching: documents are tokenized once without padding, sorted by
 length and cut into batches under a token budget, so each batch pads only to its own longest
@@ -9,32 +8,9 @@ document (dynamic padding) and long documents do not inflate short ones. Inferen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass
-class Scores:
-    score: np.ndarray  # float64 per document
-    label: list[str | None]  # argmax label (classification heads), else None
-    tokens: int  # tokens scored (after truncation)
-
-
-def length_batches(lengths: np.ndarray, batch_tokens: int, max_batch_size: int) -> list[np.ndarray]:
-    """Indices of documents, sorted by length, cut so that batch size × longest ≤ batch_tokens."""
-    order = np.argsort(lengths, kind="stable")
-    batches, cur, longest = [], [], 0
-    for i in order:
-        l = int(lengths[i])
-        if cur and (max(longest, l) * (len(cur) + 1) > batch_tokens or len(cur) >= max_batch_size):
-            batches.append(np.array(cur))
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, l)
-    if cur:
-        batches.append(np.array(cur))
-    return batches
+from gpu_jobs.scorers.base import Scores, length_batches
 
 
 class HFClassifier:
@@ -81,41 +57,3 @@ class HFClassifier:
                     for j, k in zip(idx, probs.argmax(axis=1)):
                         label[j] = self.labels[k]
         return Scores(score, label, int(lengths.sum()))
-
-
-class FastTextClassifier:
-    """A fastText supervised model file; the score is the probability of ``label``
-    (default ``__label__hq``, the DCLM convention)."""
-
-    def __init__(self, path: str, label: str | None = None) -> None:
-        import fasttext
-
-        self.model = fasttext.load_model(path)
-        self.label = label or "__label__hq"
-        if self.label not in self.model.get_labels():
-            raise ValueError(f"{path}: label {self.label!r} not among {self.model.get_labels()}")
-
-    def score(self, texts: list[str], **_: int) -> Scores:
-        out = np.zeros(len(texts), np.float64)
-        labels: list[str | None] = []
-        k = len(self.model.get_labels())
-        tokens = 0
-        for i, t in enumerate(texts):
-            line = " ".join(t.split())
-            tokens += line.count(" ") + 1
-            # fasttext-wheel's predict() breaks on NumPy 2; the low-level call does not.
-            pairs = self.model.f.predict(line, k, 0.0, "strict")
-            probs = {lab: p for p, lab in pairs}
-            out[i] = probs.get(self.label, 0.0)
-            labels.append(max(probs, key=probs.get) if probs else None)
-        return Scores(out, labels, tokens)
-
-
-def load_scorer(kind: str, path: str, max_length: int = 512, label: str | None = None, device: str = "auto"):
-    if kind == "signals":
-        from gpu_jobs.signals_scorer import SignalScorer
-
-        return SignalScorer(path)
-    if kind == "fasttext":
-        return FastTextClassifier(path, label)
-    return HFClassifier(path, max_length=max_length, label=label, device=device)

@@ -1,0 +1,119 @@
+"""The resources stages are given, as typed Dagster resources: where tables live, the Spark
+session, the GPU job launcher (MLflow lineage is in ``assets.lineage``). Orchestration builds them
+from the configuration; they live here because the assets declare them as parameters, and
+dependencies point orchestration → assets."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource
+
+from lakehouse import tables as T
+from lakehouse.delta_table import Transaction
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class LakehouseResource(ConfigurableResource):
+    """Where crawls land and where tables live; the table contract (``lakehouse.tables``) names them."""
+
+    root: str
+    landing: str = "landing"
+    # A stray file left by a killed writer is deleted only when no live writer holds its lock;
+    # the grace period is a second guard for shared file systems where locks are unreliable.
+    stray_grace_seconds: float = 0.0
+    preview_rows: int = 5
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+    def uri(self, table: str) -> str:
+        return str(self.path / table)
+
+    def folder(self, name: str, *parts: str) -> Path:
+        """A lakehouse sub-folder named in the contract (``T.REPORTS``, ``T.MODELS``, ...)."""
+        return self.path.joinpath(name, *parts)
+
+    @property
+    def quality_dir(self) -> Path:
+        return self.folder(T.QUALITY)
+
+    def crawl_dir(self, crawl_id: str) -> Path:
+        return Path(self.landing).resolve() / crawl_id
+
+    def transaction(self, table: T.TableSpec, partition: dict[str, str]) -> Transaction:
+        """A write replacing one partition of ``table`` (enter it with ``with``)."""
+        return Transaction(self.uri(table.name), partition=partition, partition_by=list(table.partition_by),
+                           grace_seconds=self.stray_grace_seconds)
+
+
+_SPARK_LOCK = threading.Lock()
+_SPARK: dict[str, Any] = {}
+
+
+class SparkResource(ConfigurableResource):
+    """The process's SparkSession, created on first use (loading definitions starts no JVM): local
+    by default, a cluster by ``master`` and ``conf``."""
+
+    master: str = "local[*]"
+    app_name: str = "sluice"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 8
+    show_progress: bool = True
+    ui_enabled: bool = False
+    conf: dict[str, str] = {}
+
+    def session(self):
+        from spark_jobs.session import SparkSettings, build_spark
+
+        with _SPARK_LOCK:
+            if "session" not in _SPARK:
+                _SPARK["session"] = build_spark(SparkSettings(**self.model_dump()))
+            return _SPARK["session"]
+
+
+class GpuLauncher(ConfigurableResource):
+    """Starts a GPU program through Dagster Pipes: a local subprocess by default, a Kubernetes pod on
+    a GPU node with ``launcher: k8s`` (infra/gpu-jobs.md). The program reports one custom message,
+    its summary, which is returned; its logs stream into the Dagster run."""
+
+    launcher: str = "subprocess"  # or k8s
+    image: str = ""  # k8s: an image with this project installed
+    namespace: str = "default"
+    gpus: int = 1
+    env: dict[str, str] = {}
+
+    def run(self, context, module: str, params: dict[str, Any]) -> dict[str, Any]:
+        from dagster import Failure
+
+        if self.launcher == "k8s":
+            try:
+                from dagster_k8s import PipesK8sClient
+            except ImportError as e:
+                raise Failure("gpu.launcher is k8s but dagster-k8s is not installed (pip install dagster-k8s)") from e
+            if not self.image:
+                raise Failure("gpu.launcher is k8s: set gpu.image to an image with Sluice installed")
+            invocation = PipesK8sClient().run(
+                context=context, image=self.image, command=["python", "-m", module], namespace=self.namespace,
+                extras={"params": params}, env=dict(self.env),
+                base_pod_spec={"containers": [{"name": "main", "resources": {"limits": {"nvidia.com/gpu": self.gpus}}}]},
+            )
+        elif self.launcher == "subprocess":
+            from dagster import PipesSubprocessClient
+
+            env = {**os.environ, **self.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+            invocation = PipesSubprocessClient(env=env, cwd=str(REPO)).run(
+                command=[sys.executable, "-m", module], context=context, extras={"params": params},
+            )
+        else:
+            raise Failure(f"gpu.launcher must be subprocess or k8s, not {self.launcher!r}")
+        messages = invocation.get_custom_messages()
+        if not messages:
+            raise Failure(f"{module} finished without reporting its summary")
+        return messages[-1]

@@ -1,0 +1,216 @@
+"""The `filtered` stage's rules, as data: one ordered list, :data:`RULES`, from which the pipeline
+order, the funnel's stages, the signal columns of `filtered`, the ratio columns the gate checks and
+the options under ``filter:`` in the config are all derived.
+
+FineWeb's order: URL filter → main-text extraction → language ID → Gopher repetition → Gopher
+quality → C4 → FineWeb rules → PII redaction. A document leaves at the first rule it fails, as a
+rejection ``(reason, detail, measured value)``. A kept document carries every signal measured on it,
+so later analysis needs no recompute. The stored ``text`` is the final one (C4 line removals and PII
+placeholders applied); Gopher signals are measured on the extracted text, FineWeb signals on the
+C4-cleaned text.
+
+Adding a rule is one :class:`Rule` in the list (its options model, its signals, its ``apply``) and a
+line in the README's reason table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+from pydantic import BaseModel, Field, create_model
+
+from documents import quality_rules as Q
+from documents.extract import ExtractOptions, Extractor
+from documents.language import LanguageIdentifier, LanguageOptions
+from documents.pii import PiiOptions, redact
+from documents.url_filter import UrlFilter, UrlFilterOptions
+
+Verdict = tuple[str, "str | None", "float | None"]  # (reason, detail, measured value)
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    type: pa.DataType
+    ratio: bool = False  # a share in [0, 1]: the gate checks the range
+
+
+class Doc:
+    """One document on its way through the rules: the raw row, the current text, the signals."""
+
+    __slots__ = ("row", "signals", "_text", "_words")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+        self.signals: dict[str, Any] = {}
+        self._text = ""
+        self._words: list[str] | None = None
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text = value
+        self._words = None  # words follow the text (C4 and PII change it)
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = Q.words_of(self._text)
+        return self._words
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str  # the option key under ``filter:``
+    prefix: str  # the reason prefix in `rejections`: ``<prefix>.<what>``; a funnel stage
+    options: type[BaseModel]
+    signals: tuple[Signal, ...]
+    # Measure, maybe change the text, and return the verdict (None: the document goes on).
+    apply: Callable[[Doc, Any, Any], Verdict | None]
+    # Per-worker state built once from the options (block lists, models).
+    load: Callable[[Any], Any] = field(default=lambda o: None)
+    rejects: bool = True  # False: a transform only (PII)
+
+
+def _url(doc: Doc, o: UrlFilterOptions, state: UrlFilter) -> Verdict | None:
+    hit = state.check(doc.row["url"])
+    return (hit[0], hit[1], None) if hit else None
+
+
+def _extract(doc: Doc, o: ExtractOptions, state: Extractor) -> Verdict | None:
+    try:
+        text, path = state.extract_with_path(doc.row["html"], doc.row.get("charset"))
+    except Exception as e:  # an undecodable or unparseable page is explained, never fatal
+        return ("extract.failed", f"{type(e).__name__}: {e}"[:300], None)
+    doc.text = text.strip()
+    if not doc.text:
+        return ("extract.no_text", None, 0.0)
+    doc.signals["extractor"] = path
+    return None
+
+
+def _language(doc: Doc, o: LanguageOptions, state: tuple[LanguageIdentifier, frozenset[str]]) -> Verdict | None:
+    ident, languages = state
+    lang, score = ident.identify(doc.text)
+    doc.signals["language"], doc.signals["language_score"] = lang, score
+    if languages and lang not in languages:
+        return ("language.not_selected", lang, score)
+    if score < o.min_score:
+        return ("language.low_score", lang, score)
+    return None
+
+
+def _measured(signals: Callable, verdict: Callable) -> Callable[[Doc, Any, Any], Verdict | None]:
+    """A rule that measures the text and compares the measures with its thresholds."""
+
+    def apply(doc: Doc, o: Any, state: Any) -> Verdict | None:
+        s = signals(doc.text, doc.words, o)
+        doc.signals.update(s)
+        v = verdict(s, o)
+        return (v[0], None, v[1]) if v else None
+
+    return apply
+
+
+def _c4(doc: Doc, o: Q.C4Options, state: Any) -> Verdict | None:
+    new, v, s = Q.c4_clean(doc.text, o)
+    doc.signals.update(s)
+    if v:
+        return (v[0], None, v[1])
+    doc.text = new
+    return None
+
+
+def _pii(doc: Doc, o: PiiOptions, state: Any) -> Verdict | None:
+    doc.text, counts = redact(doc.text, o)
+    doc.signals.update(counts)
+    return None
+
+
+_F, _I = pa.float64(), pa.int64()
+
+RULES: list[Rule] = [
+    Rule("url", "url", UrlFilterOptions, (), _url, load=UrlFilter),
+    Rule("extract", "extract", ExtractOptions, (Signal("extractor", pa.string()),), _extract, load=Extractor),
+    Rule("language", "language", LanguageOptions, (Signal("language", pa.string()), Signal("language_score", _F)), _language,
+         load=lambda o: (LanguageIdentifier(o), frozenset(o.languages))),
+    Rule("gopher_repetition", "gopher_rep", Q.GopherRepetitionOptions, (
+        *[Signal(n, _F, ratio=True) for n in ("dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac")],
+        *[Signal(f"top_{n}gram_char_frac", _F, ratio=True) for n in (2, 3, 4)],
+        *[Signal(f"dup_{n}gram_char_frac", _F, ratio=True) for n in range(5, 11)],
+    ), _measured(Q.gopher_repetition_signals, Q.gopher_repetition_verdict)),
+    Rule("gopher_quality", "gopher_quality", Q.GopherQualityOptions, (
+        Signal("mean_word_length", _F),
+        *[Signal(n, _F, ratio=True) for n in ("symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio", "alpha_words_ratio")],
+        Signal("stop_word_count", _I),
+    ), _measured(Q.gopher_quality_signals, Q.gopher_quality_verdict)),
+    Rule("c4", "c4", Q.C4Options, (Signal("c4_lines_removed", _I), Signal("sentence_count", _I)), _c4),
+    Rule("fineweb", "fineweb", Q.FineWebOptions, (
+        *[Signal(n, _F, ratio=True) for n in ("line_punct_ratio", "short_line_ratio", "char_dup_ratio")],
+        Signal("newline_word_ratio", _F),
+    ), _measured(Q.fineweb_signals, Q.fineweb_verdict)),
+    Rule("pii", "pii", PiiOptions, (Signal("pii_emails", _I), Signal("pii_ips", _I), Signal("pii_phones", _I)), _pii, rejects=False),
+]
+
+# Measured on every kept document whatever rules are on (word_count by Gopher quality when it runs).
+DOCUMENT_SIGNALS = (Signal("word_count", _I), Signal("char_count", _I), Signal("line_count", _I))
+
+# Derived from RULES: the funnel's stages (reason prefixes, pipeline order), the signal columns, the
+# shares the gate checks, and the options model under ``filter:``.
+STAGES = [r.prefix for r in RULES if r.rejects]
+SIGNALS: list[Signal] = [s for r in RULES for s in r.signals] + list(DOCUMENT_SIGNALS)
+SIGNAL_COLUMNS: list[tuple[str, pa.DataType]] = [(s.name, s.type) for s in SIGNALS]
+RATIO_COLUMNS = [s.name for s in SIGNALS if s.ratio]
+FilterOptions = create_model(
+    "FilterOptions",
+    __doc__="Options of the `filtered` stage, one model per rule (``filter.<rule>``); every rule has ``enabled``.",
+    **{r.key: (r.options, Field(default_factory=r.options)) for r in RULES},
+)
+
+PROVENANCE = ["doc_id", "url", "host", "warc_date", "warc_record_id", "warc_file", "warc_offset"]
+INPUT_COLUMNS = [*PROVENANCE, "charset", "html"]  # what the rules read of a raw_crawl row
+
+
+def _enabled(o: BaseModel) -> bool:
+    return getattr(o, "enabled", True)
+
+
+class DocumentFilter:
+    """The enabled rules with their loaded state; one per Python worker (see :func:`get_filter`)."""
+
+    def __init__(self, o: BaseModel) -> None:
+        self.o = o
+        self.active = [(r, getattr(o, r.key), r.load(getattr(o, r.key))) for r in RULES
+                       if r.key == "extract" or _enabled(getattr(o, r.key))]  # no text without extraction
+
+    def one(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, Verdict | None]:
+        """(kept row, None) or (None, (reason, detail, value))."""
+        doc = Doc(row)
+        for rule, opts, state in self.active:
+            verdict = rule.apply(doc, opts, state)
+            if verdict:
+                return None, verdict
+        sig = doc.signals
+        sig["char_count"] = len(doc.text)
+        sig["line_count"] = doc.text.count("\n") + 1
+        sig.setdefault("word_count", len(doc.words))
+        out = {k: row[k] for k in PROVENANCE}
+        out["text"] = doc.text
+        out.update(sig)
+        return out, None
+
+
+_CACHE: dict[str, DocumentFilter] = {}
+
+
+def get_filter(options_json: str) -> DocumentFilter:
+    """One DocumentFilter per worker process and configuration (models load once)."""
+    f = _CACHE.get(options_json)
+    if f is None:
+        f = _CACHE[options_json] = DocumentFilter(FilterOptions.model_validate_json(options_json))
+    return f

@@ -1,1 +1,0 @@
-"""Per-document filters of the `filtered` stage (no Spark, no Dagster: unit-testable)."""

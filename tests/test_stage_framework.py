@@ -1,0 +1,96 @@
+"""The stage framework and the table contract, without running a stage: code versions follow the
+options, every table asset declares its contract's schema, the rules are one list, the README
+documents every column, and dependencies point one way (import-linter)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from dagster import AssetKey
+
+from documents.rules import RULES, SIGNAL_COLUMNS, STAGES, DocumentFilter, FilterOptions
+from lakehouse import tables as T
+from orchestration.config import SluiceConfig
+from orchestration.definitions import build_definitions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def code_versions(tmp_path, **overrides) -> dict[str, str]:
+    graph = build_definitions(SluiceConfig(lakehouse_dir=tmp_path / "lh", **overrides)).resolve_asset_graph()
+    return {k.to_user_string(): graph.get(k).code_version for k in graph.get_all_asset_keys()}
+
+
+def test_code_version_changes_with_exactly_the_options_that_define_an_asset(tmp_path):
+    base = code_versions(tmp_path)
+    assert len(set(base.values())) == len(base)  # every asset has its own
+    stricter = code_versions(tmp_path, filter={"gopher_quality": {"min_words": 80}})
+    assert {k for k in base if base[k] != stricter[k]} == {"filtered"}
+    dedup = code_versions(tmp_path, dedup={"verify_threshold": 0.7})
+    assert {k for k in base if base[k] != dedup[k]} == {"deduplicated"}
+    scoring = code_versions(tmp_path, scoring={"batch_tokens": 4096})
+    assert {k for k in base if base[k] != scoring[k]} == {"quality_scored", "rewritten"}  # rewritten re-scores with it
+    assert code_versions(tmp_path, spark={"master": "local[1]"}) == base  # infrastructure is not the result
+    assert code_versions(tmp_path) == base  # and it is stable
+
+
+def test_table_assets_declare_the_contract_schema(tmp_path):
+    defs = build_definitions(SluiceConfig(lakehouse_dir=tmp_path / "lh"))
+    graph = defs.resolve_asset_graph()
+    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "rewritten"):
+        node = graph.get(AssetKey(name))
+        declared = [(c.name, c.type) for c in node.metadata["dagster/column_schema"].columns]
+        opts = SluiceConfig().scoring if name == "quality_scored" else None
+        assert declared == [(f.name, str(f.type)) for f in T.TABLES[name].schema(opts)], name
+        assert node.owners and node.metadata["dagster/table_name"] == name
+    scored = [c.name for c in graph.get(AssetKey("quality_scored")).metadata["dagster/column_schema"].columns]
+    assert scored[:5] == ["doc_id", "quality", "quality_label", "classifier", "classifier_label"]
+
+
+def test_filter_rules_are_one_list():
+    assert list(FilterOptions.model_fields) == [r.key for r in RULES]
+    assert STAGES == ["url", "extract", "language", "gopher_rep", "gopher_quality", "c4", "fineweb"]
+    names = [n for n, _ in SIGNAL_COLUMNS]
+    assert len(names) == len(set(names)) and [n for n, _ in T.FILTERED_COLUMNS][-len(names):] == names
+    # Every signal a rule declares is measured on a kept document (and nothing undeclared is).
+    from spark_jobs.sample_crawl import text as TX
+    import random
+
+    title, paras = TX.article(random.Random(3))
+    html = ("<html><body><article><h1>" + title + "</h1>" + "".join(f"<p>{p}</p>" for p in paras) + "</article></body></html>").encode()
+    row = {"doc_id": "d", "url": "https://example.org/a", "host": "example.org", "warc_date": None, "warc_record_id": "r",
+           "warc_file": "f", "warc_offset": 0, "charset": "utf-8", "html": html}
+    kept, why = DocumentFilter(FilterOptions()).one(row)
+    assert why is None, why
+    assert {k for k, v in kept.items() if v is not None} >= set(names)
+    assert set(kept) <= {n for n, _ in T.FILTERED_COLUMNS}
+
+
+def _expand(token: str) -> set[str]:
+    """README shorthand: ``top_{2,3,4}gram`` and ``dup_{5..10}gram``."""
+    m = re.search(r"\{(\d+)\.\.(\d+)\}|\{([\w,]+)\}", token)
+    if not m:
+        return {token}
+    items = [str(i) for i in range(int(m.group(1)), int(m.group(2)) + 1)] if m.group(1) else m.group(3).split(",")
+    return set().union(*(_expand(token[: m.start()] + i + token[m.end():]) for i in items))
+
+
+def test_readme_documents_every_contract_column():
+    readme = (REPO / "README.md").read_text()
+    documented = set().union(*(_expand(t) for t in re.findall(r"`([^`\s]+)`", readme)))
+    for spec in T.TABLES.values():
+        assert f"`{spec.name}`" in readme, spec.name
+        missing = [c for c, _ in spec.columns if c not in documented]
+        assert not missing, (spec.name, missing)
+
+
+def test_import_contracts():
+    """orchestration → assets → (quality | gpu_jobs | spark_jobs) → lakehouse → documents; no
+    Dagster below assets, no Spark in the storage, document and GPU layers; scorers without cycles."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(exe)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "BROKEN" not in out.stdout and "KEPT" in out.stdout
