@@ -24,7 +24,7 @@ SKIPPED = "skipped: no rewriter model configured"
 def _skip(options: dict) -> str | None:
     o = options["rewrite"]
     if o.backend == "none" or not o.model or (o.backend == "openai" and not o.endpoint):
-        return f"{SKIPPED} (set rewrite.backend to hf or openai, with rewrite.model, and rewrite.endpoint for openai)"
+        return SKIPPED  # to rewrite: rewrite.backend hf or openai, rewrite.model, and rewrite.endpoint for openai
     return None
 
 

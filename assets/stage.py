@@ -318,6 +318,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         context.log.info(gate.describe())
         preview = _preview(txns[primary.name].staged_files(), list(spec.preview_columns), lh.preview_rows) if primary else None
         staged_schema = {n: _staged_schema(txn, spec.table_schema(T.TABLES[n], options)) for n, txn in txns.items()}
+        staged_rows = {n: txn.staged_rows() for n, txn in txns.items()}
         extra_md: dict[str, Any] = {}
         quarantined: dict[str, str] = {}
         commits: dict[str, CommitResult] = {}
@@ -345,7 +346,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
             for fn in out.cleanup:
                 fn()
 
-        rows = {n: (commits[n].rows if n in commits else txn.staged_rows()) for n, txn in txns.items()}
+        rows = {n: (commits[n].rows if n in commits else staged_rows[n]) for n in txns}
         rejected = rows.get(T.REJECTIONS.name, 0) if T.REJECTIONS in spec.outputs else None
         docs_in = out.documents_in
         metrics = {

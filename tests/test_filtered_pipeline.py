@@ -57,7 +57,7 @@ def test_filtered_on_the_sample_crawl(spark, make_config, sample_landing):
     assert any(r["value"] is not None for r in rej)  # measured values are kept
 
     md = result.asset_materializations_for_node("filtered")[0].metadata
-    assert md["upstream"].value == "raw_crawl@v0" and md["gate_passed"].value is True
+    assert md["upstream"].value == {"raw_crawl": 0} and md["gate_passed"].value is True
     assert "data:image/png;base64," in md["funnel"].value
     assert md["language_share"].value == {"en": 1.0}
 

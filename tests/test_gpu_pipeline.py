@@ -5,14 +5,15 @@ configured (tiny) model."""
 
 import json
 
+import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from mlflow.tracking import MlflowClient
 
 from assets.partitions import crawl_partitions
-from gpu_jobs.options import RewriteOptions
+from gpu_jobs.options import ClassifierTraining, RewriteOptions
 from orchestration.resources import build_resources
-from lakehouse.delta_table import read_arrow, row_count, table_exists
+from lakehouse.delta_table import open_table, read_arrow, row_count, table_exists
 from tests import tiny_models
 from tests.conftest import pipeline
 
@@ -26,6 +27,14 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     res = materialize(pipeline(cfg), instance=instance, resources=build_resources(cfg), partition_key="crawl-t1", raise_on_error=False)
     assert res.success
     assert all(c.passed for c in res.get_asset_check_evaluations())
+
+    # Every table asset's materialization describes the table it published: its actual Delta schema.
+    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored"):
+        md = res.asset_materializations_for_node(name)[0].metadata
+        actual = pa.schema(open_table(cfg.table_uri(name)).schema().to_arrow())
+        assert [(c.name, c.type) for c in md["dagster/column_schema"].value.columns] == [(f.name, str(f.type)) for f in actual], name
+        assert md["dagster/row_count"].value == row_count(cfg.table_uri(name), partition={"crawl_id": "crawl-t1"}), name
+        assert md["dagster/table_name"].value == name and md["status"].value == "published"
 
     clf = res.asset_materializations_for_node("quality_classifier")[0].metadata
     assert clf["model_uri"].value == "models:/sluice-quality/1" and clf["roc_auc"].value >= 0.85
@@ -45,6 +54,23 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert run.data.params["model.classifier"] == "models:/sluice-quality/1"
     assert run.data.params["model.quality"] == "builtin:signals-v1"
     assert "deduplicated@v0" in {i.dataset.name for i in run.inputs.dataset_inputs}
+
+    # A classifier trained on noise fails its gate: kept in its MLflow run for audit, never
+    # registered, so `models:/sluice-quality/latest` still resolves to the one that passed.
+    import random
+
+    rng = random.Random(0)
+    noise = tmp_path / "noise.jsonl"
+    texts = [r["text"] for r in read_arrow(cfg.table_uri("deduplicated"), columns=["text"]).to_pylist()[:120]]
+    noise.write_text("".join(json.dumps({"text": t, "label": rng.randint(0, 1)}) + "\n" for t in texts))
+    cfg_noise = make_config(sample_landing, classifier=ClassifierTraining(source="labelled", labelled_path=str(noise), max_length=64))
+    bad = materialize(pipeline(cfg_noise), instance=instance, resources=build_resources(cfg_noise), partition_key="crawl-t1",
+                      selection=[AssetKey("quality_classifier")], raise_on_error=False)
+    assert not bad.success
+    bad_md = bad.asset_materializations_for_node("quality_classifier")[0].metadata
+    assert bad_md["gate_passed"].value is False and "model_uri" not in bad_md and bad_md["roc_auc"].value < 0.7
+    assert [str(v.version) for v in client.search_model_versions("name = 'sluice-quality'")] == ["1"]
+    assert "model" in {a.path for a in client.list_artifacts(bad_md["mlflow_run_id"].value)}
 
     rw = res.asset_materializations_for_node("rewritten")[0].metadata
     assert rw["skipped"].value == "skipped: no rewriter model configured"
@@ -66,4 +92,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert low and {r["source_doc_id"] for r in out} | {r["related_doc_id"] for r in rej} == low
     assert len(out) + len(rej) == len(low)
     md2 = res2.asset_materializations_for_node("rewritten")[0].metadata
+    actual = pa.schema(open_table(cfg.table_uri("rewritten")).schema().to_arrow())
+    assert [(c.name, c.type) for c in md2["dagster/column_schema"].value.columns] == [(f.name, str(f.type)) for f in actual]
+    assert not list((cfg.lakehouse_path / "rewritten" / ".resume").glob("*"))  # the job's chunks were published, then removed
     assert md2["candidates"].value == len(low) and md2["prompt_version"].value == "rewire-v1"

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from warcio.warcwriter import WARCWriter
 
+from lakehouse.tables import REFERENCE_CORPUS
 from spark_jobs.sample_crawl import text as T
 
 # Share of each page kind (sums to 1). Ingestion keeps the first nine kinds (HTML 200 pages).
@@ -48,7 +49,7 @@ KIND_SHARES: dict[str, float] = {
 # above FineWeb's LSH threshold (≈ 0.72): the easy planted set. Pairs with a known Jaccard all
 # along the threshold are made by benchmarks/dedup_quality.py.
 NEAR_DUP_EDIT_RATES = (0.005, 0.01, 0.015)
-REFERENCE_CORPUS = "reference_corpus.jsonl"
+
 HTML_KINDS = {"article", "exact_dup", "near_dup", "spam", "short", "non_english", "pii", "benchmark"}
 MALFORMED_VARIANTS = ("bad_status_line", "cut_body", "warc_truncated")
 
