@@ -59,7 +59,8 @@ _SPARK: dict[str, Any] = {}
 
 class SparkResource(ConfigurableResource):
     """The process's SparkSession, created on first use (loading definitions starts no JVM): local
-    by default, a cluster by ``master`` and ``conf``."""
+    by default, a cluster by ``master`` and ``conf``. Its fields are those of
+    ``spark_jobs.session.SparkSettings`` (which cannot import Dagster), typed here for the UI."""
 
     master: str = "local[*]"
     app_name: str = "sluice"

@@ -4,8 +4,8 @@ Precedence, highest first: explicit overrides (CLI flags) > environment (``SLUIC
 ``__``, e.g. ``SLUICE_SPARK__MASTER=spark://host:7077``) > the YAML file (``--config`` or
 ``SLUICE_CONFIG``) > the embedded defaults below, which run on a laptop.
 
-Stage parameters are defined next to the code that uses them (``spark_jobs``), so the jobs stay
-importable without Dagster; this module only composes them.
+Stage parameters are defined next to the code that uses them (``documents``, ``spark_jobs``,
+``gpu_jobs``), so the jobs stay importable without Dagster; this module only composes them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
 from documents.minhash import DedupOptions
 from documents.rules import FilterOptions
+from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
+from lakehouse import tables as T
 from spark_jobs.session import SparkSettings
 from spark_jobs.warc_ingest import IngestOptions
 
@@ -111,19 +112,19 @@ class SluiceConfig(BaseSettings):
     def mlflow_tracking_uri(self) -> str:
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
-        return f"sqlite:///{self.lakehouse_path / '_mlflow' / 'mlflow.db'}"
+        return f"sqlite:///{self.lakehouse_path / T.MLFLOW / 'mlflow.db'}"
 
     @property
     def mlflow_artifact_root(self) -> str:
-        return (self.lakehouse_path / "_mlflow" / "artifacts").as_uri()
+        return (self.lakehouse_path / T.MLFLOW / "artifacts").as_uri()
 
     @property
     def dagster_home(self) -> Path:
-        return Path(self.dagster.home).resolve() if self.dagster.home else self.lakehouse_path / "_dagster"
+        return Path(self.dagster.home).resolve() if self.dagster.home else self.lakehouse_path / T.DAGSTER
 
     @property
     def quality_dir(self) -> Path:
-        return self.lakehouse_path / "_quality"
+        return self.lakehouse_path / T.QUALITY
 
     def table_uri(self, name: str) -> str:
         return str(self.lakehouse_path / name)

@@ -1,4 +1,5 @@
-"""Spark's side of the lakehouse: read a pinned Delta snapshot, stage a DataFrame for a commit.
+"""Spark's side of the lakehouse: read a pinned Delta snapshot or a transaction's staged files,
+stage a DataFrame for a commit.
 
 This is the seam DESIGN.md keeps small: on a cluster with Delta's JARs, ``read_table`` becomes
 ``spark.read.format("delta").option("versionAsOf", v)`` and the write a ``format("delta")`` save.
@@ -9,11 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
-
-import pyarrow as pa
 
 from lakehouse.delta_table import Transaction, open_table, snapshot_files
 
@@ -25,8 +25,6 @@ def read_table(
     dt = open_table(uri, version)
     schema = dt.schema().to_arrow()
     part_cols = list(dt.metadata().partition_columns)
-    import pyarrow as pa
-
     arrow_schema = pa.schema(schema)
     data_fields = [f for f in arrow_schema if f.name not in part_cols]
     data_schema = from_arrow_schema(pa.schema(data_fields))
