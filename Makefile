@@ -25,7 +25,7 @@ $(SAMPLE_CRAWL)/.complete: | $(STAMP)
 	touch $@
 
 run: $(STAMP) $(SAMPLE_CRAWL)/.complete
-	$(BIN)/sluice run --crawl $(SAMPLE_CRAWL)
+	$(BIN)/sluice run --config demo.yaml --crawl $(SAMPLE_CRAWL)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
@@ -38,12 +38,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dedup_throughput.py --docs 200000
 	$(BIN)/python benchmarks/dedup_quality.py
 	$(BIN)/python benchmarks/scorer_quality.py
+	$(BIN)/python benchmarks/decontam_throughput.py --docs 200000
 
 ui: $(STAMP)
-	$(BIN)/sluice ui
+	$(BIN)/sluice ui --config demo.yaml
 
 mlflow-ui: $(STAMP)
-	$(BIN)/sluice mlflow-ui
+	$(BIN)/sluice mlflow-ui --config demo.yaml
 
 clean:
 	rm -rf lakehouse landing .sluice

@@ -8,9 +8,9 @@ from typing import Any
 
 def stages() -> list[tuple[Any, Any]]:
     """(spec, work) of every stage, in pipeline order."""
-    from assets import deduplicated, filtered, quality_classifier, quality_scored, raw_crawl, rewritten
+    from assets import decontaminated, deduplicated, filtered, quality_classifier, quality_scored, raw_crawl, rewritten
 
-    return [(m.SPEC, m.work) for m in (raw_crawl, filtered, deduplicated, quality_classifier, quality_scored, rewritten)]
+    return [(m.SPEC, m.work) for m in (raw_crawl, filtered, deduplicated, quality_classifier, quality_scored, rewritten, decontaminated)]
 
 
 def build_assets(config: Any) -> list:

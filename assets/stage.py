@@ -152,10 +152,13 @@ class StageContext:
             self._spark.sparkContext.setJobGroup(f"{self.spec.name}:{self.crawl_id}", f"sluice {self.spec.name} {self.crawl_id}")
         return self._spark
 
-    def pin(self, table: str) -> Pinned:
+    def pin(self, table: str, optional: bool = False) -> Pinned | None:
         """The version of ``table`` recorded by its latest materialization of this partition (which must
-        have passed its gate), with its files; recorded as an input."""
-        version = pinned_upstream(self.dagster, table)
+        have passed its gate), with its files; recorded as an input. ``optional``: None when that
+        materialization was skipped (e.g. `rewritten` with no rewriter configured)."""
+        version = pinned_upstream(self.dagster, table, optional)
+        if version is None:
+            return None
         self.read_input(table, version)
         return Pinned(table, version, snapshot_files(self.lakehouse.uri(table), version, self.partition))
 
@@ -245,9 +248,10 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
     )(body)
 
 
-def pinned_upstream(context: AssetExecutionContext, table: str) -> int:
+def pinned_upstream(context: AssetExecutionContext, table: str, optional: bool = False) -> int | None:
     """The Delta version of ``table`` recorded by its latest materialization of this partition. A
-    materialization whose gate failed published nothing; it is refused here as a second line."""
+    materialization whose gate failed published nothing; it is refused here as a second line. A
+    skipped one (nothing to do) gives None when the input is ``optional``."""
     from dagster import AssetRecordsFilter
 
     partitions = [context.partition_key] if context.has_partition_key else None
@@ -257,6 +261,8 @@ def pinned_upstream(context: AssetExecutionContext, table: str) -> int:
     if not records:
         raise Failure(f"{table} has no materialization for partition {context.partition_key!r}: materialize it first")
     md = records[0].asset_materialization.metadata
+    if optional and md.get("status") is not None and md["status"].value == "skipped":
+        return None
     if not md.get("gate_passed") or not md["gate_passed"].value:
         raise Failure(
             f"{table} (partition {context.partition_key!r}) failed its gate in its latest materialization; the "

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from documents.decontam import DecontamOptions
 from documents.minhash import DedupOptions
 from documents.rules import FilterOptions
 from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
@@ -90,6 +91,7 @@ class SluiceConfig(BaseSettings):
     classifier: ClassifierTraining = Field(default_factory=ClassifierTraining)
     scoring: ScoringOptions = Field(default_factory=ScoringOptions)
     rewrite: RewriteOptions = Field(default_factory=RewriteOptions)
+    decontamination: DecontamOptions = Field(default_factory=DecontamOptions)
     gpu: GpuLaunchSettings = Field(default_factory=GpuLaunchSettings)
 
     @classmethod

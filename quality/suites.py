@@ -134,3 +134,21 @@ def rewritten_gate(columns: list[str]) -> GateSpec:
         ],
         accounting=conservation("records_read", ["documents", "rejected"]),
     )
+
+
+def decontaminated_gate(columns: list[str], sources: list[str]) -> GateSpec:
+    import great_expectations as gx
+
+    E = gx.expectations
+    return GateSpec(
+        name="decontaminated",
+        table=[
+            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
+            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            E.ExpectColumnValuesToNotBeNull(column="source_doc_id"),
+            E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+            E.ExpectColumnValuesToBeInSet(column="source", value_set=sources),
+        ],
+        accounting=conservation("records_read", ["documents", "rejected"]),
+    )

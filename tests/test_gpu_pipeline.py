@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_path):
-    cfg = make_config(sample_landing)
+    evals = {"benchmarks": [{"name": "sample-evals", "path": str(sample_landing / "crawl-t1" / "eval_set.jsonl"), "fields": ["question"]}]}
+    cfg = make_config(sample_landing, decontamination=evals)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_partitions.name, ["crawl-t1"])
     res = materialize(pipeline(cfg), instance=instance, resources=build_resources(cfg), partition_key="crawl-t1", raise_on_error=False)
@@ -29,7 +30,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert all(c.passed for c in res.get_asset_check_evaluations())
 
     # Every table asset's materialization describes the table it published: its actual Delta schema.
-    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored"):
+    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "decontaminated"):
         md = res.asset_materializations_for_node(name)[0].metadata
         actual = pa.schema(open_table(cfg.table_uri(name)).schema().to_arrow())
         assert [(c.name, c.type) for c in md["dagster/column_schema"].value.columns] == [(f.name, str(f.type)) for f in actual], name
@@ -72,6 +73,22 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert [str(v.version) for v in client.search_model_versions("name = 'sluice-quality'")] == ["1"]
     assert "model" in {a.path for a in client.list_artifacts(bad_md["mlflow_run_id"].value)}
 
+    # decontaminated: the pages quoting an eval-set item are removed, with evidence; nothing else.
+    truth = [json.loads(l) for l in (sample_landing / "crawl-t1" / "ground_truth.jsonl").read_text().splitlines()]
+    quoting = {t["url"] for t in truth if t.get("benchmark_items")}
+    dedup_docs = read_arrow(cfg.table_uri("deduplicated"), columns=["doc_id", "url"]).to_pylist()
+    expected = {d["doc_id"] for d in dedup_docs if d["url"] in quoting}
+    dec = read_arrow(cfg.table_uri("decontaminated"), columns=["doc_id", "source"]).to_pylist()
+    dec_rej = read_arrow(cfg.table_uri("rejections"), partition={"crawl_id": "crawl-t1", "stage": "decontam"}).to_pylist()
+    assert expected and {r["doc_id"] for r in dec_rej} == expected
+    assert len(dec) + len(dec_rej) == len(dedup_docs) and {r["source"] for r in dec} == {"deduplicated"}
+    for r in dec_rej:
+        ev = json.loads(r["detail"])
+        assert r["reason"] == "decontam.sample-evals" and ev["benchmark"] == "sample-evals" and int(ev["item"]) >= 1
+        assert len(ev["ngram"].split()) == 13 and ev["offset"] >= 0 and ev["matches"] == r["value"] >= 1
+    dmd = res.asset_materializations_for_node("decontaminated")[0].metadata
+    assert dmd["benchmarks"].value["sample-evals"]["items"] > 0 and dmd["rejected"].value == len(expected)
+
     rw = res.asset_materializations_for_node("rewritten")[0].metadata
     assert rw["skipped"].value == "skipped: no rewriter model configured"
     assert not table_exists(cfg.table_uri("rewritten"))
@@ -80,11 +97,11 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     # sample crawl's templated pages all score high on the signals, so the classifier's column
     # (crawl pages vs reference texts) picks the candidates here.
     llama = tiny_models.llama(tmp_path / "llama")
-    cfg2 = make_config(sample_landing, rewrite=RewriteOptions(
+    cfg2 = make_config(sample_landing, decontamination=evals, rewrite=RewriteOptions(
         backend="hf", model=str(llama), score_column="classifier", threshold=0.5, max_new_tokens=16, rows_per_chunk=64, min_length_ratio=0.0,
         max_length_ratio=50.0, max_dup_4gram_frac=1.0, check_language=False))
     res2 = materialize(pipeline(cfg2), instance=instance, resources=build_resources(cfg2), partition_key="crawl-t1",
-                       selection=[AssetKey("rewritten")], raise_on_error=False)
+                       selection=[AssetKey("rewritten"), AssetKey("decontaminated")], raise_on_error=False)
     assert res2.success and all(c.passed for c in res2.get_asset_check_evaluations())
     low = {r["doc_id"] for r in scored if r["classifier"] < 0.5}
     out = read_arrow(cfg.table_uri("rewritten")).to_pylist()
@@ -96,3 +113,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert [(c.name, c.type) for c in md2["dagster/column_schema"].value.columns] == [(f.name, str(f.type)) for f in actual]
     assert not list((cfg.lakehouse_path / "rewritten" / ".resume").glob("*"))  # the job's chunks were published, then removed
     assert md2["candidates"].value == len(low) and md2["prompt_version"].value == "rewire-v1"
+    # decontaminated now checks the rewrites too: every one is there (a random model quotes no benchmark).
+    dec2 = read_arrow(cfg.table_uri("decontaminated"), columns=["doc_id", "source", "source_doc_id"]).to_pylist()
+    assert {(r["doc_id"], r["source_doc_id"]) for r in dec2 if r["source"] == "rewritten"} == {(r["doc_id"], r["source_doc_id"]) for r in out}
+    assert res2.asset_materializations_for_node("decontaminated")[0].metadata["upstream"].value.keys() == {"deduplicated", "rewritten"}

@@ -36,9 +36,10 @@ def test_definitions_load(make_config, sample_landing):
     defs = build_definitions(make_config(sample_landing))
     graph = defs.resolve_asset_graph()
     assert graph.get_all_asset_keys() == {AssetKey(k) for k in (
-        "raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored", "rewritten")}
+        "raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored", "rewritten", "decontaminated")}
     assert graph.get(AssetKey("quality_scored")).parent_keys == {AssetKey("deduplicated"), AssetKey("quality_classifier")}
     assert graph.get(AssetKey("rewritten")).parent_keys == {AssetKey("deduplicated"), AssetKey("quality_scored")}
+    assert graph.get(AssetKey("decontaminated")).parent_keys == {AssetKey("deduplicated"), AssetKey("rewritten")}
     assert {s.name for s in defs.sensors} == {"crawl_landing_sensor"}
     assert isinstance(defs, Definitions)
 

@@ -40,7 +40,7 @@ def test_code_version_changes_with_exactly_the_options_that_define_an_asset(tmp_
 def test_table_assets_declare_the_contract_schema(tmp_path):
     defs = build_definitions(SluiceConfig(lakehouse_dir=tmp_path / "lh"))
     graph = defs.resolve_asset_graph()
-    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "rewritten"):
+    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "rewritten", "decontaminated"):
         node = graph.get(AssetKey(name))
         declared = [(c.name, c.type) for c in node.metadata["dagster/column_schema"].columns]
         opts = SluiceConfig().scoring if name == "quality_scored" else None

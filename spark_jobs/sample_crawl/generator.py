@@ -26,6 +26,8 @@ from typing import Any, Callable
 from warcio.warcwriter import WARCWriter
 
 from lakehouse.tables import REFERENCE_CORPUS
+
+EVAL_SET = "eval_set.jsonl"
 from spark_jobs.sample_crawl import text as T
 
 # Share of each page kind (sums to 1). Ingestion keeps the first nine kinds (HTML 200 pages).
@@ -256,6 +258,7 @@ def generate_crawl(
     kinds: Counter[str] = Counter()
     expected: Counter[str] = Counter()
     records = 0
+    planted: set[str] = set()
     truth_path = out / "ground_truth.jsonl"
     with truth_path.open("w") as truth:
         for fi in range(n_files):
@@ -297,6 +300,7 @@ def generate_crawl(
                     records += 3
                     kinds[p.kind] += 1
                     expected[p.expected] += 1
+                    planted.update(p.truth.get("benchmark_items", []))
                     truth.write(json.dumps({"index": i, "url": p.url, "warc_file": name, "warc_record_id": resp_id, "expected": p.expected,
                                             "sha1": hashlib.sha1(p.body).hexdigest(), **p.truth}) + "\n")
                     if progress:
@@ -306,6 +310,15 @@ def generate_crawl(
                     cut = gzip.compress(b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
                     fh.write(cut[: len(cut) // 2])
     # Clean reference documents (not pages of the crawl): positives for the quality classifier.
+    # A small eval set in the shape of a benchmark test set (JSONL, field "question"): every item the
+    # benchmark pages quote, and as many that no page quotes; `decontaminated` is checked against it.
+    unplanted = []
+    for j in range(max(20, len(planted))):
+        q, _ = T.benchmark_quote(random.Random(f"{seed}:eval:{j}"))
+        unplanted.append(q[0].split(": ", 1)[1] + f" Give the answer for case {j}.")
+    with (out / EVAL_SET).open("w") as ev:
+        for q in sorted(planted) + [u for u in unplanted if u not in planted]:
+            ev.write(json.dumps({"question": q}) + "\n")
     n_ref = min(500, max(100, pages // 10))
     with (out / REFERENCE_CORPUS).open("w") as ref:
         for j in range(n_ref):
