@@ -8,13 +8,13 @@ from typing import Any
 
 def stages() -> list[tuple[Any, Any]]:
     """(spec, work) of every stage, in pipeline order."""
-    from assets import decontaminated, deduplicated, filtered, quality_classifier, quality_scored, raw_crawl, rewritten
+    from assets import decontaminated, deduplicated, filtered, mixed, quality_classifier, quality_scored, raw_crawl, rewritten
 
-    return [(m.SPEC, m.work) for m in (raw_crawl, filtered, deduplicated, quality_classifier, quality_scored, rewritten, decontaminated)]
+    return [(m.SPEC, m.work) for m in (raw_crawl, filtered, deduplicated, quality_classifier, quality_scored, rewritten, decontaminated, mixed)]
 
 
 def build_assets(config: Any) -> list:
     """The Dagster assets, their options (and code versions) taken from the Sluice configuration."""
     from assets.stage import stage_asset
 
-    return [stage_asset(spec, work, config) for spec, work in stages()]
+    return [stage_asset(spec, work, config) for spec, work in stages() if spec.enabled is None or spec.enabled(config)]

@@ -35,9 +35,11 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
+    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -81,6 +83,11 @@ class StageSpec:
     revision: str = "1"
     # options → why there is nothing to do (the asset materializes as skipped), or None.
     skip: Callable[[dict[str, Any]], str | None] | None = None
+    # cfg → the asset's partitions (default: one per crawl) and the column that holds the key.
+    partitions: Callable[[Any], Any] | None = None
+    partition_column: str = "crawl_id"
+    # cfg → whether the asset exists at all (e.g. `mixed` only when a mixture is configured).
+    enabled: Callable[[Any], bool] | None = None
 
     @property
     def table(self) -> T.TableSpec | None:
@@ -137,9 +144,10 @@ class StageContext:
         self.lakehouse: LakehouseResource = resources["lakehouse"]
         self.lineage: LineageResource = resources["lineage"]
         self.run = run
-        self.crawl_id = context.partition_key
-        self.partition = {"crawl_id": self.crawl_id}
-        self.run_key = f"{spec.name}-{self.crawl_id}-{context.run_id[:8]}"
+        self.key = context.partition_key  # the crawl, or the mixture
+        self.crawl_id = self.key
+        self.partition = {spec.partition_column: self.key}
+        self.run_key = f"{spec.name}-{self.key}-{context.run_id[:8]}"
         self.inputs: dict[str, int] = {}
         self._outputs = outputs
         self._spark = None
@@ -149,7 +157,7 @@ class StageContext:
         """The Spark session, with this stage's job group (the Spark UI groups jobs by stage)."""
         if self._spark is None:
             self._spark = self.resources["spark"].session()
-            self._spark.sparkContext.setJobGroup(f"{self.spec.name}:{self.crawl_id}", f"sluice {self.spec.name} {self.crawl_id}")
+            self._spark.sparkContext.setJobGroup(f"{self.spec.name}:{self.key}", f"sluice {self.spec.name} {self.key}")
         return self._spark
 
     def pin(self, table: str, optional: bool = False) -> Pinned | None:
@@ -161,6 +169,17 @@ class StageContext:
             return None
         self.read_input(table, version)
         return Pinned(table, version, snapshot_files(self.lakehouse.uri(table), version, self.partition))
+
+    def pin_current(self, table: str, optional: bool = False) -> Pinned | None:
+        """The current version of a whole table (every partition). Safe to read because of
+        write-audit-publish: a table's current version always passed its gate."""
+        version = _current_version(self.lakehouse.uri(table))
+        if version is None:
+            if optional:
+                return None
+            raise Failure(f"{table} does not exist yet in {self.lakehouse.root}: materialize it first")
+        self.read_input(table, version)
+        return Pinned(table, version, snapshot_files(self.lakehouse.uri(table), version))
 
     def read_input(self, table: str, version: int | None) -> None:
         """Record a table version read (beyond the pinned upstreams, e.g. dedup's own index)."""
@@ -193,7 +212,7 @@ class StageContext:
 
     def report_path(self, suffix: str = ".png") -> Path:
         """Where this materialization's plot goes: ``_reports/<asset>/<crawl>-<run>.png``."""
-        return self.lakehouse.folder(T.REPORTS, self.spec.name, f"{self.crawl_id}-{self.dagster.run_id[:8]}{suffix}")
+        return self.lakehouse.folder(T.REPORTS, self.spec.name, f"{self.key}-{self.dagster.run_id[:8]}{suffix}")
 
     def gpu_job(self, module: str, params: dict[str, Any]) -> dict[str, Any]:
         return self.resources["gpu"].run(self.dagster, module, params)
@@ -235,8 +254,9 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
         metadata = {"dagster/table_name": spec.table.name, "dagster/column_schema": column_schema(spec.table_schema(spec.table, options))}
     return asset(
         name=spec.name,
-        partitions_def=crawl_partitions,
-        deps=[AssetKey(u) for u in spec.upstreams],
+        partitions_def=spec.partitions(config) if spec.partitions else crawl_partitions,
+        # A mixture reads every crawl partition of its upstreams.
+        deps=[AssetDep(u, partition_mapping=AllPartitionMapping()) if spec.partitions else AssetKey(u) for u in spec.upstreams],
         group_name=spec.group,
         kinds=set(spec.kinds),
         pool=spec.pool,
@@ -288,8 +308,8 @@ def stage_run(lineage: LineageResource, context: AssetExecutionContext, name: st
         run.end("FINISHED")
 
 
-def _partition(spec: StageSpec, t: T.TableSpec, crawl_id: str) -> dict[str, str]:
-    part = {"crawl_id": crawl_id}
+def _partition(spec: StageSpec, t: T.TableSpec, key: str) -> dict[str, str]:
+    part = {spec.partition_column: key}
     if "stage" in t.partition_by:
         part["stage"] = spec.rejection_stage or spec.name
     return part
@@ -305,10 +325,10 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
             metadata={"status": "skipped", "skipped": why, "gate_passed": True},
             check_results=[AssetCheckResult(asset_key=spec.name, check_name="gate", passed=True, description=why)],
         )
-    crawl_id = context.partition_key
+    key = context.partition_key
     with stage_run(lineage, context, spec.name) as run, contextlib.ExitStack() as stack:
-        run.log_params({"crawl_id": crawl_id, "code_version": version, **_jsonable(options)})
-        txns = {t.name: stack.enter_context(lh.transaction(t, _partition(spec, t, crawl_id))) for t in spec.outputs}
+        run.log_params({spec.partition_column: key, "code_version": version, **_jsonable(options)})
+        txns = {t.name: stack.enter_context(lh.transaction(t, _partition(spec, t, key))) for t in spec.outputs}
         for txn in txns.values():
             if txn.removed_stray:
                 context.log.warning(f"{txn.root.name}: removed {len(txn.removed_stray)} stray files left by a killed writer")
@@ -330,8 +350,8 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         commits: dict[str, CommitResult] = {}
         try:
             if gate.success:
-                info = {"dagster_run_id": context.run_id, "asset": spec.name, "dagster_partition": crawl_id,
-                        "mlflow_run_id": run.run_id, "git_sha": lineage.git_sha, "code_version": version}
+                info = {"dagster_run_id": context.run_id, "asset": spec.name, "dagster_partition": key,
+                        "mlflow_run_id": run.run_id, "git_sha": lineage.git_sha, "code_version": version, "inputs": dict(ctx.inputs)}
                 for name, txn in txns.items():
                     t_commit = time.time()
                     commits[name] = txn.commit(mode="replace", commit_info=info, empty_schema=spec.table_schema(T.TABLES[name], options))

@@ -101,35 +101,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(crawl_partitions.name, [c for c in crawl_ids if not instance.has_dynamic_partition(crawl_partitions.name, c)])
     defs = build_definitions(cfg)
-    assets = list(defs.assets or [])
+    all_assets = list(defs.assets or [])
+    # Crawl stages run once per crawl; mixtures (partitioned by mixture name) after every crawl.
+    per_crawl = [a for a in all_assets if a.partitions_def == crawl_partitions]
+    per_mixture = [a for a in all_assets if a.partitions_def != crawl_partitions]
+    selected = set(args.select.split(",")) if args.select else None
     resources = build_resources(cfg)
     ok = True
-    for crawl_id in crawl_ids:
-        print(f"== crawl {crawl_id}: materializing {args.select or 'all assets'} into {cfg.lakehouse_path}", file=sys.stderr)
+
+    def one_run(assets: list, key: str, label: str) -> bool:
+        names = [a.key.to_user_string() for a in assets if selected is None or a.key.to_user_string() in selected]
+        if not names:
+            return True
+        print(f"== {label}: materializing {', '.join(names)} into {cfg.lakehouse_path}", file=sys.stderr)
         token = uuid.uuid4().hex
         done = threading.Event()
-        n_steps = len(assets) if not args.select else len(args.select.split(","))
-        follower = threading.Thread(target=_follow, args=(instance, token, n_steps, done), daemon=True)
+        follower = threading.Thread(target=_follow, args=(instance, token, len(names), done), daemon=True)
         follower.start()
         try:
-            result = materialize(
-                assets,
-                instance=instance,
-                resources=resources,
-                partition_key=crawl_id,
-                selection=args.select.split(",") if args.select else None,
-                tags={"sluice/cli": token},
-                raise_on_error=False,
-            )
+            result = materialize(assets, instance=instance, resources=resources, partition_key=key, selection=names,
+                                 tags={"sluice/cli": token}, raise_on_error=False)
         finally:
             done.set()
             follower.join()
-        ok &= result.success
         for ev in result.get_asset_check_evaluations():
             status = "passed" if ev.passed else "FAILED"
             print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=sys.stderr)
         if not result.success:
             print(f"   run {result.run_id} did not succeed; see `sluice ui` for its logs", file=sys.stderr)
+        return result.success
+
+    for crawl_id in crawl_ids:
+        ok &= one_run(per_crawl, crawl_id, f"crawl {crawl_id}")
+    if ok:
+        for m in cfg.mixing.mixtures:
+            ok &= one_run(per_mixture, m.name, f"mixture {m.name}")
     _print_summary(cfg)
     return 0 if ok else 1
 
@@ -241,6 +247,58 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- sluice export / rebuild -----------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Shards, index and manifest of a mixture at a pinned version of ``mixed``."""
+    from lakehouse import tables as T
+    from lakehouse.delta_table import LakehouseError, current_version
+    from lakehouse.export import _commit_info, export_mixture
+
+    cfg = _config(args)
+    spec = next((m for m in cfg.mixing.mixtures if m.name == args.mixture), None)
+    if spec is None:
+        names = [m.name for m in cfg.mixing.mixtures] or ["(none configured: see mixing.mixtures in the README)"]
+        print(f"sluice export: no mixture {args.mixture!r}; configured: {', '.join(names)}", file=sys.stderr)
+        return 2
+    root = cfg.lakehouse_path
+    version = args.version if args.version is not None else current_version(root / T.MIXED.name)
+    if version is None:
+        print(f"sluice export: no {T.MIXED.name} table in {root}: materialize the mixture first (sluice run)", file=sys.stderr)
+        return 2
+    plan = {}
+    run_id = _commit_info(root / T.MIXED.name, version).get("mlflow_run_id")
+    if run_id:  # what the mixture's run planned: epochs per source
+        from mlflow.tracking import MlflowClient
+
+        metrics = MlflowClient(cfg.mlflow_tracking_uri).get_run(run_id).data.metrics
+        plan = {s.name: {"target_tokens": s.weight * spec.token_budget, "epochs": metrics.get(f"epochs.{s.name}")} for s in spec.sources}
+    out = Path(args.out) if args.out else root / T.EXPORTS / spec.name / f"v{version}"
+    try:
+        m = export_mixture(root, spec, out, version, plan)
+    except LakehouseError as e:
+        print(f"sluice export: {e}", file=sys.stderr)
+        return 2
+    print(f"mixture {spec.name} from mixed@v{version}: {m['documents']} documents, {m['tokens']} tokens in {len(m['shards'])} shards")
+    for name, src in m["sources"].items():
+        print(f"  {name:16s} requested {src['requested_tokens']:>12.0f}  delivered {src['delivered_tokens']:>12d} tokens")
+    print(f"manifest: {out / 'manifest.json'}")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from lakehouse.export import rebuild
+
+    cfg = _config(args)
+    bad = rebuild(args.manifest, cfg.lakehouse_path, args.out)
+    if bad:
+        print(f"rebuilt into {args.out}: {len(bad)} files differ from the manifest: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    print(f"rebuilt into {args.out}: every shard has the manifest's sha256")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -275,6 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tables", help="each table with its Delta version, rows and last commit")
     common(t)
     t.set_defaults(func=cmd_tables)
+
+    e = sub.add_parser("export", help="write a mixture's shards (JSONL.zst and Parquet), index and manifest")
+    common(e)
+    e.add_argument("--mixture", required=True)
+    e.add_argument("--out", help="default: <lakehouse>/_exports/<mixture>/v<version>")
+    e.add_argument("--version", type=int, help="the Delta version of mixed to export (default: the current one)")
+    e.set_defaults(func=cmd_export)
+
+    rb = sub.add_parser("rebuild", help="rebuild a manifest's shards from its pinned table version and check their sha256")
+    common(rb)
+    rb.add_argument("manifest")
+    rb.add_argument("--out", required=True)
+    rb.set_defaults(func=cmd_rebuild)
 
     u = sub.add_parser("ui", help="the Dagster webserver on 127.0.0.1")
     common(u)

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from documents.decontam import DecontamOptions
 from documents.minhash import DedupOptions
+from documents.mixture import MixingOptions
 from documents.rules import FilterOptions
 from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
 from lakehouse import tables as T
@@ -92,6 +93,7 @@ class SluiceConfig(BaseSettings):
     scoring: ScoringOptions = Field(default_factory=ScoringOptions)
     rewrite: RewriteOptions = Field(default_factory=RewriteOptions)
     decontamination: DecontamOptions = Field(default_factory=DecontamOptions)
+    mixing: MixingOptions = Field(default_factory=MixingOptions)
     gpu: GpuLaunchSettings = Field(default_factory=GpuLaunchSettings)
 
     @classmethod

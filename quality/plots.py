@@ -92,3 +92,22 @@ def histogram_png(values: dict[str, list[float]], title: str, out: str | Path, b
         ax.set_ylabel("documents")
     fig.suptitle(title, fontsize=10)
     return _save(fig, out)
+
+
+def shares_png(target: dict[str, float], realised: dict[str, float], title: str, out: str | Path) -> Path:
+    """Target vs realised token share per source of a mixture, side by side."""
+    import numpy as np
+
+    plt = _pyplot()
+    names = list(target)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(names) + 2), 3.2), dpi=100)
+    ax.bar(x - 0.2, [target[n] for n in names], 0.4, label="target", color="#b9c7dc")
+    bars = ax.bar(x + 0.2, [realised.get(n, 0.0) for n in names], 0.4, label="realised", color="#3b7dd8")
+    for b, n in zip(bars, names):
+        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{realised.get(n, 0.0):.1%}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("share of tokens")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, out)

@@ -152,3 +152,27 @@ def decontaminated_gate(columns: list[str], sources: list[str]) -> GateSpec:
         ],
         accounting=conservation("records_read", ["documents", "rejected"]),
     )
+
+
+def mixed_gate(columns: list[str], weights: dict[str, float], tolerance: float, synthetic_cap: float) -> GateSpec:
+    """Realised token shares within the tolerance of the targets, the synthetic share under its cap,
+    every row traceable to its decontaminated source row, none contaminated."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return GateSpec(
+        name="mixed",
+        table=[
+            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
+            E.ExpectCompoundColumnsToBeUnique(column_list=["doc_id", "repeat"]),
+            E.ExpectColumnValuesToBeInSet(column="source", value_set=sorted(weights)),
+            E.ExpectColumnValuesToBeBetween(column="token_count", min_value=1),
+        ],
+        accounting=[
+            *[E.ExpectColumnValuesToBeBetween(column=f"share.{n}", min_value=max(0.0, w - tolerance), max_value=min(1.0, w + tolerance))
+              for n, w in weights.items()],
+            E.ExpectColumnValuesToBeBetween(column="synthetic_share", min_value=0.0, max_value=synthetic_cap),
+            *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0) for c in ("untraceable_rows", "contaminated_rows")],
+        ],
+    )

@@ -20,7 +20,7 @@ from tests.conftest import pipeline
 pytestmark = pytest.mark.integration
 
 
-def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_path):
+def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_path, monkeypatch):
     evals = {"benchmarks": [{"name": "sample-evals", "path": str(sample_landing / "crawl-t1" / "eval_set.jsonl"), "fields": ["question"]}]}
     cfg = make_config(sample_landing, decontamination=evals)
     instance = DagsterInstance.ephemeral()
@@ -88,6 +88,33 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
         assert len(ev["ngram"].split()) == 13 and ev["offset"] >= 0 and ev["matches"] == r["value"] >= 1
     dmd = res.asset_materializations_for_node("decontaminated")[0].metadata
     assert dmd["benchmarks"].value["sample-evals"]["items"] > 0 and dmd["rejected"].value == len(expected)
+
+    # A mixture over the crawl: split at the median quality, half the tokens each, then export and rebuild.
+    qualities = sorted(r["quality"] for r in scored)
+    words = sum(r["word_count"] for r in read_arrow(cfg.table_uri("decontaminated"), columns=["word_count"]).to_pylist())
+    mixing = {"mixtures": [{"name": "demo", "token_budget": int(words * 0.4), "seed": 1, "shard_docs": 40, "sources": [
+        {"name": "high", "where": f"quality >= {qualities[len(qualities) // 2]}", "weight": 0.5}, {"name": "rest", "weight": 0.5}]}]}
+    cfg_mix = make_config(sample_landing, decontamination=evals, mixing=mixing)
+    mixed_asset = [a for a in pipeline(cfg_mix) if a.key == AssetKey("mixed")]
+    mix = materialize(mixed_asset, instance=instance, resources=build_resources(cfg_mix), partition_key="demo", raise_on_error=False)
+    assert mix.success and all(c.passed for c in mix.get_asset_check_evaluations())
+    mmd = mix.asset_materializations_for_node("mixed")[0].metadata
+    assert set(mmd["upstream"].value) == {"decontaminated", "quality_scored", "rejections"} and "| high |" in mmd["plan"].value
+    rows = read_arrow(cfg.table_uri("mixed"), partition={"mixture_name": "demo"}).to_pylist()
+    assert {r["source"] for r in rows} == {"high", "rest"} and {r["doc_id"] for r in rows} <= {r["doc_id"] for r in dec}
+    for var in ("SLUICE_CONFIG", "SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR"):  # the CLI exports these: restored after the test
+        monkeypatch.setenv(var, "-")
+        monkeypatch.delenv(var)
+    conf = tmp_path / "mix.yaml"
+    conf.write_text(json.dumps({"lakehouse_dir": str(cfg.lakehouse_path), "mixing": mixing}))  # JSON is YAML
+    from orchestration.cli import main
+
+    assert main(["export", "--config", str(conf), "--mixture", "demo", "--out", str(tmp_path / "export")]) == 0
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["tables"]["mixed"]["version"] == 0 and manifest["tables"]["decontaminated"]["version"] == 0
+    assert manifest["documents"] == len(rows) and manifest["sources"]["high"]["epochs"] is not None
+    assert main(["rebuild", "--config", str(conf), str(tmp_path / "export" / "manifest.json"), "--out", str(tmp_path / "again")]) == 0
+    assert main(["export", "--config", str(conf), "--mixture", "nope"]) == 2
 
     rw = res.asset_materializations_for_node("rewritten")[0].metadata
     assert rw["skipped"].value == "skipped: no rewriter model configured"
