@@ -17,7 +17,7 @@ from dagster import MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.decontam import build_index
-from lakehouse import tables as T
+from storage import tables as T
 from quality.suites import accounting_row, decontaminated_gate
 from spark_jobs.decontam_job import decontaminate
 

@@ -19,8 +19,8 @@ import pyarrow as pa
 from dagster import MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
-from lakehouse import tables as T
-from lakehouse.delta_table import current_version, open_table, table_exists
+from storage import tables as T
+from storage.delta_table import current_version, open_table, table_exists
 from quality.plots import cluster_sizes_png, cluster_sizes_table, markdown_image
 from quality.suites import accounting_row, deduplicated_gate
 from spark_jobs.dedup_job import OutputDirs, deduplicate

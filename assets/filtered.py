@@ -10,7 +10,7 @@ from dagster import MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.rules import RULES, STAGES
-from lakehouse import tables as T
+from storage import tables as T
 from quality.plots import funnel_png, funnel_table, markdown_image
 from quality.suites import accounting_row, filtered_gate
 from spark_jobs.filter_job import filter_documents

@@ -16,7 +16,7 @@ from dagster import Failure, MetadataValue, StaticPartitionsDefinition
 
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.mixture import file_sha256, static_problems, tokenizer_file
-from lakehouse import tables as T
+from storage import tables as T
 from quality.plots import markdown_image, shares_png
 from quality.suites import mixed_gate
 from spark_jobs.mix_job import MixtureInfeasible, build_mixture

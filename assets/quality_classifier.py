@@ -15,7 +15,7 @@ from pathlib import Path
 from dagster import Failure
 
 from assets.stage import Outcome, StageContext, StageSpec
-from lakehouse import tables as T
+from storage import tables as T
 from quality.suites import classifier_gate
 
 SPEC = StageSpec(

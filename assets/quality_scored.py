@@ -13,7 +13,7 @@ import shutil
 from dagster import MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
-from lakehouse import tables as T
+from storage import tables as T
 from quality.plots import histogram_png, markdown_image
 from quality.suites import accounting_row, quality_scored_gate
 

@@ -7,7 +7,7 @@ checks the staged table and that records read = documents + rejections.
 from dagster import Failure, MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
-from lakehouse import tables as T
+from storage import tables as T
 from quality.suites import accounting_row, raw_crawl_gate
 from spark_jobs import warc_ingest as ingest
 

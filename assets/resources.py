@@ -13,14 +13,14 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
-from lakehouse import tables as T
-from lakehouse.delta_table import Transaction
+from storage import tables as T
+from storage.delta_table import Transaction
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class LakehouseResource(ConfigurableResource):
-    """Where crawls land and where tables live; the table contract (``lakehouse.tables``) names them."""
+    """Where crawls land and where tables live; the table contract (``storage.tables``) names them."""
 
     root: str
     landing: str = "landing"

@@ -15,7 +15,7 @@ from dagster import MetadataValue
 
 from assets.quality_scored import resolved_classifiers
 from assets.stage import Outcome, StageContext, StageSpec
-from lakehouse import tables as T
+from storage import tables as T
 from quality.suites import accounting_row, rewritten_gate
 
 SKIPPED = "skipped: no rewriter model configured"

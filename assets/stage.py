@@ -54,8 +54,8 @@ from dagster import (
 from assets.lineage import LineageResource, StageRun
 from assets.partitions import crawl_partitions
 from assets.resources import GpuLauncher, LakehouseResource, SparkResource
-from lakehouse import tables as T
-from lakehouse.delta_table import CommitResult, DataFile, Transaction, open_table, snapshot_files, table_exists
+from storage import tables as T
+from storage.delta_table import CommitResult, DataFile, Transaction, open_table, snapshot_files, table_exists
 from quality.gate import GateResult, GateSpec, run_gate
 
 RESOURCE_TYPES = {"lakehouse": LakehouseResource, "lineage": LineageResource, "spark": SparkResource, "gpu": GpuLauncher}

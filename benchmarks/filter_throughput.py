@@ -64,10 +64,10 @@ def sluice_options(backend: str):
 
 
 def run_sluice(spark, crawl: Path, lake: Path, backend: str) -> dict:
-    from lakehouse.tables import RAW_CRAWL, REJECTIONS
+    from storage.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
     from spark_jobs.filter_job import filter_documents
-    from lakehouse.delta_table import Transaction, snapshot_files
+    from storage.delta_table import Transaction, snapshot_files
 
     opts = ingest.IngestOptions()
     files = ingest.discover_warc_files(crawl, opts.file_globs)

@@ -23,9 +23,9 @@ from _measure import measure  # noqa: E402
 
 def run_sluice(spark, crawl: Path, lake: Path) -> dict:
     """The raw_crawl stage's work (as the asset does it, minus gate and lineage)."""
-    from lakehouse.tables import RAW_CRAWL, REJECTIONS
+    from storage.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
-    from lakehouse.delta_table import Transaction
+    from storage.delta_table import Transaction
 
     opts = ingest.IngestOptions()
     files = ingest.discover_warc_files(crawl, opts.file_globs)

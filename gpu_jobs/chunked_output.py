@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse.tables import RESUME
+from storage.tables import RESUME
 
 RESUME_DIR = RESUME
 

@@ -28,7 +28,7 @@ from gpu_jobs.chunked_output import ChunkedOutput, work_key
 from gpu_jobs.degeneracy import judge
 from gpu_jobs.options import RewriteOptions
 from gpu_jobs.runtime import job_session
-from lakehouse.tables import REJECTION_COLUMNS, REWRITTEN_COLUMNS
+from storage.tables import REJECTION_COLUMNS, REWRITTEN_COLUMNS
 
 PROMPTS = Path(__file__).parent / "prompts"
 

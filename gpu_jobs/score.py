@@ -23,7 +23,7 @@ from gpu_jobs.scorers import load_scorer
 from gpu_jobs.options import ClassifierSpec, ScoringOptions
 from gpu_jobs.runtime import iter_rows, job_session
 from gpu_jobs.scorers import load_scorer
-from lakehouse.tables import QUALITY_SCORED
+from storage.tables import QUALITY_SCORED
 
 
 def run(params: dict, log, report) -> dict:

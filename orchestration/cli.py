@@ -154,7 +154,7 @@ def _print_summary(cfg: SluiceConfig) -> None:
 
 
 def print_tables(cfg: SluiceConfig) -> None:
-    from lakehouse.delta_table import last_commit_info, open_table, row_count, table_exists
+    from storage.delta_table import last_commit_info, open_table, row_count, table_exists
 
     root = cfg.lakehouse_path
     tables = sorted(p for p in root.iterdir() if p.is_dir() and table_exists(p)) if root.is_dir() else []
@@ -252,9 +252,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Shards, index and manifest of a mixture at a pinned version of ``mixed``."""
-    from lakehouse import tables as T
-    from lakehouse.delta_table import LakehouseError, current_version
-    from lakehouse.export import _commit_info, export_mixture
+    from storage import tables as T
+    from storage.delta_table import LakehouseError, current_version
+    from storage.export import _commit_info, export_mixture
 
     cfg = _config(args)
     spec = next((m for m in cfg.mixing.mixtures if m.name == args.mixture), None)
@@ -288,7 +288,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from lakehouse.export import rebuild
+    from storage.export import rebuild
 
     cfg = _config(args)
     bad = rebuild(args.manifest, cfg.lakehouse_path, args.out)
@@ -296,6 +296,70 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         print(f"rebuilt into {args.out}: {len(bad)} files differ from the manifest: {', '.join(bad)}", file=sys.stderr)
         return 1
     print(f"rebuilt into {args.out}: every shard has the manifest's sha256")
+    return 0
+
+
+def cmd_mixture_search(args: argparse.Namespace) -> int:
+    """Fit proxy-run results (weights → metric) and propose weights under the mixture's constraints."""
+    import json
+    import tempfile
+
+    from documents.mixture import file_sha256
+    from documents.mixture_search import propose, read_runs
+    from storage import tables as T
+    from storage.delta_table import current_version
+    from storage.export import _commit_info
+
+    cfg = _config(args)
+    spec = next((m for m in cfg.mixing.mixtures if m.name == args.mixture), None)
+    if spec is None:
+        print(f"sluice mixture-search: no mixture {args.mixture!r} in mixing.mixtures", file=sys.stderr)
+        return 2
+    sources = [s.name for s in spec.sources]
+    try:
+        w, y = read_runs(args.runs, sources, args.metric)
+    except (OSError, ValueError) as e:
+        print(f"sluice mixture-search: {e}", file=sys.stderr)
+        return 2
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(cfg.mlflow_tracking_uri)
+    # Tokens each source has: given, or from the mixture's last build (target / epochs).
+    available = {k: float(v) for k, v in (a.split("=", 1) for a in args.available or [])}
+    version = current_version(cfg.lakehouse_path / T.MIXED.name)
+    run_id = _commit_info(cfg.lakehouse_path / T.MIXED.name, version).get("mlflow_run_id") if version is not None else None
+    if run_id and not available:
+        metrics = client.get_run(run_id).data.metrics
+        available = {s.name: s.weight * spec.token_budget / metrics[f"epochs.{s.name}"] for s in spec.sources if metrics.get(f"epochs.{s.name}")}
+    bounds = {s.name: min(1.0, (s.max_epochs or spec.max_epochs) * available[s.name] / spec.token_budget) for s in spec.sources if s.name in available}
+    try:
+        p = propose(w, y, sources, bounds, [s.name for s in spec.sources if s.synthetic], spec.synthetic_cap,
+                    lower_is_better=not args.higher_is_better, samples=args.samples, seed=spec.seed)
+    except ValueError as e:
+        print(f"sluice mixture-search: {e}", file=sys.stderr)
+        return 2
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(cfg.mlflow.experiment, artifact_location=cfg.mlflow_artifact_root)
+    run = client.create_run(exp_id, run_name=f"mixture-search[{spec.name}]", tags={"sluice.level": "mixture_search", "sluice.mixture": spec.name})
+    rid = run.info.run_id
+    for k, v in {"mixture": spec.name, "metric": args.metric, "lower_is_better": not args.higher_is_better, "runs_file": str(args.runs),
+                 "runs_sha256": file_sha256(args.runs), "model": "ridge on weights and pairwise products", "samples": args.samples,
+                 **{f"bound.{n}": round(b, 6) for n, b in p.bounds.items()}}.items():
+        client.log_param(rid, k, str(v))
+    for k, v in {"runs": p.runs, "cv_r2": p.cv_r2, "predicted": p.predicted, "best_run_metric": p.best_run["metric"],
+                 **{f"weight.{n}": v for n, v in p.weights.items()}}.items():
+        client.log_metric(rid, k, float(v))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "proposal.json"
+        out.write_text(json.dumps(p.__dict__, indent=1))
+        client.log_artifact(rid, str(out), "mixture_search")
+        client.log_artifact(rid, str(args.runs), "mixture_search")
+    client.set_terminated(rid)
+    print(f"{p.runs} proxy runs, fit leave-one-out R² {p.cv_r2:.3f}; best run: {args.metric} {p.best_run['metric']:.4g}; "
+          f"predicted for the proposal: {p.predicted:.4g}")
+    print(f"proposed weights for mixture {spec.name} (MLflow run {rid}):")
+    for s in spec.sources:
+        print(f"  - {{name: {s.name}, where: \"{s.where}\", weight: {p.weights[s.name]:.4f}}}   # bound {p.bounds.get(s.name, 1.0):.3f}")
     return 0
 
 
@@ -346,6 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("manifest")
     rb.add_argument("--out", required=True)
     rb.set_defaults(func=cmd_rebuild)
+
+    ms = sub.add_parser("mixture-search", help="propose mixture weights from proxy-run results (RegMix-style), under the mixture's caps")
+    common(ms)
+    ms.add_argument("--mixture", required=True)
+    ms.add_argument("--runs", required=True, help="CSV: one column per source (its weight) and the metric column")
+    ms.add_argument("--metric", required=True)
+    ms.add_argument("--higher-is-better", action="store_true", help="default: lower is better (a loss)")
+    ms.add_argument("--available", nargs="*", help="source=tokens (default: from the mixture's last build)")
+    ms.add_argument("--samples", type=int, default=200_000)
+    ms.set_defaults(func=cmd_mixture_search)
 
     u = sub.add_parser("ui", help="the Dagster webserver on 127.0.0.1")
     common(u)

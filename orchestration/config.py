@@ -23,7 +23,7 @@ from documents.minhash import DedupOptions
 from documents.mixture import MixingOptions
 from documents.rules import FilterOptions
 from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
-from lakehouse import tables as T
+from storage import tables as T
 from spark_jobs.session import SparkSettings
 from spark_jobs.warc_ingest import IngestOptions
 

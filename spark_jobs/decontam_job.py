@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from documents.decontam import BenchmarkIndex, DecontamOptions, match_batch, word_spans
-from lakehouse.tables import DECONTAM, DECONTAMINATED_COLUMNS, REJECTION_COLUMNS
+from storage.tables import DECONTAM, DECONTAMINATED_COLUMNS, REJECTION_COLUMNS
 from spark_jobs.filter_job import plan_units
 
 MATCH_SCHEMA = pa.schema([("doc_id", pa.string()), ("hash", pa.int64()), ("size", pa.int32()), ("pos", pa.int32()),
@@ -91,7 +91,7 @@ def _write_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc, hits:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from lakehouse.task_output import TaskOutputs
+    from storage.task_output import TaskOutputs
 
     index: BenchmarkIndex = index_bc.value
     targets = {"kept": (kept_dir, pa.schema(DECONTAMINATED_COLUMNS)), "rejected": (rejects_dir, pa.schema(REJECTION_COLUMNS))}

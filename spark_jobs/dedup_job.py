@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from documents.minhash import DedupOptions, band_keys, exact_hashes, exact_jaccards, minhash, shingles, words
 from spark_jobs.filter_job import plan_units
-from lakehouse.tables import CLUSTER_COLUMNS, DEDUP, DEDUPLICATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS, SIGNATURE_COLUMNS
+from storage.tables import CLUSTER_COLUMNS, DEDUP, DEDUPLICATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS, SIGNATURE_COLUMNS
 
 STAGE = DEDUP
 SIG_READ_COLUMNS = ["doc_id", "url", "warc_file", "warc_offset", "warc_date", "text"]
@@ -275,7 +275,7 @@ def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir:
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    from lakehouse.task_output import TaskOutputs
+    from storage.task_output import TaskOutputs
 
     dirs = json.loads(dirs_json)
     targets = {name: (dirs[name], schema) for name, schema in output_schemas().items()}

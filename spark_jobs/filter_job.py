@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from documents.rules import INPUT_COLUMNS, DocumentFilter, FilterOptions, get_filter
-from lakehouse.tables import FILTERED_COLUMNS, REJECTION_COLUMNS
+from storage.tables import FILTERED_COLUMNS, REJECTION_COLUMNS
 
 SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("docs_in", pa.int64()), ("kept", pa.int64()), ("rejected", pa.int64()),
                             ("reasons", pa.string()), ("languages", pa.string())])
@@ -57,7 +57,7 @@ def _filter_tasks(
 ) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
-    from lakehouse.task_output import TaskOutputs
+    from storage.task_output import TaskOutputs
 
     f = get_filter(options_json)
     targets = {"kept": (kept_dir, pa.schema(FILTERED_COLUMNS)), "rejected": (rejects_dir, pa.schema(REJECTION_COLUMNS))}

@@ -23,7 +23,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from documents.mixture import MixtureSpec, plan, tokenizer_file
-from lakehouse.tables import MIXED_COLUMNS
+from storage.tables import MIXED_COLUMNS
 
 BUCKETS = 1 << 16
 

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lakehouse.delta_table import Transaction, open_table, snapshot_files
+from storage.delta_table import Transaction, open_table, snapshot_files
 
 
 def read_table(

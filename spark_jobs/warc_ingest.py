@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from lakehouse.tables import INGEST, RAW_CRAWL_COLUMNS, REJECTION_COLUMNS
+from storage.tables import INGEST, RAW_CRAWL_COLUMNS, REJECTION_COLUMNS
 
 STAGE = INGEST
 
@@ -351,7 +351,7 @@ def write_file_outputs(
     the file's index, see :class:`TaskOutputs`). Returns the file's summary (counts by outcome)."""
     import pyarrow.compute as pc
 
-    from lakehouse.task_output import TaskOutputs
+    from storage.task_output import TaskOutputs
 
     summary: dict[str, Any] = {"warc_file": f.rel, "records": 0, "documents": 0, "rejected": 0, "file_bytes": f.size, "reason": None, "detail": None}
     reasons: dict[str, int] = {}

@@ -10,7 +10,7 @@ from assets.partitions import crawl_partitions
 from orchestration.resources import build_resources
 from documents.minhash import DedupOptions, exact_jaccard
 from spark_jobs.dedup_job import deduplicate_files, documents_table
-from lakehouse.delta_table import read_arrow, snapshot_files
+from storage.delta_table import read_arrow, snapshot_files
 from tests.conftest import ground_truth, pipeline, shared_data
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from gpu_jobs.scorers.base import length_batches
 from gpu_jobs.scorers.hf import HFClassifier
 from gpu_jobs.degeneracy import judge
 from gpu_jobs.options import RewriteOptions, ScoringOptions
-from lakehouse.delta_table import Transaction, read_arrow, table_exists
+from storage.delta_table import Transaction, read_arrow, table_exists
 from tests import tiny_models
 from tests.local_openai_server import LocalOpenAIServer
 

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from assets.partitions import crawl_partitions
 from gpu_jobs.options import ClassifierTraining, RewriteOptions
 from orchestration.resources import build_resources
-from lakehouse.delta_table import open_table, read_arrow, row_count, table_exists
+from storage.delta_table import open_table, read_arrow, row_count, table_exists
 from tests import tiny_models
 from tests.conftest import pipeline
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse.delta_table import (
+from storage.delta_table import (
     STAGING, LakehouseError, Transaction, clean_strays, read_arrow, row_count, snapshot_files,
 )
 
@@ -74,7 +74,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     import pyarrow as pa
-    import lakehouse.delta_table as d
+    import storage.delta_table as d
     uri, where = sys.argv[1], sys.argv[2]
     t = pa.table({"doc_id": [f"x-{i}" for i in range(1000)], "n": list(range(1000))})
     real_replace = os.replace

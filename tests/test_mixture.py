@@ -5,14 +5,15 @@ byte for byte."""
 import json
 import random
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from documents.mixture import MixtureSpec, plan, static_problems
-from lakehouse.delta_table import Transaction
-from lakehouse.export import export_mixture, rebuild
-from lakehouse.tables import MIXED
+from storage.delta_table import Transaction
+from storage.export import export_mixture, rebuild
+from storage.tables import MIXED
 from spark_jobs.mix_job import MixtureInfeasible, build_mixture
 from spark_jobs.sample_crawl import text as T
 
@@ -112,3 +113,41 @@ def test_export_shards_and_a_manifest_that_rebuilds_them_byte_for_byte(spark, tm
     # A different seed is a different mixture: its shards differ.
     other = export_mixture(lake, s.model_copy(update={"seed": 4}), tmp_path / "other")
     assert other["shards"][0]["files"]["shard-00000.parquet"]["sha256"] != m["shards"][0]["files"]["shard-00000.parquet"]["sha256"]
+
+
+def test_mixture_search_recovers_a_known_optimum_under_the_caps(tmp_path, monkeypatch):
+    """Proxy runs of a synthetic 'loss' with its optimum at high=0.5, mid=0.3, syn=0.2, but the
+    synthetic cap is 0.15: the proposal must respect the cap and land near the constrained optimum."""
+    from documents.mixture_search import propose, read_runs
+
+    rng = np.random.default_rng(0)
+    best = np.array([0.5, 0.3, 0.2])
+    w = rng.dirichlet(np.ones(3), 40)
+    y = ((w - best) ** 2).sum(axis=1) * 4 + 2.0 + rng.normal(0, 0.003, 40)
+    runs = tmp_path / "runs.csv"
+    runs.write_text("high,mid,syn,loss\n" + "".join(f"{a:.5f},{b:.5f},{1 - a - b:.5f},{l:.5f}\n" for (a, b, _), l in zip(w, y)))
+    W, Y = read_runs(runs, ["high", "mid", "syn"], "loss")
+    p = propose(W, Y, ["high", "mid", "syn"], {"high": 1.0, "mid": 0.9, "syn": 1.0}, ["syn"], 0.15, samples=50_000)
+    assert p.cv_r2 > 0.9 and p.weights["syn"] <= 0.15 + 1e-9 and abs(sum(p.weights.values()) - 1) < 1e-9
+    assert abs(p.weights["syn"] - 0.15) < 0.03 and abs(p.weights["high"] - 0.525) < 0.06 and abs(p.weights["mid"] - 0.325) < 0.06
+    assert p.predicted < p.best_run["metric"]  # better than every proxy run tried
+    with pytest.raises(ValueError, match="columns"):
+        read_runs(runs, ["high", "web"], "loss")
+
+    # Through the CLI: the proposal is printed and recorded in MLflow.
+    from mlflow.tracking import MlflowClient
+
+    from orchestration.cli import main
+
+    for var in ("SLUICE_CONFIG", "SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR"):
+        monkeypatch.setenv(var, "-")
+        monkeypatch.delenv(var)
+    conf = tmp_path / "s.yaml"
+    conf.write_text(json.dumps({"lakehouse_dir": str(tmp_path / "lake"), "mixing": {"mixtures": [spec(
+        sources=[{"name": "high", "weight": 0.5}, {"name": "mid", "weight": 0.35}, {"name": "syn", "weight": 0.15, "synthetic": True}],
+        synthetic_cap=0.15).model_dump(mode="json")]}}))
+    assert main(["mixture-search", "--config", str(conf), "--mixture", "m1", "--runs", str(runs), "--metric", "loss", "--samples", "20000"]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'lake' / '_mlflow' / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("sluice").experiment_id], "tags.`sluice.level` = 'mixture_search'")
+    assert run.data.metrics["weight.syn"] <= 0.15 + 1e-9 and run.data.params["metric"] == "loss"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "mixture_search")} == {"mixture_search/proposal.json", "mixture_search/runs.csv"}

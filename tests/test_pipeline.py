@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from assets.partitions import crawl_partitions
 from orchestration.definitions import build_definitions
 from orchestration.resources import build_resources
-from lakehouse.delta_table import open_table, read_arrow, row_count
+from storage.delta_table import open_table, read_arrow, row_count
 from tests.conftest import ground_truth, pipeline
 
 raw_crawl = "raw_crawl"

@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetKey
 
 from documents.rules import RULES, SIGNAL_COLUMNS, STAGES, DocumentFilter, FilterOptions
-from lakehouse import tables as T
+from storage import tables as T
 from orchestration.config import SluiceConfig
 from orchestration.definitions import build_definitions
 

@@ -40,7 +40,7 @@ from deltalake import DeltaTable, Schema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
-from lakehouse.tables import RESUME, STAGING  # the folder names live in the table contract
+from storage.tables import RESUME, STAGING  # the folder names live in the table contract
 _TXN_FILE = re.compile(r"^([0-9a-f]{32})-\d+\.(?:[a-z0-9]+\.)?parquet$")
 
 
