@@ -112,6 +112,22 @@ def write_parquet(texts: list[str], out: Path, files: int) -> list[str]:
     return paths
 
 
+def run_mixture(spark, work: Path, docs: int) -> float:
+    """Sluice's mixture build over the decontaminated documents of run_sluice: two sources (long
+    and other pages), half the tokens each, a budget of ~100 tokens per document; its seconds."""
+    from pyspark.sql import functions as F
+
+    from documents.mixture import MixtureSpec
+    from spark_jobs.mix_job import build_mixture
+
+    spec = MixtureSpec(name="bench", token_budget=100 * docs, seed=1, sources=[
+        {"name": "long", "where": "length(text) >= 1500", "weight": 0.5}, {"name": "other", "weight": 0.5}])
+    kept = spark.read.parquet(str(work / "kept")).withColumn("crawl_id", F.lit("bench"))
+    t0 = time.perf_counter()
+    build_mixture(spark, kept, spec, str(work / "mix-scratch"), str(work / "mixed"))
+    return time.perf_counter() - t0
+
+
 def run_sluice(spark, paths: list[str], work: Path) -> set[int]:
     import pyarrow.parquet as pq
 
@@ -171,6 +187,8 @@ def run_datatrove(data_dir: Path, n_files: int, work: Path, workers: int) -> set
 
 
 def run_side(args) -> int:
+    import pyarrow.parquet as pq
+
     paths = sorted(str(p) for p in Path(args.data).glob("*.parquet"))
     out = Path(args.out)
     if args.side == "sluice":
@@ -180,6 +198,10 @@ def run_side(args) -> int:
         run_sluice(spark, paths[:1], out.with_suffix(".warm"))  # Spark's first jobs, Python workers
         t0 = time.perf_counter()
         removed = run_sluice(spark, paths, out.with_suffix(".work"))
+        seconds = time.perf_counter() - t0
+        mix = run_mixture(spark, out.with_suffix(".work"), sum(pq.ParquetFile(p).metadata.num_rows for p in paths))
+        out.write_text(json.dumps({"seconds": seconds, "mixture_seconds": mix, "removed": sorted(removed)}))
+        return 0
     else:
         t0 = time.perf_counter()
         removed = run_datatrove(Path(args.data), len(paths), out.with_suffix(".work"), args.cores)
@@ -206,6 +228,8 @@ def main() -> int:
         print(f"{BENCH} is absent: nothing to benchmark (GSM8K and MMLU live in ../shared/data/benchmarks)")
         return 0
 
+    mix_seconds: dict = {}
+
     def side(name: str, data: Path, out: Path):
         import subprocess
 
@@ -213,6 +237,7 @@ def main() -> int:
             subprocess.run([sys.executable, __file__, "--side", name, "--data", str(data), "--out", str(out), "--cores", str(args.cores),
                             "--driver-memory", args.driver_memory], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         r = json.loads(out.read_text())
+        mix_seconds[(name, str(data))] = r.get("mixture_seconds")
         return r["seconds"], m.peak_rss_mb, set(r["removed"])
 
     def score(removed: set[int], dirty: set[int], quotes: set[int]) -> tuple[float, int, int]:
@@ -241,9 +266,10 @@ def main() -> int:
         scaling = []
         for n in subs:
             secs, rss, removed = side("sluice", work / f"data-{n}", work / f"sluice-{n}.json")
-            scaling.append((n, secs, rss, *score(removed, {d for d in dirty if d < n}, {q for q in quotes if q < n})))
+            scaling.append((n, secs, rss, *score(removed, {d for d in dirty if d < n}, {q for q in quotes if q < n}),
+                            mix_seconds[("sluice", str(work / f"data-{n}"))]))
         if "sluice" in sides:
-            scaling.append((args.docs, *sides["sluice"]))
+            scaling.append((args.docs, *sides["sluice"], mix_seconds[("sluice", str(work / "data"))]))
         labels = {"sluice": f"sluice (Spark local[{args.cores}])", "datatrove": f"datatrove NGramsDecontFilter ({args.cores} workers)"}
         print(f"\n{args.docs} documents against GSM8K + MMLU, {NGRAM}-grams, {args.cores} cores, each side in its own process "
               f"(seconds: index build + the pass, start-up excluded)")
@@ -255,11 +281,12 @@ def main() -> int:
         if len(sides) == 2:
             results["ratio_docs_per_s"] = sides["datatrove"][0] / sides["sluice"][0]
             print(f"sluice / datatrove: {results['ratio_docs_per_s']:.2f}× docs/s")
-        print("\nSluice by size")
-        print(f"{'docs':>8s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s}")
-        for n, secs, rss, rec, *_ in sorted(scaling):
-            print(f"{n:8d} {secs:8.1f} {n / secs:8.0f} {rss:12.0f} {rec:7.4f}")
-        results["scaling"] = [{"docs": n, "seconds": s, "peak_rss_mb": r, "recall": rec} for n, s, r, rec, *_ in scaling]
+        print("\nSluice by size (decontamination; then the mixture build over its output: tokenize, plan, sample, write)")
+        print(f"{'docs':>8s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'mix seconds':>12s} {'mix docs/s':>11s}")
+        for n, secs, rss, rec, _f, _q, mix in sorted(scaling):
+            print(f"{n:8d} {secs:8.1f} {n / secs:8.0f} {rss:12.0f} {rec:7.4f} {mix:12.1f} {n / mix:11.0f}")
+        results["scaling"] = [{"docs": n, "seconds": s, "peak_rss_mb": r, "recall": rec, "mixture_seconds": mix}
+                              for n, s, r, rec, _f, _q, mix in scaling]
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:

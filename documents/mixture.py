@@ -72,7 +72,8 @@ def plan(spec: MixtureSpec, available: dict[str, int]) -> tuple[dict[str, float]
     for s in spec.sources:
         have = available.get(s.name, 0)
         if have <= 0:
-            problems.append(f"source {s.name!r} has no documents (where: {s.where})")
+            problems.append(f"source {s.name!r} has no documents (where: {s.where}; a document belongs to the first source "
+                            "whose rule it meets, so an earlier source may have taken them all)")
             continue
         epochs[s.name] = targets[s.name] / have
         cap = s.max_epochs or spec.max_epochs
