@@ -343,7 +343,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         gate = run_gate(out.gate, lh.quality_dir, run_key=ctx.run_key, table_data=table_data, accounting=out.accounting)
         context.log.info(gate.describe())
         preview = _preview(txns[primary.name].staged_files(), list(spec.preview_columns), lh.preview_rows) if primary else None
-        staged_schema = {n: _staged_schema(txn, spec.table_schema(T.TABLES[n], options)) for n, txn in txns.items()}
+        staged_schema = _staged_schema(txns[primary.name], spec.table_schema(primary, options)) if primary else None
         staged_rows = {n: txn.staged_rows() for n, txn in txns.items()}
         extra_md: dict[str, Any] = {}
         quarantined: dict[str, str] = {}
@@ -399,7 +399,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
                 md["delta_version"] = current
             md["dagster/table_name"] = primary.name
             md["dagster/uri"] = MetadataValue.path(lh.uri(primary.name))
-            schema = open_table(lh.uri(primary.name)).schema().to_arrow() if primary.name in commits else staged_schema[primary.name]
+            schema = open_table(lh.uri(primary.name)).schema().to_arrow() if primary.name in commits else staged_schema
             md["dagster/column_schema"] = column_schema(pa.schema(schema))
             if gate.success:
                 md["dagster/row_count"] = rows[primary.name]

@@ -253,8 +253,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Shards, index and manifest of a mixture at a pinned version of ``mixed``."""
     from storage import tables as T
-    from storage.delta_table import LakehouseError, current_version
-    from storage.export import _commit_info, export_mixture
+    from storage.delta_table import LakehouseError, commit_info, current_version
+    from storage.export import export_mixture
 
     cfg = _config(args)
     spec = next((m for m in cfg.mixing.mixtures if m.name == args.mixture), None)
@@ -268,7 +268,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"sluice export: no {T.MIXED.name} table in {root}: materialize the mixture first (sluice run)", file=sys.stderr)
         return 2
     plan = {}
-    run_id = _commit_info(root / T.MIXED.name, version).get("mlflow_run_id")
+    run_id = commit_info(root / T.MIXED.name, version).get("mlflow_run_id")
     if run_id:  # what the mixture's run planned: epochs per source
         from mlflow.tracking import MlflowClient
 
@@ -307,8 +307,7 @@ def cmd_mixture_search(args: argparse.Namespace) -> int:
     from documents.mixture import file_sha256
     from documents.mixture_search import propose, read_runs
     from storage import tables as T
-    from storage.delta_table import current_version
-    from storage.export import _commit_info
+    from storage.delta_table import commit_info, current_version
 
     cfg = _config(args)
     spec = next((m for m in cfg.mixing.mixtures if m.name == args.mixture), None)
@@ -327,7 +326,7 @@ def cmd_mixture_search(args: argparse.Namespace) -> int:
     # Tokens each source has: given, or from the mixture's last build (target / epochs).
     available = {k: float(v) for k, v in (a.split("=", 1) for a in args.available or [])}
     version = current_version(cfg.lakehouse_path / T.MIXED.name)
-    run_id = _commit_info(cfg.lakehouse_path / T.MIXED.name, version).get("mlflow_run_id") if version is not None else None
+    run_id = commit_info(cfg.lakehouse_path / T.MIXED.name, version).get("mlflow_run_id") if version is not None else None
     if run_id and not available:
         metrics = client.get_run(run_id).data.metrics
         available = {s.name: s.weight * spec.token_budget / metrics[f"epochs.{s.name}"] for s in spec.sources if metrics.get(f"epochs.{s.name}")}

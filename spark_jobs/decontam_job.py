@@ -95,6 +95,7 @@ def _write_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc, hits:
 
     index: BenchmarkIndex = index_bc.value
     targets = {"kept": (kept_dir, pa.schema(DECONTAMINATED_COLUMNS)), "rejected": (rejects_dir, pa.schema(REJECTION_COLUMNS))}
+    contaminated = pa.array(list(hits), pa.string())
     for ids in batches:
         for task in ids.column("id").to_pylist():
             counts: Counter[tuple[str, str]] = Counter()
@@ -102,7 +103,7 @@ def _write_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc, hits:
                 for source, path, row_group in units[task]:
                     docs = _project(pq.ParquetFile(path).read_row_group(row_group, columns=list(set(SOURCE_COLUMNS[source].values()))), source)
                     counts[(source, "in")] += docs.num_rows
-                    bad = pc.is_in(docs.column("doc_id"), value_set=pa.array(list(hits), pa.string())) if hits else None
+                    bad = pc.is_in(docs.column("doc_id"), value_set=contaminated) if hits else None
                     if bad is None or not pc.any(bad).as_py():
                         out.write("kept", docs)
                         continue

@@ -114,6 +114,15 @@ def last_commit_info(uri: str | Path) -> dict[str, Any]:
     return hist[0] if hist else {}
 
 
+def commit_info(uri: str | Path, version: int) -> dict[str, Any]:
+    """The ``sluice`` commit info of one version: runs, asset, code version, input versions."""
+    for c in open_table(uri).history():
+        if c.get("version") == version:
+            meta = c.get("sluice") or {}
+            return json.loads(meta) if isinstance(meta, str) else meta
+    return {}
+
+
 def committed_txn_ids(uri: str | Path) -> set[str]:
     ids = set()
     for c in open_table(uri).history():

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from documents.mixture import MixtureSpec, file_sha256, tokenizer_file
-from storage.delta_table import LakehouseError, current_version, open_table, read_arrow
+from storage.delta_table import LakehouseError, commit_info, current_version, read_arrow
 from storage.tables import MIXED, MIXED_COLUMNS
 
 SHARD_COLUMNS = ["doc_id", "repeat", "source", "origin", "source_doc_id", "crawl_id", "url", "token_count", "text"]
@@ -32,14 +32,6 @@ SHARD_COLUMNS = ["doc_id", "repeat", "source", "origin", "source_doc_id", "crawl
 
 def mixture_hash(spec: MixtureSpec) -> str:
     return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-
-
-def _commit_info(uri: Path, version: int) -> dict[str, Any]:
-    for c in open_table(uri).history():
-        if c.get("version") == version:
-            meta = c.get("sluice") or {}
-            return json.loads(meta) if isinstance(meta, str) else meta
-    return {}
 
 
 def training_order(t: pa.Table, seed: int) -> pa.Table:
@@ -95,7 +87,7 @@ def export_mixture(root: str | Path, spec: MixtureSpec, out_dir: str | Path, ver
         delivered[s.name] = {"weight": s.weight, "requested_tokens": req.get("target_tokens", s.weight * spec.token_budget),
                              "delivered_tokens": got, "epochs": req.get("epochs"), "documents": rows.num_rows,
                              "unique_documents": len(set(rows.column("doc_id").to_pylist())), "synthetic": s.synthetic}
-    info = _commit_info(uri, v)
+    info = commit_info(uri, v)
     tok = tokenizer_file(spec.tokenizer)
     manifest = {
         "mixture": spec.model_dump(mode="json"),
