@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._measure import measure  # noqa: E402
+from benchmarks.dedup_throughput import write_parquet  # noqa: E402  (generated texts → filtered-schema Parquet)
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
 NGRAM = 13
@@ -94,22 +95,6 @@ def make_corpus(n: int, seed: int = 0) -> tuple[list[str], set[int], set[int]]:
             quotes.add(i)
         texts.append(body)
     return texts, dirty, quotes
-
-
-def write_parquet(texts: list[str], out: Path, files: int) -> list[str]:
-    import pyarrow.parquet as pq
-
-    from spark_jobs.dedup_job import documents_table
-
-    out.mkdir(parents=True, exist_ok=True)
-    per = -(-len(texts) // files)
-    paths = []
-    for f in range(files):
-        lo, hi = f * per, min(len(texts), (f + 1) * per)
-        p = out / f"part-{f:03d}.parquet"
-        pq.write_table(documents_table([f"d{i:08d}" for i in range(lo, hi)], texts[lo:hi]), p, row_group_size=5000)
-        paths.append(str(p))
-    return paths
 
 
 def run_mixture(spark, work: Path, docs: int) -> float:

@@ -16,6 +16,18 @@ def conservation(read: str, parts: list[str]) -> list:
     ]
 
 
+def keyed_table(columns: list[str], key: str = "doc_id") -> list:
+    """What every table's gate starts with: exactly the contract's columns, and a non-null unique key."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+        E.ExpectColumnValuesToNotBeNull(column=key),
+        E.ExpectColumnValuesToBeUnique(column=key),
+    ]
+
+
 def accounting_row(read: int, **parts: int) -> dict[str, int]:
     return {"records_read": read, **parts, "accounted_for": sum(parts.values())}
 
@@ -27,9 +39,7 @@ def raw_crawl_gate(columns: list[str]) -> GateSpec:
     return GateSpec(
         name="raw_crawl",
         table=[
-            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
-            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            *keyed_table(columns),
             E.ExpectColumnValuesToNotBeNull(column="url"),
             E.ExpectColumnValuesToNotBeNull(column="html"),
             E.ExpectColumnValuesToBeInSet(column="http_status", value_set=[200]),
@@ -52,9 +62,7 @@ def filtered_gate(columns: list[str], o) -> GateSpec:
     min_words = o.gopher_quality.min_words if o.gopher_quality.enabled else 0
     max_words = o.gopher_quality.max_words if o.gopher_quality.enabled else 10**9
     table = [
-        E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-        E.ExpectColumnValuesToNotBeNull(column="doc_id"),
-        E.ExpectColumnValuesToBeUnique(column="doc_id"),
+        *keyed_table(columns),
         E.ExpectColumnValuesToNotBeNull(column="text"),
         E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
         E.ExpectColumnValuesToNotMatchRegexList(column="text", regex_list=[EMAIL_PATTERN, IPV4_PATTERN]),
@@ -76,9 +84,7 @@ def deduplicated_gate(columns: list[str]) -> GateSpec:
     return GateSpec(
         name="deduplicated",
         table=[
-            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
-            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            *keyed_table(columns),
             E.ExpectColumnValuesToNotBeNull(column="exact_hash"),
             E.ExpectColumnValuesToBeUnique(column="exact_hash"),
             E.ExpectColumnValuesToNotBeNull(column="dup_cluster_id"),
@@ -110,9 +116,7 @@ def quality_scored_gate(columns: list[str], score_columns: list[str]) -> GateSpe
     return GateSpec(
         name="quality_scored",
         table=[
-            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
-            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            *keyed_table(columns),
             *[E.ExpectColumnValuesToNotBeNull(column=c) for c in score_columns],
         ],
         accounting=conservation("records_read", ["documents"]),
@@ -126,9 +130,7 @@ def rewritten_gate(columns: list[str]) -> GateSpec:
     return GateSpec(
         name="rewritten",
         table=[
-            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
-            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            *keyed_table(columns),
             E.ExpectColumnValuesToNotBeNull(column="source_doc_id"),
             E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
         ],
@@ -143,9 +145,7 @@ def decontaminated_gate(columns: list[str], sources: list[str]) -> GateSpec:
     return GateSpec(
         name="decontaminated",
         table=[
-            E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            E.ExpectColumnValuesToNotBeNull(column="doc_id"),
-            E.ExpectColumnValuesToBeUnique(column="doc_id"),
+            *keyed_table(columns),
             E.ExpectColumnValuesToNotBeNull(column="source_doc_id"),
             E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
             E.ExpectColumnValuesToBeInSet(column="source", value_set=sources),
