@@ -163,8 +163,15 @@ class LineageResource(ConfigurableResource):
         )
         return StageRun(self, run.info.run_id)
 
-    def finish_parent(self, dagster_run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.parent_run(dagster_run_id), status=status)
+    def finish_parent(self, dagster_run_id: str, status: str = "FINISHED") -> bool:
+        """End the MLflow run standing for a Dagster run, if one was opened; True when it was."""
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and tags.`sluice.level` = 'dagster_run'", max_results=1
+        )
+        if not found:
+            return False
+        self.client.set_terminated(found[0].info.run_id, status=status)
+        return True
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"

@@ -12,7 +12,7 @@ share under its cap, every row traceable to a `decontaminated` row, none contami
 
 import shutil
 
-from dagster import Failure, MetadataValue, StaticPartitionsDefinition
+from dagster import AutomationCondition, Failure, MetadataValue, StaticPartitionsDefinition
 
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.mixture import file_sha256, static_problems, tokenizer_file
@@ -36,6 +36,8 @@ SPEC = StageSpec(
     partitions=lambda cfg: StaticPartitionsDefinition([m.name for m in cfg.mixing.mixtures]),
     partition_column="mixture_name",
     enabled=lambda cfg: bool(cfg.mixing.mixtures),
+    # Rebuilt on a schedule from whatever crawls have been decontaminated by then.
+    automation=lambda cfg: AutomationCondition.on_cron(cfg.dagster.mixture_cron),
 )
 
 NOT_SCORES = {"doc_id", "model_uri", "model_version", "crawl_id"}

@@ -1,7 +1,9 @@
 """``quality_classifier``: a document quality classifier trained for a crawl and, when its gate
 passes, registered in the MLflow model registry, where `quality_scored` finds "the latest
 registered version". A classifier that fails its gate is kept as the MLflow run's artifacts for
-audit but never registered, so ``models:/<name>/latest`` only ever resolves to a gated model.
+audit but never registered, so ``models:/<name>/latest`` only ever resolves to a gated model. The
+gate is a warning, not a failure: an optional model does not stop the data (``quality_scored``
+scores with the approved version if there is one, else leaves its column null and says why).
 
 Positives come from a reference corpus of clean text (default: ``reference_corpus.jsonl`` in the
 crawl's landing folder), negatives are drawn from the crawl's pinned `deduplicated` documents (the
@@ -25,7 +27,8 @@ SPEC = StageSpec(
     kinds=("pytorch", "mlflow"),
     options=lambda cfg: {"classifier": cfg.classifier, "min_classifier_auc": cfg.quality.min_classifier_auc},
     upstreams=("deduplicated",),
-    gate_description="held-out ROC-AUC and accuracy",
+    gate_description="held-out ROC-AUC and accuracy (a warning: a classifier that fails is not registered, and scoring goes on without it)",
+    gate_blocking=False,
     resources=("lakehouse", "lineage", "gpu"),
 )
 

@@ -33,11 +33,18 @@ SPEC = StageSpec(
 
 
 def resolved_classifiers(ctx: StageContext) -> list[dict]:
-    """The configured scorers with registry references resolved to a local path and version."""
+    """The configured scorers with registry references resolved to a local path and version; a
+    registry reference with no approved version is ``unavailable`` (its column stays null)."""
     out = []
     for c in ctx.options["scoring"].classifiers:
-        path, uri, version = ctx.lineage.resolve_model(c.model, ctx.lakehouse.folder(T.MODELS, "registry"))
-        out.append({"name": c.name, "kind": c.kind, "label": c.label, "max_length": c.max_length, "path": path, "uri": uri, "version": version})
+        spec = {"name": c.name, "kind": c.kind, "label": c.label, "max_length": c.max_length}
+        try:
+            path, uri, version = ctx.lineage.resolve_model(c.model, ctx.lakehouse.folder(T.MODELS, "registry"))
+        except LookupError as e:
+            ctx.log.warning(f"scorer {c.name!r}: {e}; its column is left null")
+            out.append({**spec, "path": None, "uri": c.model, "version": None, "unavailable": str(e)})
+            continue
+        out.append({**spec, "path": path, "uri": uri, "version": version})
     return out
 
 
@@ -45,7 +52,7 @@ def work(ctx: StageContext) -> Outcome:
     opts = ctx.options["scoring"]
     docs = ctx.pin("deduplicated")
     classifiers = resolved_classifiers(ctx)
-    names = [c["name"] for c in classifiers]
+    names = [c["name"] for c in classifiers if not c.get("unavailable")]
     ctx.run.log_params({f"model.{c['name']}": c["uri"] for c in classifiers})
     summary = ctx.gpu_job("gpu_jobs.score", {
         "input_files": docs.paths, "input_uri": ctx.lakehouse.uri(docs.table), "input_version": docs.version,
@@ -71,6 +78,7 @@ def work(ctx: StageContext) -> Outcome:
                  **{f"{n}.{k}": v for n, s in stats.items() for k, v in s.items()}},
         metadata={
             "models": MetadataValue.json({c["name"]: {"uri": c["uri"], "version": c["version"]} for c in classifiers}),
+            "unavailable_scorers": MetadataValue.json({c["name"]: c["unavailable"] for c in classifiers if c.get("unavailable")}),
             "tokens_per_s": round(summary["tokens_per_s"]), "resumed_chunks": summary["chunks_skipped"],
             "score_stats": MetadataValue.json(stats), "score_histogram": MetadataValue.md(markdown_image(plot, "scores")),
         },

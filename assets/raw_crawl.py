@@ -22,6 +22,7 @@ SPEC = StageSpec(
     gate_description="Great Expectations: schema, ids, conservation",
     preview_columns=("doc_id", "url", "content_type", "content_length", "warc_file", "warc_offset"),
     resources=("lakehouse", "lineage", "spark"),
+    automation=None,  # the landing sensor requests it for every new crawl folder
 )
 
 

@@ -48,9 +48,9 @@ SPEC = StageSpec(
 def work(ctx: StageContext) -> Outcome:
     o = ctx.options["rewrite"]
     docs, scores = ctx.pin("deduplicated"), ctx.pin("quality_scored")
-    scorer = next((c for c in resolved_classifiers(ctx) if c["name"] == o.score_column), None)
+    scorer = next((c for c in resolved_classifiers(ctx) if c["name"] == o.score_column and not c.get("unavailable")), None)
     if scorer is None:
-        ctx.log.warning(f"no scorer named {o.score_column!r} in scoring.classifiers: rewrites are not re-scored")
+        ctx.log.warning(f"no available scorer named {o.score_column!r} in scoring.classifiers: rewrites are not re-scored")
     ctx.run.log_params({"scorer": scorer["uri"] if scorer else "-"})
     summary = ctx.gpu_job("gpu_jobs.rewrite", {
         "doc_files": docs.paths, "score_files": scores.paths, "output_uri": ctx.lakehouse.uri(SPEC.name),

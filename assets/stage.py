@@ -36,6 +36,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
+    AutomationCondition,
+    Backoff,
+    RetryPolicy,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -75,6 +78,9 @@ class StageSpec:
     outputs: tuple[T.TableSpec, ...] = ()  # first: the asset's own table; REJECTIONS when it rejects
     rejection_stage: str | None = None  # its `stage` partition in `rejections`
     gate_description: str = ""
+    # A data gate blocks downstream and fails the run; a model's gate (blocking=False) only warns:
+    # an optional model that fails is not promoted, and the data flows on without it.
+    gate_blocking: bool = True
     preview_columns: tuple[str, ...] = ()
     engine: str = "spark"  # how the gate reads the staged table: spark or pandas
     resources: tuple[str, ...] = ("lakehouse", "lineage")
@@ -88,6 +94,9 @@ class StageSpec:
     partition_column: str = "crawl_id"
     # cfg → whether the asset exists at all (e.g. `mixed` only when a mixture is configured).
     enabled: Callable[[Any], bool] | None = None
+    # cfg → when it runs on its own: default, as soon as its upstreams of the same partition are
+    # updated and their blocking gates passed; None for the entry stage (the landing sensor asks).
+    automation: Callable[[Any], Any] | None = field(default=lambda cfg: follow_upstreams())
 
     @property
     def table(self) -> T.TableSpec | None:
@@ -233,6 +242,12 @@ def code_version(spec: StageSpec, options: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def follow_upstreams() -> AutomationCondition:
+    """Run when an upstream of the partition was updated, none is missing or running, and every
+    upstream's blocking gate passed (a failed gate publishes nothing, and stops the chain here)."""
+    return AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
+
+
 def column_schema(schema: pa.Schema) -> TableSchema:
     return TableSchema(columns=[TableColumn(f.name, str(f.type)) for f in schema])
 
@@ -263,7 +278,9 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
         owners=OWNERS,
         code_version=version,
         metadata=metadata,
-        check_specs=[AssetCheckSpec("gate", asset=spec.name, blocking=True, description=spec.gate_description)],
+        automation_condition=spec.automation(config) if spec.automation else None,
+        retry_policy=RetryPolicy(max_retries=config.dagster.retries, delay=config.dagster.retry_delay_seconds, backoff=Backoff.EXPONENTIAL),
+        check_specs=[AssetCheckSpec("gate", asset=spec.name, blocking=spec.gate_blocking, description=spec.gate_description)],
         description=spec.description,
     )(body)
 
@@ -420,7 +437,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         md.update(extra_md)
         md.update({"seconds": round(seconds, 2), "mlflow_run": MetadataValue.url(run.url), "mlflow_run_id": run.run_id,
                    "gate_report": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
-    return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate)])
+    return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate, spec.gate_blocking)])
 
 
 def _current_version(uri: str) -> int | None:
@@ -454,13 +471,13 @@ def counts_table(counts: dict[str, int], key: str = "reason") -> str:
     return "\n".join(lines)
 
 
-def gate_check(asset_name: str, gate_result: GateResult) -> AssetCheckResult:
-    """The gate's outcome as a blocking Dagster asset check result."""
+def gate_check(asset_name: str, gate_result: GateResult, blocking: bool = True) -> AssetCheckResult:
+    """The gate's outcome as a Dagster asset check result (ERROR for a blocking gate, else WARN)."""
     return AssetCheckResult(
         asset_key=asset_name,
         check_name="gate",
         passed=gate_result.success,
-        severity=AssetCheckSeverity.ERROR,
+        severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
         description=gate_result.describe()[:2000],
         metadata={
             "evaluated": gate_result.evaluated,

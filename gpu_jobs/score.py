@@ -47,12 +47,17 @@ def run(params: dict, log, report) -> dict:
         if chunk in done:
             skipped += 1
             continue
-        if scorers is None:  # load the models only when there is work left
-            scorers = [load_scorer(c["kind"], c["path"], c["max_length"], c.get("label"), opts.device) for c in specs]
-            log.info(f"models loaded on {getattr(scorers[0], 'device', 'cpu')}: " + ", ".join(f"{c['name']}={c['uri']}" for c in specs))
+        if scorers is None:  # load the models only when there is work left; an unavailable one scores nothing
+            scorers = [None if c.get("unavailable") else load_scorer(c["kind"], c["path"], c["max_length"], c.get("label"), opts.device)
+                       for c in specs]
+            log.info(f"models loaded on {next((getattr(x, 'device', 'cpu') for x in scorers if x is not None), 'cpu')}: " + ", ".join(f"{c['name']}={c['uri']}" for c in specs))
         texts = [t or "" for t in table.column("text").to_pylist()]
         cols: dict[str, object] = {"doc_id": table.column("doc_id")}
         for c, s in zip(specs, scorers):
+            if s is None:
+                cols[c["name"]] = pa.nulls(len(texts), pa.float64())
+                cols[f"{c['name']}_label"] = pa.nulls(len(texts), pa.string())
+                continue
             r = s.score(texts, batch_tokens=opts.batch_tokens, max_batch_size=opts.max_batch_size)
             cols[c["name"]] = pa.array(r.score, pa.float64())
             cols[f"{c['name']}_label"] = pa.array(r.label, pa.string())

@@ -97,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from assets.partitions import crawl_partitions
     from orchestration.definitions import build_definitions
     from orchestration.resources import build_resources
+    from orchestration.sensors import run_tags
 
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(crawl_partitions.name, [c for c in crawl_ids if not instance.has_dynamic_partition(crawl_partitions.name, c)])
@@ -120,10 +121,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         follower.start()
         try:
             result = materialize(assets, instance=instance, resources=resources, partition_key=key, selection=names,
-                                 tags={"sluice/cli": token}, raise_on_error=False)
+                                 tags={"sluice/cli": token, **run_tags(cfg)}, raise_on_error=False)
         finally:
             done.set()
             follower.join()
+        resources["lineage"].finish_parent(result.run_id, "FINISHED" if result.success else "FAILED")
         for ev in result.get_asset_check_evaluations():
             status = "passed" if ev.passed else "FAILED"
             print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=sys.stderr)
@@ -207,6 +209,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
     port = str(args.port or cfg.dagster.ui_port)
     print(f"Dagster UI on http://127.0.0.1:{port} (instance {cfg.dagster_home})", file=sys.stderr)
     os.execv(exe, [exe, "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The Dagster webserver and daemon together (``dagster dev``) on the project's instance: leave it
+    running, drop crawl folders into the landing folder, watch them flow through the UI."""
+    cfg = _config(args, **({"landing_dir": Path(args.landing).resolve()} if args.landing else {}))
+    os.environ["SLUICE_LANDING_DIR"] = str(Path(cfg.landing_dir).resolve())
+    Path(cfg.landing_dir).mkdir(parents=True, exist_ok=True)
+    home = prepare_dagster_home(cfg)
+    exe = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    port = str(args.port or cfg.dagster.ui_port)
+    print(f"Dagster webserver and daemon on http://127.0.0.1:{port} (instance {home}); watching {Path(cfg.landing_dir).resolve()} "
+          f"for crawl folders", file=sys.stderr)
+    os.execv(exe, [exe, "dev", "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
     return 0
 
 
@@ -424,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(u)
     u.add_argument("--port", type=int)
     u.set_defaults(func=cmd_ui)
+
+    sv = sub.add_parser("serve", help="the Dagster webserver and daemon: sensors and automation run crawls as they land")
+    common(sv)
+    sv.add_argument("--landing", help="the landing folder to watch (default: landing_dir of the config)")
+    sv.add_argument("--port", type=int)
+    sv.set_defaults(func=cmd_serve)
 
     m = sub.add_parser("mlflow-ui", help="the MLflow UI on 127.0.0.1")
     common(m)

@@ -43,6 +43,14 @@ class DagsterSettings(BaseModel):
 
     home: str = ""
     ui_port: int = 3000
+    # How often the landing sensor looks for new crawl folders.
+    sensor_interval_seconds: int = 60
+    # When every configured mixture is rebuilt from the current decontaminated tables (cron, UTC).
+    mixture_cron: str = "0 3 * * *"
+    # Retries of a failed step (a lost Spark executor, an inference server timing out), with
+    # exponential backoff from this delay.
+    retries: int = 2
+    retry_delay_seconds: float = 30.0
 
 
 class QualitySettings(BaseModel):

@@ -1,13 +1,40 @@
-"""A sensor that turns each new crawl folder in the landing folder into a partition and a run."""
+"""What runs without a click: the landing sensor turns each new crawl folder into a partition and a
+``raw_crawl`` run; the automation sensor evaluates every asset's automation condition (the chain
+follows each partition through its gates; mixtures on their cron); run-status sensors close the
+MLflow parent run of every finished run with its status. All are running by default."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from dagster import RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+import hashlib
 
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunStatusSensorContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    run_status_sensor,
+    sensor,
+)
+
+from assets.lineage import LineageResource
 from assets.partitions import crawl_partitions
+
+
+def config_hash(config) -> str:
+    """Tags every run with the configuration it ran under (model_dump is the resolved config)."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+
+
+def run_tags(config) -> dict[str, str]:
+    return {"sluice/config_hash": config_hash(config)}
 
 
 def landed_crawls(landing: Path, globs: list[str], settle_seconds: float) -> list[str]:
@@ -27,7 +54,8 @@ def landed_crawls(landing: Path, globs: list[str], settle_seconds: float) -> lis
 
 
 def build_landing_sensor(config, job_name: str = "__ASSET_JOB"):
-    @sensor(name="crawl_landing_sensor", minimum_interval_seconds=60, asset_selection=["raw_crawl"],
+    @sensor(name="crawl_landing_sensor", minimum_interval_seconds=config.dagster.sensor_interval_seconds, asset_selection=["raw_crawl"],
+            default_status=DefaultSensorStatus.RUNNING,
             description="Adds a crawl partition, and requests its run, for every new crawl folder in the landing folder.")
     def crawl_landing_sensor(context: SensorEvaluationContext):
         crawls = landed_crawls(Path(config.landing_dir).resolve(), config.ingest.file_globs, config.landing_settle_seconds)
@@ -36,8 +64,31 @@ def build_landing_sensor(config, job_name: str = "__ASSET_JOB"):
         if not new:
             return SkipReason(f"no new crawl folder in {config.landing_dir}")
         return SensorResult(
-            run_requests=[RunRequest(partition_key=c, run_key=f"crawl-{c}") for c in new],
+            run_requests=[RunRequest(partition_key=c, run_key=f"crawl-{c}", tags={**run_tags(config), "sluice/crawl": c}) for c in new],
             dynamic_partitions_requests=[crawl_partitions.build_add_request(new)],
         )
 
     return crawl_landing_sensor
+
+
+def build_automation_sensor(config) -> AutomationConditionSensorDefinition:
+    """Evaluates the assets' automation conditions (see ``assets.stage.follow_upstreams``)."""
+    return AutomationConditionSensorDefinition(
+        "sluice_automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=max(10, config.dagster.sensor_interval_seconds // 2), run_tags=run_tags(config),
+        description="Runs each stage of a crawl once its upstreams are updated and their gates passed; mixtures on their cron.",
+    )
+
+
+def build_lineage_sensors() -> list:
+    """Each finished run ends its MLflow parent run with the run's status (also on failure)."""
+
+    def make(status: DagsterRunStatus, mlflow_status: str):
+        @run_status_sensor(run_status=status, name=f"close_mlflow_run_on_{status.value.lower()}", default_status=DefaultSensorStatus.RUNNING,
+                           description=f"Ends the MLflow parent run of a {status.value.lower()} run as {mlflow_status}.")
+        def close(context: RunStatusSensorContext, lineage: LineageResource):
+            lineage.finish_parent(context.dagster_run.run_id, mlflow_status)
+
+        return close
+
+    return [make(DagsterRunStatus.SUCCESS, "FINISHED"), make(DagsterRunStatus.FAILURE, "FAILED"), make(DagsterRunStatus.CANCELED, "KILLED")]

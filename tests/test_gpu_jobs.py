@@ -234,3 +234,13 @@ def test_fasttext_scorer(tmp_path):
     assert r.score[0] > 0.5 > r.score[1] and r.label == ["__label__hq", "__label__lq"]
     with pytest.raises(ValueError):
         load_scorer("fasttext", str(tmp_path / "q.bin"), label="__label__nope")
+
+
+def test_an_unavailable_scorer_leaves_its_column_null(models, tmp_path):
+    """A registry reference with no approved version: the job scores the others and writes nulls."""
+    files = docs_files(tmp_path / "docs", 120)
+    params = score_params(models, files, str(tmp_path / "quality_scored"), chunk=100)
+    params["classifiers"][1] = {**params["classifiers"][1], "path": None, "unavailable": "no registered version"}
+    summary = finish(job("score", params, tmp_path))
+    t = pa.concat_tables([pq.read_table(f) for f in summary["files"]["part"]]).to_pylist()
+    assert len(t) == 120 and all(r["edu"] is None and r["edu_label"] is None and 0 < r["quality"] < 1 for r in t)

@@ -67,7 +67,9 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     cfg_noise = make_config(sample_landing, classifier=ClassifierTraining(source="labelled", labelled_path=str(noise), max_length=64))
     bad = materialize(pipeline(cfg_noise), instance=instance, resources=build_resources(cfg_noise), partition_key="crawl-t1",
                       selection=[AssetKey("quality_classifier")], raise_on_error=False)
-    assert not bad.success
+    assert bad.success  # a model's gate warns: only data gates fail a run
+    [bad_check] = bad.get_asset_check_evaluations()
+    assert not bad_check.passed and bad_check.severity.value == "WARN"
     bad_md = bad.asset_materializations_for_node("quality_classifier")[0].metadata
     assert bad_md["gate_passed"].value is False and "model_uri" not in bad_md and bad_md["roc_auc"].value < 0.7
     assert [str(v.version) for v in client.search_model_versions("name = 'sluice-quality'")] == ["1"]

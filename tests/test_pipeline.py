@@ -40,7 +40,11 @@ def test_definitions_load(make_config, sample_landing):
     assert graph.get(AssetKey("quality_scored")).parent_keys == {AssetKey("deduplicated"), AssetKey("quality_classifier")}
     assert graph.get(AssetKey("rewritten")).parent_keys == {AssetKey("deduplicated"), AssetKey("quality_scored")}
     assert graph.get(AssetKey("decontaminated")).parent_keys == {AssetKey("deduplicated"), AssetKey("rewritten")}
-    assert {s.name for s in defs.sensors} == {"crawl_landing_sensor"}
+    assert {s.name for s in defs.sensors} == {"crawl_landing_sensor", "sluice_automation", "close_mlflow_run_on_success",
+                                             "close_mlflow_run_on_failure", "close_mlflow_run_on_canceled"}
+    assert all(s.default_status.value == "RUNNING" for s in defs.sensors)  # on by default
+    # every crawl stage but the entry one follows its upstreams on its own
+    assert {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).automation_condition is None} == {"raw_crawl"}
     assert isinstance(defs, Definitions)
 
 
