@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             follower.join()
         resources["lineage"].finish_parent(result.run_id, "FINISHED" if result.success else "FAILED")
         for ev in result.get_asset_check_evaluations():
-            status = "passed" if ev.passed else "FAILED"
+            status = "passed" if ev.passed else "FAILED" if ev.severity.value == "ERROR" else "failed (a warning: the model is not promoted)"
             print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=sys.stderr)
         if not result.success:
             print(f"   run {result.run_id} did not succeed; see `sluice ui` for its logs", file=sys.stderr)

@@ -72,3 +72,35 @@ def test_cli_sample_crawl_run_and_tables(spark, tmp_path, monkeypatch, capsys):
     assert row.split()[1] == "0" and "c1" in row
     assert (tmp_path / "lh" / "_dagster" / "dagster.yaml").exists()
     assert main(["run", "--crawl", "landing/nope"]) == 2
+
+
+@pytest.mark.shared_data
+def test_cli_run_on_real_pages_exits_0_and_closes_lineage(spark, tmp_path, monkeypatch):
+    """The shared real WARC files (90 HTML responses): too few documents for a classifier that passes
+    its gate, which is a warning, not a failure: the run exits 0, `classifier` stays null, and the
+    MLflow parent run is FINISHED."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from storage.delta_table import read_arrow
+    from tests.conftest import shared_data
+
+    src = shared_data("warc")
+    crawl = tmp_path / "landing" / "real"
+    for f in src.rglob("*.gz"):
+        (crawl / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, crawl / f.relative_to(src))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLUICE_SPARK__MASTER", "local[2]")
+    monkeypatch.setenv("SLUICE_SPARK__SHOW_PROGRESS", "false")
+    monkeypatch.setenv("SLUICE_INGEST__FILE_GLOBS", '["*.gz"]')
+    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
+        monkeypatch.delenv(k, raising=False)
+    assert main(["run", "--crawl", str(crawl), "--lakehouse", "lh"]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'lh' / '_mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sluice")
+    parents = client.search_runs([exp.experiment_id], "tags.`sluice.level` = 'dagster_run'")
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    scored = read_arrow(tmp_path / "lh" / "quality_scored", columns=["quality", "classifier"]).to_pylist()
+    assert scored and all(r["classifier"] is None and r["quality"] is not None for r in scored)
