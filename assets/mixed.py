@@ -49,7 +49,7 @@ def work(ctx: StageContext) -> Outcome:
     spec = next(m for m in ctx.options["mixing"].mixtures if m.name == ctx.key)
     problems = static_problems(spec)
     if problems:
-        raise Failure(f"mixture {spec.name!r} is not a valid specification:\n- " + "\n- ".join(problems))
+        raise Failure(f"mixture {spec.name!r} is not a valid specification:\n- " + "\n- ".join(problems), allow_retries=False)
     tok_file = tokenizer_file(spec.tokenizer)
     lh, spark = ctx.lakehouse, ctx.spark
     dec = ctx.pin_current("decontaminated")
@@ -63,7 +63,7 @@ def work(ctx: StageContext) -> Outcome:
     try:
         stats = build_mixture(spark, docs, spec, str(scratch), ctx.output(SPEC.name).staging_uri)
     except MixtureInfeasible as e:
-        raise Failure(str(e)) from None
+        raise Failure(str(e), allow_retries=False) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -38,11 +38,11 @@ def training_source(choice: str, labelled_path: str | None, reference: str) -> s
     labelled JSONL, else an existing reference corpus, else pseudo-labels."""
     if choice == "labelled" or (choice == "auto" and labelled_path):
         if not labelled_path:
-            raise Failure("classifier.source=labelled needs classifier.labelled_path (JSONL with text and label)")
+            raise Failure("classifier.source=labelled needs classifier.labelled_path (JSONL with text and label)", allow_retries=False)
         return "labelled"
     if choice == "reference" or (choice == "auto" and Path(reference).exists()):
         if not Path(reference).exists():
-            raise Failure(f"no reference corpus at {reference}: set classifier.reference_path (JSONL with a text field)")
+            raise Failure(f"no reference corpus at {reference}: set classifier.reference_path (JSONL with a text field)", allow_retries=False)
         return "reference"
     return "pseudo"
 

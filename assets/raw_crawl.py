@@ -34,6 +34,7 @@ def work(ctx: StageContext) -> Outcome:
         raise Failure(
             description=f"crawl {ctx.crawl_id}: no WARC files matching {opts.file_globs} in {folder}",
             metadata={"landing_dir": MetadataValue.path(str(folder))},
+            allow_retries=False,
         )
     input_bytes = sum(f.size for f in files)
     ctx.log.info(f"crawl {ctx.crawl_id}: {len(files)} WARC files, {input_bytes / 1e6:.1f} MB")

@@ -97,9 +97,9 @@ class GpuLauncher(ConfigurableResource):
             try:
                 from dagster_k8s import PipesK8sClient
             except ImportError as e:
-                raise Failure("gpu.launcher is k8s but dagster-k8s is not installed (pip install dagster-k8s)") from e
+                raise Failure("gpu.launcher is k8s but dagster-k8s is not installed (pip install dagster-k8s)", allow_retries=False) from e
             if not self.image:
-                raise Failure("gpu.launcher is k8s: set gpu.image to an image with Sluice installed")
+                raise Failure("gpu.launcher is k8s: set gpu.image to an image with Sluice installed", allow_retries=False)
             invocation = PipesK8sClient().run(
                 context=context, image=self.image, command=["python", "-m", module], namespace=self.namespace,
                 extras={"params": params}, env=dict(self.env),
@@ -113,8 +113,8 @@ class GpuLauncher(ConfigurableResource):
                 command=[sys.executable, "-m", module], context=context, extras={"params": params},
             )
         else:
-            raise Failure(f"gpu.launcher must be subprocess or k8s, not {self.launcher!r}")
+            raise Failure(f"gpu.launcher must be subprocess or k8s, not {self.launcher!r}", allow_retries=False)
         messages = invocation.get_custom_messages()
         if not messages:
-            raise Failure(f"{module} finished without reporting its summary")
+            raise Failure(f"{module} finished without reporting its summary", allow_retries=False)
         return messages[-1]

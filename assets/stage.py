@@ -186,7 +186,7 @@ class StageContext:
         if version is None:
             if optional:
                 return None
-            raise Failure(f"{table} does not exist yet in {self.lakehouse.root}: materialize it first")
+            raise Failure(f"{table} does not exist yet in {self.lakehouse.root}: materialize it first", allow_retries=False)
         self.read_input(table, version)
         return Pinned(table, version, snapshot_files(self.lakehouse.uri(table), version))
 
@@ -296,14 +296,15 @@ def pinned_upstream(context: AssetExecutionContext, table: str, optional: bool =
         AssetRecordsFilter(asset_key=AssetKey(table), asset_partitions=partitions), limit=1
     ).records
     if not records:
-        raise Failure(f"{table} has no materialization for partition {context.partition_key!r}: materialize it first")
+        raise Failure(f"{table} has no materialization for partition {context.partition_key!r}: materialize it first", allow_retries=False)
     md = records[0].asset_materialization.metadata
     if optional and md.get("status") is not None and md["status"].value == "skipped":
         return None
     if not md.get("gate_passed") or not md["gate_passed"].value:
         raise Failure(
             f"{table} (partition {context.partition_key!r}) failed its gate in its latest materialization; the "
-            "candidate was quarantined and is not used downstream. Fix the input and re-materialize it."
+            "candidate was quarantined and is not used downstream. Fix the input and re-materialize it.",
+            allow_retries=False,
         )
     return int(md["delta_version"].value)
 
