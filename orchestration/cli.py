@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -11,6 +12,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator, TextIO
 
 from orchestration.config import SluiceConfig, load_config
 
@@ -41,12 +43,35 @@ def prepare_dagster_home(cfg: SluiceConfig) -> Path:
 # ---- sluice run ------------------------------------------------------------------------------------
 
 
-def _follow(instance, token: str, total: int, done: threading.Event) -> None:
+@contextlib.contextmanager
+def _quiet_console(log_path: Path, verbose: bool) -> Iterator[TextIO]:
+    """The terminal, for the progress display; everything else a run prints (Dagster's log lines,
+    the JVM's stage bars, transformers and MLflow messages) goes to ``log_path``. Redirected at file
+    descriptor 2, so that the JVM and child processes started meanwhile write there too."""
+    if verbose:
+        yield sys.stderr
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            terminal.close()
+
+
+def _follow(instance, token: str, total: int, done: threading.Event, out: TextIO) -> None:
     """A progress bar over the run's assets, fed by the Dagster event log."""
     from dagster import DagsterEventType, RunsFilter
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="assets", unit="asset", file=sys.stderr, leave=True)
+    bar = tqdm(total=total, desc="assets", unit="asset", file=out, leave=True)
     cursor = None
     run_id = None
     while True:
@@ -98,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestration.definitions import build_definitions
     from orchestration.resources import build_resources
     from orchestration.sensors import run_tags
+    from storage.tables import LOGS
 
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(crawl_partitions.name, [c for c in crawl_ids if not instance.has_dynamic_partition(crawl_partitions.name, c)])
@@ -109,36 +135,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     selected = set(args.select.split(",")) if args.select else None
     resources = build_resources(cfg)
     ok = True
+    log_path = cfg.lakehouse_path / LOGS / f"sluice-run-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.log"
+    with _quiet_console(log_path, args.verbose) as out:
+        def one_run(assets: list, key: str, label: str) -> bool:
+            names = [a.key.to_user_string() for a in assets if selected is None or a.key.to_user_string() in selected]
+            if not names:
+                return True
+            print(f"== {label}: materializing {', '.join(names)} into {cfg.lakehouse_path}", file=out)
+            token = uuid.uuid4().hex
+            done = threading.Event()
+            follower = threading.Thread(target=_follow, args=(instance, token, len(names), done, out), daemon=True)
+            follower.start()
+            try:
+                result = materialize(assets, instance=instance, resources=resources, partition_key=key, selection=names,
+                                     tags={"sluice/cli": token, **run_tags(cfg)}, raise_on_error=False)
+            finally:
+                done.set()
+                follower.join()
+            resources["lineage"].finish_parent(result.run_id, "FINISHED" if result.success else "FAILED")
+            for ev in result.get_asset_check_evaluations():
+                status = "passed" if ev.passed else "FAILED" if ev.severity.value == "ERROR" else "failed (a warning: the model is not promoted)"
+                print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=out)
+            if not result.success:
+                print(f"   run {result.run_id} did not succeed; see `sluice ui` or {log_path} for its logs", file=out)
+            return result.success
 
-    def one_run(assets: list, key: str, label: str) -> bool:
-        names = [a.key.to_user_string() for a in assets if selected is None or a.key.to_user_string() in selected]
-        if not names:
-            return True
-        print(f"== {label}: materializing {', '.join(names)} into {cfg.lakehouse_path}", file=sys.stderr)
-        token = uuid.uuid4().hex
-        done = threading.Event()
-        follower = threading.Thread(target=_follow, args=(instance, token, len(names), done), daemon=True)
-        follower.start()
-        try:
-            result = materialize(assets, instance=instance, resources=resources, partition_key=key, selection=names,
-                                 tags={"sluice/cli": token, **run_tags(cfg)}, raise_on_error=False)
-        finally:
-            done.set()
-            follower.join()
-        resources["lineage"].finish_parent(result.run_id, "FINISHED" if result.success else "FAILED")
-        for ev in result.get_asset_check_evaluations():
-            status = "passed" if ev.passed else "FAILED" if ev.severity.value == "ERROR" else "failed (a warning: the model is not promoted)"
-            print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=sys.stderr)
-        if not result.success:
-            print(f"   run {result.run_id} did not succeed; see `sluice ui` for its logs", file=sys.stderr)
-        return result.success
-
-    for crawl_id in crawl_ids:
-        ok &= one_run(per_crawl, crawl_id, f"crawl {crawl_id}")
-    if ok:
-        for m in cfg.mixing.mixtures:
-            ok &= one_run(per_mixture, m.name, f"mixture {m.name}")
+        for crawl_id in crawl_ids:
+            ok &= one_run(per_crawl, crawl_id, f"crawl {crawl_id}")
+        if ok:
+            for m in cfg.mixing.mixtures:
+                ok &= one_run(per_mixture, m.name, f"mixture {m.name}")
     _print_summary(cfg)
+    if not args.verbose:
+        print(f"Log of the run (Dagster, Spark, models): {log_path}")
     return 0 if ok else 1
 
 
@@ -391,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("--crawl", help="a folder of WARC files; its name is the crawl id")
     r.add_argument("--select", help="comma-separated assets to materialize (default: all)")
+    r.add_argument("--verbose", action="store_true", help="Dagster, Spark and model logs on the terminal too (default: a log file)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sample-crawl", help="write a deterministic synthetic crawl with ground truth")

@@ -38,6 +38,7 @@ SCRATCH = "_scratch"  # a stage's intermediate files, deleted when it ends
 MLFLOW = "_mlflow"  # the default MLflow store (SQLite, artifacts)
 DAGSTER = "_dagster"  # the local Dagster instance
 
+LOGS = "_logs"  # _logs/sluice-run-<time>.log: what `sluice run` keeps off the terminal
 EXPORTS = "_exports"  # _exports/<mixture>/: shards and manifest written by `sluice export`
 
 # In a crawl's landing folder: clean texts the quality classifier may take as positives.

@@ -104,3 +104,18 @@ def test_cli_run_on_real_pages_exits_0_and_closes_lineage(spark, tmp_path, monke
     assert [p.info.status for p in parents] == ["FINISHED"]
     scored = read_arrow(tmp_path / "lh" / "quality_scored", columns=["quality", "classifier"]).to_pylist()
     assert scored and all(r["classifier"] is None and r["quality"] is not None for r in scored)
+
+
+def test_cli_run_keeps_logs_off_the_terminal(tmp_path):
+    """One progress display and the gate results on the terminal; Dagster's log lines and the JVM's
+    stage bars in the run's log file under the lakehouse (`--verbose` brings them back)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "DAGSTER_HOME"))}
+    env.update(SLUICE_SPARK__MASTER="local[2]", SLUICE_SPARK__SHOW_PROGRESS="true")
+    run = lambda *a: subprocess.run([str(BIN / "sluice"), *a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # noqa: E731
+    assert run("sample-crawl", "--pages", "40", "--seed", "2", "--out", "landing/c1").returncode == 0
+    r = run("run", "--crawl", "landing/c1", "--lakehouse", "lh", "--select", "raw_crawl")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "check raw_crawl.gate: passed" in r.stderr and "assets" in r.stderr
+    assert "DEBUG" not in r.stderr and "[Stage" not in r.stderr and "Log of the run" in r.stdout
+    [log] = (tmp_path / "lh" / "_logs").glob("sluice-run-*.log")
+    assert "DEBUG" in log.read_text() and "STEP_SUCCESS" in log.read_text()
