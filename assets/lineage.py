@@ -132,13 +132,17 @@ class LineageResource(ConfigurableResource):
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
 
-    def parent_run(self, dagster_run_id: str, tags: dict[str, str] | None = None) -> str:
-        """The MLflow run standing for one Dagster run (found by tag, created once)."""
+    def _find_parent(self, dagster_run_id: str) -> str | None:
         found = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and tags.`sluice.level` = 'dagster_run'", max_results=1
         )
+        return found[0].info.run_id if found else None
+
+    def parent_run(self, dagster_run_id: str, tags: dict[str, str] | None = None) -> str:
+        """The MLflow run standing for one Dagster run (found by tag, created once)."""
+        found = self._find_parent(dagster_run_id)
         if found:
-            return found[0].info.run_id
+            return found
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"dagster-{dagster_run_id[:8]}",
@@ -165,13 +169,10 @@ class LineageResource(ConfigurableResource):
 
     def finish_parent(self, dagster_run_id: str, status: str = "FINISHED") -> bool:
         """End the MLflow run standing for a Dagster run, if one was opened; True when it was."""
-        found = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and tags.`sluice.level` = 'dagster_run'", max_results=1
-        )
-        if not found:
-            return False
-        self.client.set_terminated(found[0].info.run_id, status=status)
-        return True
+        found = self._find_parent(dagster_run_id)
+        if found:
+            self.client.set_terminated(found, status=status)
+        return found is not None
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"

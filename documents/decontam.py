@@ -214,6 +214,7 @@ class Matches:
     size: np.ndarray  # int32: words in the n-gram
     pos: np.ndarray  # int32: the n-gram's first word in the document
     entry: np.ndarray  # int64: its position in index.hashes[size]
+    bench: np.ndarray  # int32: the benchmark it belongs to
 
 
 def match_batch(texts: pa.Array, index: BenchmarkIndex) -> Matches:
@@ -235,9 +236,10 @@ def match_batch(texts: pa.Array, index: BenchmarkIndex) -> Matches:
         n_words = np.diff(wl.offsets.to_numpy())[doc]
         ok = n_words >= size
         hit, doc = hit[ok], doc[ok]
+        entry = at_c[hit].astype(np.int64)
         out.append((doc.astype(np.int64), sh.values[hit], np.full(len(hit), size, np.int32),
-                    (hit - sh.starts[doc]).astype(np.int32), at_c[hit].astype(np.int64)))
+                    (hit - sh.starts[doc]).astype(np.int32), entry, index.bench[size][entry].astype(np.int32)))
     if not out:
         e = np.zeros(0, np.int64)
-        return Matches(e, np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), e)
+        return Matches(e, np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), e, np.zeros(0, np.int32))
     return Matches(*(np.concatenate(c) for c in zip(*out)))

@@ -49,10 +49,9 @@ def _match_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc) -> It
                     m = match_batch(b.column("text"), index)
                     if not len(m.row):
                         continue
-                    bench = np.array([index.bench[int(s)][int(e)] for s, e in zip(m.size, m.entry)], np.int32)
                     yield pa.RecordBatch.from_arrays([
                         b.column("doc_id").take(pa.array(m.row)), pa.array(m.hash.view(np.int64)), pa.array(m.size),
-                        pa.array(m.pos), pa.array(m.entry), pa.array(bench)], schema=MATCH_SCHEMA)
+                        pa.array(m.pos), pa.array(m.entry), pa.array(m.bench)], schema=MATCH_SCHEMA)
 
 
 def _project(t: pa.Table, source: str) -> pa.Table:
