@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SAMPLE_CRAWL := landing/sample-crawl
 SAMPLE_PAGES ?= 3000
 
-.PHONY: install run test bench ui mlflow-ui clean
+.PHONY: install browser run test bench ui mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,17 @@ $(SAMPLE_CRAWL)/.complete: | $(STAMP)
 run: $(STAMP) $(SAMPLE_CRAWL)/.complete
 	$(BIN)/sluice run --config demo.yaml --crawl $(SAMPLE_CRAWL)
 
-test: $(STAMP)
+# Debian's chromium and chromedriver, for the browser test of the Dagster UI. Best effort: installed
+# when this runs as root with apt-get; otherwise that test skips and says why (see the README).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser test"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) >/dev/null \
+	    || echo "could not install chromium: the browser test will skip"; \
+	else echo "no chromium/chromedriver and not root: the browser test will skip (apt-get install chromium chromium-driver)"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

@@ -22,6 +22,13 @@ from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 DAGSTER_RUN_TAG = "dagster.run_id"
+# Registry versions carry the gate's verdict; versions registered before the tag existed were only
+# registered when they passed, hence the default.
+GATE_TAG, APPROVED_ALIAS = "sluice.gate", "approved"
+
+
+def _verdict(mv) -> str:
+    return mv.tags.get(GATE_TAG, "approved")
 
 
 @functools.lru_cache(maxsize=1)
@@ -183,9 +190,11 @@ class LineageResource(ConfigurableResource):
         """Keep a model folder as the run's ``model`` artifacts (for audit, registered or not)."""
         self.client.log_artifacts(run_id, str(model_dir), "model")
 
-    def register_model(self, run_id: str, name: str, tags: dict[str, str] | None = None) -> str:
+    def register_model(self, run_id: str, name: str, approved: bool, tags: dict[str, str] | None = None) -> str:
         """Register the run's ``model`` artifacts (see :meth:`log_model`) as a new version of
-        ``name``; returns the version. Only a model that passed its gate is registered."""
+        ``name``, tagged ``sluice.gate`` = ``approved`` or ``rejected``; returns the version. An
+        approved version also takes the ``approved`` alias. A rejected one stays listed (with its
+        metrics) for audit, but :meth:`resolve_model` never hands it out."""
         from mlflow.exceptions import MlflowException
 
         client = self.client
@@ -194,28 +203,46 @@ class LineageResource(ConfigurableResource):
         except MlflowException:
             pass  # exists
         source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
-        mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
+        mv = client.create_model_version(name, source=source, run_id=run_id, tags={**(tags or {}), GATE_TAG: "approved" if approved else "rejected"})
+        if approved:
+            client.set_registered_model_alias(name, APPROVED_ALIAS, mv.version)
         return str(mv.version)
 
     def resolve_model(self, model: str, cache_dir: str | Path) -> tuple[str, str, str | None]:
-        """(local path, canonical uri, registry version) of a model reference: ``models:/<name>/latest``
-        or ``models:/<name>/<version>`` (downloaded once into ``cache_dir``), else a path or hub id."""
+        """(local path, canonical uri, registry version) of a model reference, downloaded once into
+        ``cache_dir``: ``models:/<name>/latest`` (the newest approved version), ``models:/<name>@<alias>``
+        or ``models:/<name>/<version>`` (an approved version); else a path or hub id, returned as is.
+        Raises ``LookupError`` saying why when nothing approved matches."""
         if not model.startswith("models:/"):
             return model, model, None
         import mlflow
 
-        name, _, ref = model[len("models:/") :].partition("/")
+        ref = model[len("models:/") :]
+        name, at, alias = ref.partition("@")
+        if not at:
+            name, _, version = ref.partition("/")
         client = self.client
         versions = client.search_model_versions(f"name = '{name}'")
         if not versions:
             raise LookupError(f"{model}: no registered version of {name!r} (materialize quality_classifier first)")
-        if ref in ("", "latest"):
-            mv = max(versions, key=lambda v: int(v.version))
+        approved = [v for v in versions if _verdict(v) == "approved"]
+        if at:
+            try:
+                mv = client.get_model_version_by_alias(name, alias)
+            except Exception as e:  # noqa: BLE001 - MLflow raises its own exception types
+                raise LookupError(f"{model}: {name!r} has no version with alias {alias!r}") from e
+        elif version in ("", "latest"):
+            if not approved:
+                rejected = ", ".join(f"v{v.version} (roc_auc {v.tags.get('roc_auc', '?')})" for v in versions)
+                raise LookupError(f"{model}: no approved version of {name!r}; every version failed its gate: {rejected}")
+            mv = max(approved, key=lambda v: int(v.version))
         else:
-            matching = [v for v in versions if str(v.version) == ref]
+            matching = [v for v in versions if str(v.version) == version]
             if not matching:
-                raise LookupError(f"{model}: {name!r} has no version {ref}")
+                raise LookupError(f"{model}: {name!r} has no version {version}")
             mv = matching[0]
+        if _verdict(mv) != "approved":
+            raise LookupError(f"{model}: version {mv.version} of {name!r} failed its gate ({GATE_TAG}={_verdict(mv)})")
         dest = Path(cache_dir) / name / str(mv.version)
         if not (dest / "config.json").exists() and not any(dest.glob("*.bin")):
             dest.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
-"""``quality_classifier``: a document quality classifier trained for a crawl and, when its gate
-passes, registered in the MLflow model registry, where `quality_scored` finds "the latest
-registered version". A classifier that fails its gate is kept as the MLflow run's artifacts for
-audit but never registered, so ``models:/<name>/latest`` only ever resolves to a gated model. The
-gate is a warning, not a failure: an optional model does not stop the data (``quality_scored``
-scores with the approved version if there is one, else leaves its column null and says why).
+"""``quality_classifier``: a document quality classifier trained for a crawl and registered in the
+MLflow model registry with its gate's verdict: a version that passed is tagged ``sluice.gate=approved``
+and takes the ``approved`` alias, where `quality_scored` finds it; one that failed is tagged
+``rejected`` (with its AUC and failures) so that it stays visible, but ``models:/<name>/latest``
+resolves only approved versions. The gate is a warning, not a failure: an optional model does not
+stop the data (``quality_scored`` scores with the approved version if there is one, else leaves its
+column null and says why).
 
 Positives come from a reference corpus of clean text (default: ``reference_corpus.jsonl`` in the
 crawl's landing folder), negatives are drawn from the crawl's pinned `deduplicated` documents (the
@@ -27,7 +28,7 @@ SPEC = StageSpec(
     kinds=("pytorch", "mlflow"),
     options=lambda cfg: {"classifier": cfg.classifier, "min_classifier_auc": cfg.quality.min_classifier_auc},
     upstreams=("deduplicated",),
-    gate_description="held-out ROC-AUC and accuracy (a warning: a classifier that fails is not registered, and scoring goes on without it)",
+    gate_description="held-out ROC-AUC and accuracy (a warning: a classifier that fails is registered as rejected, and scoring goes on without it)",
     gate_blocking=False,
     resources=("lakehouse", "lineage", "gpu"),
 )
@@ -61,16 +62,18 @@ def work(ctx: StageContext) -> Outcome:
         "labelled_path": o.labelled_path if source == "labelled" else None, "negative_files": docs.paths, "output_dir": str(out_dir),
     })
     m = summary["metrics"]
-    ctx.lineage.log_model(ctx.run.run_id, out_dir)  # kept for audit, registered only if the gate passes
+    ctx.lineage.log_model(ctx.run.run_id, out_dir)  # registered after the gate, approved or rejected
     ctx.log.info(f"trained: held-out ROC-AUC {m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}")
 
-    def register(_commits) -> dict:
-        mv = ctx.lineage.register_model(ctx.run.run_id, o.registered_model, tags={
-            "crawl_id": ctx.crawl_id, "trained_on": f"deduplicated@v{docs.version}", "roc_auc": f"{m['roc_auc']:.4f}",
-            "backbone": summary["backbone"], "source": summary["source"],
-        })
-        ctx.log.info(f"registered {o.registered_model} version {mv}")
-        return {"model_version": mv, "model_uri": f"models:/{o.registered_model}/{mv}"}
+    def register(approved: bool, failures: list[str] = ()) -> dict:
+        tags = {"crawl_id": ctx.crawl_id, "trained_on": f"deduplicated@v{docs.version}", "roc_auc": f"{m['roc_auc']:.4f}",
+                "accuracy": f"{m['accuracy']:.4f}", "backbone": summary["backbone"], "source": summary["source"]}
+        if failures:
+            tags["gate_failures"] = "; ".join(failures)[:4000]
+        mv = ctx.lineage.register_model(ctx.run.run_id, o.registered_model, approved, tags=tags)
+        verdict = "approved" if approved else "rejected (kept for audit; scoring never resolves it)"
+        ctx.log.info(f"registered {o.registered_model} version {mv}: {verdict}")
+        return {"model_version": mv, "model_uri": f"models:/{o.registered_model}/{mv}", "model_verdict": "approved" if approved else "rejected"}
 
     return Outcome(
         gate=classifier_gate(ctx.options["min_classifier_auc"]),
@@ -79,5 +82,6 @@ def work(ctx: StageContext) -> Outcome:
         metadata={"registered_model": o.registered_model, "roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "examples": m["examples"],
                   "positives": m["positives"], "held_out": m["held_out"], "training_source": source,
                   "trained_on": f"deduplicated@v{docs.version}", "backbone": summary["backbone"], "device": summary["device"]},
-        on_publish=[register],
+        on_publish=[lambda _commits: register(True)],
+        on_reject=[lambda failures: register(False, failures)],
     )

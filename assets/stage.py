@@ -136,6 +136,9 @@ class Outcome:
     artifacts: list[tuple[Path, str]] = field(default_factory=list)  # (file, MLflow artifact folder)
     # Run after the tables are published, with their commits; may return more metadata.
     on_publish: list[Callable[[dict[str, CommitResult]], dict[str, Any] | None]] = field(default_factory=list)
+    # Run after a failed gate, with the gate's failures; may return more metadata (e.g. record a
+    # rejected model where people look for models).
+    on_reject: list[Callable[[list[str]], dict[str, Any] | None]] = field(default_factory=list)
     # Run after publish or quarantine (e.g. a GPU job's resume folder).
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
@@ -386,6 +389,8 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
                     run.client.set_tag(run.run_id, f"sluice.quarantine.{name}", quarantined[name])
                 if quarantined:
                     context.log.warning(f"gate failed: nothing published; the candidate is kept for audit in {', '.join(quarantined.values())}")
+                for hook in out.on_reject:
+                    extra_md.update(hook(gate.failed) or {})
         finally:
             for fn in out.cleanup:
                 fn()
@@ -461,8 +466,7 @@ def _preview(files: list[Path], columns: list[str], rows: int) -> str | None:
     if batch is None:
         return None
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return head + "\n".join("| " + " | ".join(str(r[c])[:80].replace("|", "\\|").replace("\n", " ") for c in columns) + " |"
-                            for r in batch.to_pylist())
+    return head + "\n".join("| " + " | ".join(T.preview_cell(r[c]) for c in columns) + " |" for r in batch.to_pylist())
 
 
 def counts_table(counts: dict[str, int], key: str = "reason") -> str:

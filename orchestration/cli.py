@@ -66,14 +66,30 @@ def _quiet_console(log_path: Path, verbose: bool) -> Iterator[TextIO]:
             terminal.close()
 
 
+def _spark_tasks() -> str | None:
+    """Tasks done of the Spark stages running now in this process (the in-process run's jobs)."""
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        return None
+    tracker = sc.statusTracker()
+    stages = [s for s in (tracker.getStageInfo(i) for i in tracker.getActiveStageIds()) if s is not None]
+    if not stages:
+        return None
+    return f"Spark tasks {sum(s.numCompletedTasks for s in stages)}/{sum(s.numTasks for s in stages)}"
+
+
 def _follow(instance, token: str, total: int, done: threading.Event, out: TextIO) -> None:
-    """A progress bar over the run's assets, fed by the Dagster event log."""
+    """A progress bar over the run's assets, fed by the Dagster event log; within the running asset,
+    its Spark tasks (done/total) or else its last log line (a GPU job's chunks, a model's training)."""
     from dagster import DagsterEventType, RunsFilter
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="assets", unit="asset", file=out, leave=True)
+    bar = tqdm(total=total, desc="assets", unit="asset", file=out, leave=True, dynamic_ncols=True)
     cursor = None
     run_id = None
+    step, last_line = None, ""
     while True:
         finished = done.is_set()
         if run_id is None:
@@ -83,14 +99,20 @@ def _follow(instance, token: str, total: int, done: threading.Event, out: TextIO
             conn = instance.get_records_for_run(run_id, cursor=cursor)
             cursor = conn.cursor
             for rec in conn.records:
-                ev = rec.event_log_entry.dagster_event
+                entry = rec.event_log_entry
+                ev = entry.dagster_event
                 if ev is None:
-                    continue
-                if ev.event_type == DagsterEventType.STEP_START:
-                    bar.set_postfix_str(f"running {ev.step_key}")
+                    if entry.step_key == step and entry.user_message:
+                        last_line = entry.user_message.splitlines()[0][:70]
+                elif ev.event_type == DagsterEventType.STEP_START:
+                    step, last_line = ev.step_key, ""
                 elif ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED):
                     bar.update(1)
                     bar.set_postfix_str(f"{ev.step_key}: {ev.event_type.value.split('_')[-1].lower()}")
+                    step = None
+        if step is not None:
+            detail = _spark_tasks() or last_line
+            bar.set_postfix_str(f"running {step}" + (f": {detail}" if detail else ""))
         if finished:
             break
         time.sleep(0.5)
@@ -99,14 +121,20 @@ def _follow(instance, token: str, total: int, done: threading.Event, out: TextIO
 
 def cmd_run(args: argparse.Namespace) -> int:
     extra = {}
-    crawl_ids: list[str]
+    crawl_ids: list[str] = []
     if args.crawl:
-        crawl = Path(args.crawl).resolve()
-        if not crawl.is_dir():
-            print(f"sluice run: crawl folder {crawl} does not exist", file=sys.stderr)
+        # Several crawls (a backfill from the CLI) must sit in one landing folder: it is where
+        # ingest finds each crawl's files by its id.
+        crawls = [Path(c).resolve() for c in args.crawl]
+        for crawl in crawls:
+            if not crawl.is_dir():
+                print(f"sluice run: crawl folder {crawl} does not exist", file=sys.stderr)
+                return 2
+        if len({c.parent for c in crawls}) > 1:
+            print("sluice run: the crawl folders given with --crawl must share one parent folder (the landing folder)", file=sys.stderr)
             return 2
-        extra["landing_dir"] = crawl.parent
-        crawl_ids = [crawl.name]
+        extra["landing_dir"] = crawls[0].parent
+        crawl_ids = [c.name for c in crawls]
     cfg = _config(args, **extra)
     if not args.crawl:
         from orchestration.sensors import landed_crawls
@@ -418,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="materialize the pipeline for one crawl folder, or every crawl in the landing folder")
     common(r)
-    r.add_argument("--crawl", help="a folder of WARC files; its name is the crawl id")
+    r.add_argument("--crawl", action="append", help="a folder of WARC files; its name is the crawl id (repeat it to run several "
+                   "crawls, one run each; default: every crawl folder of the landing folder)")
     r.add_argument("--select", help="comma-separated assets to materialize (default: all)")
     r.add_argument("--verbose", action="store_true", help="Dagster, Spark and model logs on the terminal too (default: a log file)")
     r.set_defaults(func=cmd_run)

@@ -56,8 +56,8 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert run.data.params["model.quality"] == "builtin:signals-v1"
     assert "deduplicated@v0" in {i.dataset.name for i in run.inputs.dataset_inputs}
 
-    # A classifier trained on noise fails its gate: kept in its MLflow run for audit, never
-    # registered, so `models:/sluice-quality/latest` still resolves to the one that passed.
+    # A classifier trained on noise fails its gate: registered as rejected (visible, with its AUC),
+    # never resolved, so `models:/sluice-quality/latest` still resolves to the one that passed.
     import random
 
     rng = random.Random(0)
@@ -71,8 +71,14 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     [bad_check] = bad.get_asset_check_evaluations()
     assert not bad_check.passed and bad_check.severity.value == "WARN"
     bad_md = bad.asset_materializations_for_node("quality_classifier")[0].metadata
-    assert bad_md["gate_passed"].value is False and "model_uri" not in bad_md and bad_md["roc_auc"].value < 0.7
-    assert [str(v.version) for v in client.search_model_versions("name = 'sluice-quality'")] == ["1"]
+    assert bad_md["gate_passed"].value is False and bad_md["model_verdict"].value == "rejected" and bad_md["roc_auc"].value < 0.7
+    verdicts = {str(v.version): (v.tags["sluice.gate"], v.tags["roc_auc"]) for v in client.search_model_versions("name = 'sluice-quality'")}
+    assert verdicts["1"][0] == "approved" and verdicts["2"] == ("rejected", f"{bad_md['roc_auc'].value:.4f}"), verdicts
+    assert str(client.get_model_version_by_alias("sluice-quality", "approved").version) == "1"
+    lineage = build_resources(cfg)["lineage"]
+    assert lineage.resolve_model("models:/sluice-quality/latest", tmp_path / "cache")[1:] == ("models:/sluice-quality/1", "1")
+    with pytest.raises(LookupError, match="failed its gate"):
+        lineage.resolve_model("models:/sluice-quality/2", tmp_path / "cache")
     assert "model" in {a.path for a in client.list_artifacts(bad_md["mlflow_run_id"].value)}
 
     # decontaminated: the pages quoting an eval-set item are removed, with evidence; nothing else.

@@ -1,7 +1,8 @@
 """Unattended operation: `sluice serve` (webserver + daemon) on an empty lakehouse; crawl folders are
 dropped into the landing folder and nothing else is called. Every asset of each partition must end
 materialized with its gate passed (bounded wait), the second crawl deduplicated against the first,
-and each run's MLflow parent run ended."""
+and each run's MLflow parent run ended. On the same server: a backfill over both crawls, and the UI
+checked in a real browser."""
 
 import json
 import os
@@ -45,12 +46,15 @@ def wait_for(instance, crawl: str, proc: subprocess.Popen, log: Path, seconds: f
     pytest.fail(f"{crawl} did not flow through within {seconds:.0f}s: {state}\n{log.read_text()[-3000:]}")
 
 
-def test_dropped_crawls_flow_through_on_their_own(sample_landing, tmp_path):
+@pytest.fixture(scope="module")
+def served(sample_landing, tmp_path_factory):
+    """``sluice serve`` on an empty lakehouse; two crawl folders dropped, one after the other, each
+    waited for (bounded) until every asset of its partition is materialized. Nothing else is called."""
     from dagster import DagsterInstance
-    from mlflow.tracking import MlflowClient
 
     from spark_jobs.sample_crawl import generate_crawl
 
+    tmp_path = tmp_path_factory.mktemp("serve")
     lake, landing, home = tmp_path / "lake", tmp_path / "landing", tmp_path / "lake" / "_dagster"
     conf = tmp_path / "sluice.yaml"
     conf.write_text(json.dumps({  # JSON is YAML
@@ -79,39 +83,116 @@ def test_dropped_crawls_flow_through_on_their_own(sample_landing, tmp_path):
         shutil.copytree(sample_landing / "crawl-t1", landing / "crawl-a")
         t0 = time.time()
         instance = DagsterInstance.from_config(str(home))
-        state = wait_for(instance, "crawl-a", proc, log, 600)
+        states = {"crawl-a": wait_for(instance, "crawl-a", proc, log, 600)}
         flow_a = time.time() - t0
-        assert all(state.values()), state  # every gate passed (the rewriter materializes as skipped)
+        print(f"crawl-a (400 pages) flowed through in {flow_a:.0f}s", file=sys.stderr)
 
         # A second crawl: the same pages fetched again, plus new ones; deduplicated against the first.
         generate_crawl(tmp_path / "crawl-b", 150, seed=11, pages_per_file=150, recrawl=1)
         shutil.copytree(tmp_path / "crawl-b", landing / "crawl-b")
-        state = wait_for(instance, "crawl-b", proc, log, 600)
-        assert all(state.values()), state
-        from dagster import AssetKey, AssetRecordsFilter
-
-        dedup_b = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("deduplicated"), asset_partitions=["crawl-b"]),
-                                                  limit=1).records[0].asset_materialization.metadata
-        assert dedup_b["compared_with_crawls"].value == ["crawl-a"]
-        print(f"crawl-a (400 pages) flowed through in {flow_a:.0f}s", file=sys.stderr)
-
-        # Runs carry the crawl and config tags; their MLflow parent runs get ended by the lineage sensors.
-        from dagster import RunsFilter
-
-        runs = instance.get_runs(RunsFilter(tags={"dagster/partition": "crawl-a"}))
-        assert runs and all(r.tags.get("sluice/config_hash") for r in runs)
-        client = MlflowClient(f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}")
-        exp = client.get_experiment_by_name("sluice")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            parents = client.search_runs([exp.experiment_id], "tags.`sluice.level` = 'dagster_run'")
-            if parents and all(p.info.status == "FINISHED" for p in parents):
-                break
-            time.sleep(3)
-        assert parents and {p.info.status for p in parents} == {"FINISHED"}, [(p.info.run_name, p.info.status) for p in parents]
+        states["crawl-b"] = wait_for(instance, "crawl-b", proc, log, 600)
+        yield {"port": port, "instance": instance, "lake": lake, "proc": proc, "log": log, "states": states}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def latest_md(instance, asset: str, crawl: str):
+    from dagster import AssetKey, AssetRecordsFilter
+
+    recs = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[crawl]), limit=1).records
+    return recs[0]
+
+
+def test_dropped_crawls_flow_through_on_their_own(served):
+    from mlflow.tracking import MlflowClient
+
+    instance, lake = served["instance"], served["lake"]
+    for crawl, state in served["states"].items():
+        assert all(state.values()), (crawl, state)  # every gate passed (the rewriter materializes as skipped)
+    dedup_b = latest_md(instance, "deduplicated", "crawl-b").asset_materialization.metadata
+    assert dedup_b["compared_with_crawls"].value == ["crawl-a"]
+
+    # Runs carry the crawl and config tags; their MLflow parent runs get ended by the lineage sensors.
+    from dagster import RunsFilter
+
+    runs = instance.get_runs(RunsFilter(tags={"dagster/partition": "crawl-a"}))
+    assert runs and all(r.tags.get("sluice/config_hash") for r in runs)
+    client = MlflowClient(f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sluice")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        parents = client.search_runs([exp.experiment_id], "tags.`sluice.level` = 'dagster_run'")
+        if parents and all(p.info.status == "FINISHED" for p in parents):
+            break
+        time.sleep(3)
+    assert parents and {p.info.status for p in parents} == {"FINISHED"}, [(p.info.run_name, p.info.status) for p in parents]
+
+
+BACKFILL = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}"""
+
+
+def test_backfill_over_two_crawls_through_the_webserver(served):
+    """What the UI's "Materialize… → two partitions" sends: a backfill, run by the daemon."""
+    instance, port = served["instance"], served["port"]
+    before = {c: latest_md(instance, "decontaminated", c).storage_id for c in ("crawl-a", "crawl-b")}
+    r = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60, json={"query": BACKFILL, "variables": {"params": {
+        "partitionNames": ["crawl-a", "crawl-b"], "assetSelection": [{"path": ["decontaminated"]}], "fromFailure": False}}})
+    r.raise_for_status()
+    res = r.json()["data"]["launchPartitionBackfill"]
+    assert res["__typename"] == "LaunchBackfillSuccess", res
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert served["proc"].poll() is None, served["log"].read_text()[-3000:]
+        backfill = instance.get_backfill(res["backfillId"])
+        if backfill.status.value not in ("REQUESTED", "CANCELING", "FAILING"):
+            break
+        time.sleep(3)
+    assert backfill.status.value in ("COMPLETED", "COMPLETED_SUCCESS"), backfill.status
+    for crawl in ("crawl-a", "crawl-b"):
+        rec = latest_md(instance, "decontaminated", crawl)
+        assert rec.storage_id > before[crawl], crawl  # a new materialization of each partition
+        assert rec.asset_materialization.metadata["gate_passed"].value is True
+        run = instance.get_run_by_id(rec.run_id)
+        assert run.tags.get("dagster/backfill") == res["backfillId"]
+
+
+def test_the_ui_in_a_real_browser(served):
+    """The Dagster UI as a person sees it, in headless Chromium: the layers on the asset graph, an
+    asset's description, owners, columns, metadata and plot, its gate check and its automation."""
+    from tests.browser import Browser, missing_browser
+
+    if why := missing_browser():
+        pytest.skip(why)
+    shots = served["lake"] / "_reports" / "ui"
+    b = Browser(f"http://127.0.0.1:{served['port']}", shots)
+    try:
+        b.open("/asset-groups", "bronze", "silver", "gold", "models")
+        b.screenshot("asset_graph")
+
+        text = b.open("/assets/filtered", "Description", "Owners", "gate_passed", timeout=90)
+        for shown in ("filtered (silver)", "Columns", "doc_id", "mean_word_length", "Row count", "data-platform", "silver",
+                      "delta_version", "rejections_by_reason", "docs_per_s", "mlflow_run", "sluice_automation"):
+            assert shown in text, shown
+        b.screenshot("filtered")
+        b.click_row_button("funnel", "Show Markdown")
+        [(w, h)] = b.dialog_images()
+        assert w >= 300 and h >= 200  # the funnel plot, rendered
+        time.sleep(1)  # the dialog's fade-in
+        b.screenshot("filtered_funnel")
+
+        text = b.open("/assets/deduplicated?view=checks", "gate", "This is a blocking asset check", "Passed")
+        assert "expectations passed" in text
+        b.screenshot("deduplicated_checks")
+    finally:
+        b.close()
+    assert {p.name for p in shots.glob("*.png")} >= {"asset_graph.png", "filtered.png", "filtered_funnel.png", "deduplicated_checks.png"}
