@@ -15,6 +15,8 @@ import shutil
 
 from dagster import MetadataValue
 
+from audit.report import audit_table, render, write_report
+from quality.plots import markdown_image
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.decontam import build_index
 from storage import tables as T
@@ -68,6 +70,16 @@ def work(ctx: StageContext) -> Outcome:
     report = ctx.report_path(".suppressed.json")
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps({"threshold_documents": stats.threshold, "suppressed": stats.suppressed}, indent=1))
+    def crawl_audit(_commits) -> dict:
+        """The last stage of a crawl: its funnel report (``sluice audit``) joins its metadata and run."""
+        out = ctx.lakehouse.folder(T.REPORTS, "audit", ctx.crawl_id)
+        summary = write_report(ctx.lakehouse.path, ctx.crawl_id, out, ctx.lineage.tracking_uri)
+        for f in (summary["report"], *summary["plots"]):
+            ctx.run.log_artifact(f, "audit")
+        ctx.log.info(render(summary))
+        return {"audit_report": MetadataValue.path(summary["report"]), "funnel_conserved": summary["conserved"],
+                "crawl_funnel": MetadataValue.md(markdown_image(summary["plots"][0], "funnel") + "\n\n" + audit_table(summary))}
+
     return Outcome(
         gate=decontaminated_gate(T.DECONTAMINATED.schema().names, sorted(inputs)),
         accounting=accounting_row(docs_in, documents=kept, rejected=rejected),
@@ -84,4 +96,5 @@ def work(ctx: StageContext) -> Outcome:
             "suppressed_ngrams": MetadataValue.md(_suppressed_table(stats.suppressed)),
         },
         artifacts=[(report, "reports")],
+        on_publish=[crawl_audit],
     )

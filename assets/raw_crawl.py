@@ -1,6 +1,7 @@
 """``raw_crawl`` (bronze): every HTTP 200 HTML response of a crawl snapshot's WARC files.
 
-Every other record goes to ``rejections`` (stage ``ingest``) with its reason; the blocking gate
+Every other record goes to ``rejections`` (stage ``ingest``) with its reason — a response whose URL
+or domain was taken down (the ``takedowns`` table) with reason ``takedown``; the blocking gate
 checks the staged table and that records read = documents + rejections.
 """
 
@@ -9,7 +10,9 @@ from dagster import Failure, MetadataValue
 from assets.stage import Outcome, StageContext, StageSpec
 from storage import tables as T
 from quality.suites import accounting_row, raw_crawl_gate
+from documents.blocklist import Blocklist
 from spark_jobs import warc_ingest as ingest
+from storage.delta_table import current_version, read_arrow, table_exists
 
 SPEC = StageSpec(
     name="raw_crawl",
@@ -26,6 +29,11 @@ SPEC = StageSpec(
 )
 
 
+def takedown_blocklist(uri) -> Blocklist:
+    """What `sluice takedown` removed, refused again at ingest (reason ``takedown``)."""
+    return Blocklist.from_rows(read_arrow(uri).to_pylist()) if table_exists(uri) else Blocklist()
+
+
 def work(ctx: StageContext) -> Outcome:
     opts = ctx.options["ingest"]
     folder = ctx.lakehouse.crawl_dir(ctx.crawl_id)
@@ -39,8 +47,12 @@ def work(ctx: StageContext) -> Outcome:
     input_bytes = sum(f.size for f in files)
     ctx.log.info(f"crawl {ctx.crawl_id}: {len(files)} WARC files, {input_bytes / 1e6:.1f} MB")
     ctx.run.log_params({"crawl_dir": str(folder), "warc_files": len(files)})
+    blocklist = takedown_blocklist(ctx.lakehouse.uri(T.TAKEDOWNS.name))
+    if blocklist:
+        ctx.read_input(T.TAKEDOWNS.name, current_version(ctx.lakehouse.uri(T.TAKEDOWNS.name)))
+        ctx.log.info(f"blocklist: {len(blocklist.hashes)} URLs/documents and {len(blocklist.domains)} domains taken down")
     summary = ingest.ingest_warc_files(ctx.spark, files, opts, ctx.output("raw_crawl").staging_uri,
-                                       ctx.output("rejections").staging_uri, ctx.dagster.run_id)
+                                       ctx.output("rejections").staging_uri, ctx.dagster.run_id, blocklist)
     for s in summary.unreadable:
         ctx.log.warning(f"{s['warc_file']}: {s['detail']}")
     docs, rejected = ctx.output("raw_crawl").staged_rows(), ctx.output("rejections").staged_rows()

@@ -137,7 +137,16 @@ def gopher_repetition_signals(text: str, words: list[str], o: GopherRepetitionOp
     return sig
 
 
-def gopher_repetition_verdict(s: dict[str, float], o: GopherRepetitionOptions) -> tuple[str, float] | None:
+# A verdict is (reason, measured value, the bound it crossed: "> 0.3"), so that an audit can say
+# "dropped at gopher_quality.mean_word_length: 2.1 < 3.0" without the run's config at hand.
+Verdict = tuple[str, float, str]
+
+
+def _bound(op: str, limit: float) -> str:
+    return f"{op} {limit:g}"
+
+
+def gopher_repetition_verdict(s: dict[str, float], o: GopherRepetitionOptions) -> Verdict | None:
     for key, limit in (
         ("dup_para_frac", o.dup_para_frac),
         ("dup_para_char_frac", o.dup_para_char_frac),
@@ -145,13 +154,13 @@ def gopher_repetition_verdict(s: dict[str, float], o: GopherRepetitionOptions) -
         ("dup_line_char_frac", o.dup_line_char_frac),
     ):
         if s[key] > limit:
-            return f"gopher_rep.{key}", s[key]
+            return f"gopher_rep.{key}", s[key], _bound(">", limit)
     for n, limit in o.top_ngram_char_frac.items():
         if s[f"top_{n}gram_char_frac"] > limit:
-            return f"gopher_rep.top_{n}gram_char_frac", s[f"top_{n}gram_char_frac"]
+            return f"gopher_rep.top_{n}gram_char_frac", s[f"top_{n}gram_char_frac"], _bound(">", limit)
     for n, limit in o.dup_ngram_char_frac.items():
         if s[f"dup_{n}gram_char_frac"] > limit:
-            return f"gopher_rep.dup_{n}gram_char_frac", s[f"dup_{n}gram_char_frac"]
+            return f"gopher_rep.dup_{n}gram_char_frac", s[f"dup_{n}gram_char_frac"], _bound(">", limit)
     return None
 
 
@@ -188,19 +197,22 @@ def gopher_quality_signals(text: str, words: list[str], o: GopherQualityOptions)
     }
 
 
-def gopher_quality_verdict(s: dict[str, float], o: GopherQualityOptions) -> tuple[str, float] | None:
+def gopher_quality_verdict(s: dict[str, float], o: GopherQualityOptions) -> Verdict | None:
+    def outside(key: str, lo: float, hi: float) -> str | None:
+        return _bound("<", lo) if s[key] < lo else _bound(">", hi) if s[key] > hi else None
+
     checks = (
-        ("word_count", s["word_count"] < o.min_words or s["word_count"] > o.max_words),
-        ("mean_word_length", not (o.min_mean_word_length <= s["mean_word_length"] <= o.max_mean_word_length)),
-        ("symbol_word_ratio", s["symbol_word_ratio"] > o.max_symbol_word_ratio),
-        ("bullet_lines_ratio", s["bullet_lines_ratio"] > o.max_bullet_lines_ratio),
-        ("ellipsis_lines_ratio", s["ellipsis_lines_ratio"] > o.max_ellipsis_lines_ratio),
-        ("alpha_words_ratio", s["alpha_words_ratio"] < o.min_alpha_words_ratio),
-        ("stop_word_count", s["stop_word_count"] < o.min_stop_words),
+        ("word_count", outside("word_count", o.min_words, o.max_words)),
+        ("mean_word_length", outside("mean_word_length", o.min_mean_word_length, o.max_mean_word_length)),
+        ("symbol_word_ratio", _bound(">", o.max_symbol_word_ratio) if s["symbol_word_ratio"] > o.max_symbol_word_ratio else None),
+        ("bullet_lines_ratio", _bound(">", o.max_bullet_lines_ratio) if s["bullet_lines_ratio"] > o.max_bullet_lines_ratio else None),
+        ("ellipsis_lines_ratio", _bound(">", o.max_ellipsis_lines_ratio) if s["ellipsis_lines_ratio"] > o.max_ellipsis_lines_ratio else None),
+        ("alpha_words_ratio", _bound("<", o.min_alpha_words_ratio) if s["alpha_words_ratio"] < o.min_alpha_words_ratio else None),
+        ("stop_word_count", _bound("<", o.min_stop_words) if s["stop_word_count"] < o.min_stop_words else None),
     )
-    for key, failed in checks:
-        if failed:
-            return f"gopher_quality.{key}", s[key]
+    for key, bound in checks:
+        if bound:
+            return f"gopher_quality.{key}", s[key], bound
     return None
 
 
@@ -221,13 +233,13 @@ class C4Options(BaseModel):
     filter_policy: bool = True
 
 
-def c4_clean(text: str, o: C4Options) -> tuple[str | None, tuple[str, float] | None, dict[str, float]]:
+def c4_clean(text: str, o: C4Options) -> tuple[str | None, Verdict | None, dict[str, float]]:
     """C4's line filters and document rules. Returns (new text, failed rule, signals)."""
     lowered = text.lower()
     if o.filter_lorem_ipsum and "lorem ipsum" in lowered:
-        return None, ("c4.lorem_ipsum", 1.0), {}
+        return None, ("c4.lorem_ipsum", 1.0, "contains 'lorem ipsum'"), {}
     if o.filter_curly_bracket and "{" in text:
-        return None, ("c4.curly_bracket", float(text.count("{"))), {}
+        return None, ("c4.curly_bracket", float(text.count("{")), "contains '{'"), {}
     kept: list[str] = []
     removed = 0
     for line in text.split("\n"):
@@ -254,7 +266,7 @@ def c4_clean(text: str, o: C4Options) -> tuple[str | None, tuple[str, float] | N
     sentences = len(_SENTENCE_END.findall(new))
     sig = {"c4_lines_removed": float(removed), "sentence_count": float(sentences)}
     if sentences < o.min_sentences:
-        return None, ("c4.min_sentences", float(sentences)), sig
+        return None, ("c4.min_sentences", float(sentences), _bound("<", o.min_sentences)), sig
     return new, None, sig
 
 
@@ -282,13 +294,13 @@ def fineweb_signals(text: str, words: list[str], o: FineWebOptions) -> dict[str,
     }
 
 
-def fineweb_verdict(s: dict[str, float], o: FineWebOptions) -> tuple[str, float] | None:
+def fineweb_verdict(s: dict[str, float], o: FineWebOptions) -> Verdict | None:
     if s["line_punct_ratio"] < o.min_line_punct_ratio:
-        return "fineweb.line_punct_ratio", s["line_punct_ratio"]
+        return "fineweb.line_punct_ratio", s["line_punct_ratio"], _bound("<", o.min_line_punct_ratio)
     if s["short_line_ratio"] > o.max_short_line_ratio:
-        return "fineweb.short_line_ratio", s["short_line_ratio"]
+        return "fineweb.short_line_ratio", s["short_line_ratio"], _bound(">", o.max_short_line_ratio)
     if s["char_dup_ratio"] > o.max_char_dup_ratio:
-        return "fineweb.char_dup_ratio", s["char_dup_ratio"]
+        return "fineweb.char_dup_ratio", s["char_dup_ratio"], _bound(">", o.max_char_dup_ratio)
     if s["newline_word_ratio"] > o.max_newline_word_ratio:
-        return "fineweb.newline_word_ratio", s["newline_word_ratio"]
+        return "fineweb.newline_word_ratio", s["newline_word_ratio"], _bound(">", o.max_newline_word_ratio)
     return None

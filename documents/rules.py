@@ -112,7 +112,7 @@ def _measured(signals: Callable, verdict: Callable) -> Callable[[Doc, Any, Any],
         s = signals(doc.text, doc.words, o)
         doc.signals.update(s)
         v = verdict(s, o)
-        return (v[0], None, v[1]) if v else None
+        return (v[0], v[2], v[1]) if v else None
 
     return apply
 
@@ -121,7 +121,7 @@ def _c4(doc: Doc, o: Q.C4Options, state: Any) -> Verdict | None:
     new, v, s = Q.c4_clean(doc.text, o)
     doc.signals.update(s)
     if v:
-        return (v[0], None, v[1])
+        return (v[0], v[2], v[1])
     doc.text = new
     return None
 

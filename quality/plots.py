@@ -111,3 +111,16 @@ def shares_png(target: dict[str, float], realised: dict[str, float], title: str,
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, out)
+
+
+def reasons_png(counts: dict[str, int], title: str, out: str | Path, top: int = 25) -> Path:
+    """A horizontal bar per rejection reason (the ``top`` most frequent), largest first."""
+    plt = _pyplot()
+    items = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(items) + 1.2), dpi=100)
+    ax.barh(range(len(items)), [v for _, v in items], color="#d8593b")
+    ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("documents")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out)

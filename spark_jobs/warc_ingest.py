@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from storage.tables import INGEST, RAW_CRAWL_COLUMNS, REJECTION_COLUMNS
+from documents.blocklist import Blocklist
+from storage.tables import INGEST, RAW_CRAWL_COLUMNS, REJECTION_COLUMNS, TAKEDOWN
 
 STAGE = INGEST
 
@@ -189,10 +190,11 @@ class _Batcher:
         return batch
 
 
-def read_warc_file(path: str, rel: str, size: int, opts: IngestOptions) -> Iterator[pa.RecordBatch]:
+def read_warc_file(path: str, rel: str, size: int, opts: IngestOptions, blocklist: Blocklist | None = None) -> Iterator[pa.RecordBatch]:
     """Stream one WARC file into unified rows. Never raises for bad content: a record that cannot
     be used becomes a ``reject`` row, and a file the reader cannot finish ends with an
-    ``unreadable`` reject row at the offset where it stopped."""
+    ``unreadable`` reject row at the offset where it stopped. A response whose URL was taken down
+    (``blocklist``) is rejected with reason ``takedown`` before its payload is read."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     html_types = set(opts.html_content_types)
@@ -214,7 +216,7 @@ def read_warc_file(path: str, rel: str, size: int, opts: IngestOptions) -> Itera
             last_offset = offset
             out = None
             try:
-                out = _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType)
+                out = _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType, blocklist)
             except Exception as e:  # a record we cannot understand is explained, never fatal
                 out = reject(None, None, offset, "unparseable", f"{type(e).__name__}: {e}"[:500])
             if out is not None:
@@ -283,7 +285,7 @@ class HttpResponse:
         return None
 
 
-def _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType):
+def _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType, blocklist=None):
     h = rec.headers
     rec_id = h.get("WARC-Record-ID")
     wtype = h.get("WARC-Type") or str(rec.record_type)
@@ -291,6 +293,8 @@ def _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType):
     date = rec.record_date
     if rec.record_type != WarcRecordType.response:
         return reject(rec_id, url, offset, "not_response", wtype, wtype, date)
+    if blocklist and (takedown := blocklist.match(url)):
+        return reject(rec_id, url, offset, TAKEDOWN, f"takedown {takedown}", wtype, date)
     if not (h.get("Content-Type") or "").lower().startswith("application/http"):
         return reject(rec_id, url, offset, "not_http", h.get("Content-Type"), wtype, date)
     if rec.content_length > opts.max_payload_bytes:
@@ -345,7 +349,7 @@ def _looks_chunked(body: bytes) -> bool:
 
 
 def write_file_outputs(
-    f: WarcFile, index: int, opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str
+    f: WarcFile, index: int, opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str, blocklist: Blocklist | None = None
 ) -> dict[str, Any]:
     """Read one WARC file and write its documents and rejections as Parquet files (named after
     the file's index, see :class:`TaskOutputs`). Returns the file's summary (counts by outcome)."""
@@ -357,7 +361,7 @@ def write_file_outputs(
     reasons: dict[str, int] = {}
     targets = {"doc": (docs_dir, pa.schema(RAW_CRAWL_COLUMNS)), "reject": (rejects_dir, pa.schema(REJECTION_COLUMNS))}
     with TaskOutputs(targets, index) as out:
-        for batch in read_warc_file(f.path, f.rel, f.size, opts):
+        for batch in read_warc_file(f.path, f.rel, f.size, opts, blocklist):
             kinds = batch.column("kind")
             docs = batch.filter(pc.equal(kinds, "doc"))
             out.write("doc", docs.select(out.schema("doc").names))
@@ -388,13 +392,14 @@ SUMMARY_SCHEMA = pa.schema(
 
 
 def _ingest_partition(
-    batches: Iterator[pa.RecordBatch], files: list[tuple[str, str, int]], opts: dict[str, Any], docs_dir: str, rejects_dir: str, run_id: str
+    batches: Iterator[pa.RecordBatch], files: list[tuple[str, str, int]], opts: dict[str, Any], docs_dir: str, rejects_dir: str, run_id: str,
+    blocklist: Blocklist | None = None,
 ) -> Iterator[pa.RecordBatch]:
     options = IngestOptions(**opts)
     for batch in batches:
         for index in batch.column("id").to_pylist():
             path, rel, size = files[index]
-            summary = write_file_outputs(WarcFile(path, rel, size), index, options, docs_dir, rejects_dir, run_id)
+            summary = write_file_outputs(WarcFile(path, rel, size), index, options, docs_dir, rejects_dir, run_id, blocklist)
             yield pa.RecordBatch.from_pylist([summary], schema=SUMMARY_SCHEMA)
 
 
@@ -430,7 +435,8 @@ class IngestSummary:
         return out
 
 
-def ingest_warc_files(spark, files: list[WarcFile], opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str) -> IngestSummary:
+def ingest_warc_files(spark, files: list[WarcFile], opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str,
+                      blocklist: Blocklist | None = None) -> IngestSummary:
     """One Spark task per WARC file. Tasks stream their file and write Parquet straight into the
     two staging folders (on a cluster: shared storage), so page bodies never cross into the JVM;
     only one summary row per file comes back to the driver."""
@@ -441,6 +447,7 @@ def ingest_warc_files(spark, files: list[WarcFile], opts: IngestOptions, docs_di
     ordered = sorted(files, key=lambda f: -f.size)
     table = [(f.path, f.rel, f.size) for f in ordered]
     ids = spark.range(0, len(table), 1, numPartitions=max(1, len(table)))
-    fn = partial(_ingest_partition, files=table, opts=opts.model_dump(), docs_dir=docs_dir, rejects_dir=rejects_dir, run_id=run_id)
+    fn = partial(_ingest_partition, files=table, opts=opts.model_dump(), docs_dir=docs_dir, rejects_dir=rejects_dir, run_id=run_id,
+                 blocklist=blocklist)
     out = ids.mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
     return IngestSummary(sorted((r.asDict() for r in out), key=lambda r: r["warc_file"]))

@@ -41,6 +41,9 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
 from storage.tables import RESUME, STAGING  # the folder names live in the table contract
+from storage.tables import TAKEDOWNS as _TAKEDOWNS
+
+TAKEDOWNS_TABLE = _TAKEDOWNS.name
 _TXN_FILE = re.compile(r"^([0-9a-f]{32})-\d+\.(?:[a-z0-9]+\.)?parquet$")
 
 
@@ -56,10 +59,43 @@ def table_exists(uri: str | Path) -> bool:
 
 
 def open_table(uri: str | Path, version: int | None = None) -> DeltaTable:
+    """A table, at ``version`` if given. An older version whose files a takedown purged cannot be
+    read: that raises :class:`LakehouseError` naming the takedown (see :func:`check_not_purged`)."""
     try:
-        return DeltaTable(str(uri), version=version)
+        dt = DeltaTable(str(uri), version=version)
     except TableNotFoundError as e:
         raise LakehouseError(f"no Delta table at {uri}") from e
+    if version is not None:
+        check_not_purged(uri, dt)
+    return dt
+
+
+def check_not_purged(uri: str | Path, dt: DeltaTable) -> None:
+    """Refuse a pinned version that references files a takedown purged. Time travel must not
+    bring removed documents back, and a version with files missing would be silently incomplete;
+    so reading it fails and says which takedown, and from which version on the table reads again."""
+    root = Path(uri)
+    takedowns = root.parent / TAKEDOWNS_TABLE
+    if root.name == TAKEDOWNS_TABLE or not DeltaTable.is_deltatable(str(takedowns)):
+        return
+    prefix = str(root.resolve()).rstrip("/") + "/"
+    missing = [u for u in dt.file_uris() if not os.path.exists(u.replace("file://", "", 1))]
+    if not missing:
+        return
+    culprits = []
+    for r in DeltaTable(str(takedowns)).to_pyarrow_table().to_pylist():
+        removed = json.loads(r.get("rows_removed") or "{}").get(root.name)
+        if removed and removed.get("version", -1) > dt.version():
+            culprits.append((removed["version"], r))
+    if not culprits:
+        raise LakehouseError(f"{root.name}@v{dt.version()}: {len(missing)} of its files are missing "
+                             f"(e.g. {missing[0].split(prefix, 1)[-1]}); it cannot be read")
+    v_after, r = max(culprits, key=lambda c: c[0])
+    raise LakehouseError(
+        f"{root.name}@v{dt.version()} can no longer be read: takedown {r['takedown_id']} ({r['reason']}"
+        + (f", ticket {r['ticket']}" if r.get("ticket") else "") + f", {r['requested_at']}) purged {len(missing)} of its files so that "
+        f"the removed documents cannot come back through time travel. Read version {v_after} or later."
+    )
 
 
 def current_version(uri: str | Path) -> int | None:
@@ -169,6 +205,8 @@ def parquet_stats(path: str | Path) -> tuple[int, str, pa.Schema]:
         lo = hi = None
         nc = 0
         for rg in range(md.num_row_groups):
+            if md.row_group(rg).num_rows == 0:  # an empty row group has no statistics and holds nothing
+                continue
             st = md.row_group(rg).column(ci).statistics
             if st is None:
                 ok_minmax = False
@@ -326,6 +364,8 @@ class Transaction:
         writer = None
         n = rows = 0
         for b in batches:
+            if b.num_rows == 0 and writer is not None:
+                continue
             if writer is None or rows >= max_rows_per_file:
                 if writer is not None:
                     writer.close()
@@ -340,6 +380,12 @@ class Transaction:
     def staged_files(self) -> list[Path]:
         """The Parquet files staged so far: exactly what a commit would publish."""
         return sorted(p for p in self.staging_dir.rglob("*.parquet") if p.is_file())
+
+    def planned_paths(self) -> dict[Path, str]:
+        """Each staged file and the path (relative to the table) a commit will give it."""
+        part_dir = _partition_dir(self.partition)
+        names = (f"{self.txn_id}-{i:05d}.parquet" for i in range(len(self.staged_files())))
+        return {src: (f"{part_dir}/{n}" if part_dir else n) for src, n in zip(self.staged_files(), names)}
 
     def staged_rows(self) -> int:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.staged_files())
@@ -387,7 +433,6 @@ class Transaction:
             raise LakehouseError(f"unknown write mode {mode!r}")
         if self._committed:
             raise LakehouseError("transaction already committed")
-        staged = self.staged_files()
         part_dir = _partition_dir(self.partition)
         dest_dir = self.root / part_dir if part_dir else self.root
         dest_dir.mkdir(parents=True, exist_ok=True)
@@ -395,16 +440,15 @@ class Transaction:
         data_schema: pa.Schema | None = None
         rows = size = 0
         now_ms = int(time.time() * 1000)
-        for i, src in enumerate(staged):
+        for src, rel in self.planned_paths().items():
             n, stats, schema = parquet_stats(src)
             if data_schema is None:
                 data_schema = schema
             elif not schema.equals(data_schema, check_metadata=False):
                 raise LakehouseError(f"staged files disagree on schema: {src.name}")
-            dst = dest_dir / f"{self.txn_id}-{i:05d}.parquet"
+            dst = self.root / rel
             os.replace(src, dst)
             fsize = dst.stat().st_size
-            rel = f"{part_dir}/{dst.name}" if part_dir else dst.name
             adds.append(AddAction(rel, fsize, {k: str(v) for k, v in self.partition.items()}, now_ms, True, stats))
             rows += n
             size += fsize

@@ -34,6 +34,14 @@ def mixture_hash(spec: MixtureSpec) -> str:
     return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
+def write_jsonl_shard(path: str | Path, t: pa.Table) -> None:
+    """A shard as a training job reads it: zstd JSONL of ``id`` (doc_id:repeat), ``text``, ``source``, ``token_count``."""
+    with pa.CompressedOutputStream(str(path), "zstd") as fh:
+        for r in t.select(["doc_id", "repeat", "source", "token_count", "text"]).to_pylist():
+            fh.write((json.dumps({"id": f"{r['doc_id']}:{r['repeat']}", "text": r["text"], "source": r["source"],
+                                  "token_count": r["token_count"]}, ensure_ascii=False, sort_keys=True) + "\n").encode())
+
+
 def training_order(t: pa.Table, seed: int) -> pa.Table:
     """Rows sorted by a keyed hash of (doc_id, repeat, seed); ties (never in practice) by doc_id, repeat."""
     import pandas as pd
@@ -69,10 +77,7 @@ def export_mixture(root: str | Path, spec: MixtureSpec, out_dir: str | Path, ver
         pq_path = out / f"shard-{i:05d}.parquet"
         pq.write_table(part_t, pq_path, compression="zstd")
         js_path = out / f"shard-{i:05d}.jsonl.zst"
-        with pa.CompressedOutputStream(str(js_path), "zstd") as fh:
-            for r in part_t.select(["doc_id", "repeat", "source", "token_count", "text"]).to_pylist():
-                fh.write((json.dumps({"id": f"{r['doc_id']}:{r['repeat']}", "text": r["text"], "source": r["source"],
-                                      "token_count": r["token_count"]}, ensure_ascii=False, sort_keys=True) + "\n").encode())
+        write_jsonl_shard(js_path, part_t)
         shards.append({"shard": i, "documents": part_t.num_rows, "tokens": int(pc.sum(part_t.column("token_count")).as_py()),
                        "files": {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in (js_path, pq_path)}})
     index = pa.table({"doc_id": t.column("doc_id"), "repeat": t.column("repeat"), "shard": pa.array(shard_of),

@@ -24,6 +24,7 @@ FILTER = "filter"
 DEDUP = "dedup"
 REWRITE = "rewrite"
 DECONTAM = "decontam"
+TAKEDOWN = "takedown"  # the reason ingest gives a record whose URL or domain was taken down
 
 
 # ---- the lakehouse's folders (beside the tables) --------------------------------------------------
@@ -112,6 +113,11 @@ MIXED_COLUMNS: Columns = [
 ]
 
 
+def preview_cell(value: object, width: int = 80) -> str:
+    """How a value appears in an asset's Markdown preview (a takedown scrubs exactly this form)."""
+    return str(value)[:width].replace("|", "\\|").replace("\n", " ")
+
+
 def score_columns(scoring_options: object) -> Columns:
     """``<name>`` (the score) and ``<name>_label`` for each configured scorer."""
     out: Columns = []
@@ -141,5 +147,17 @@ DECONTAMINATED = TableSpec("decontaminated", DECONTAMINATED_COLUMNS, _CRAWL, "de
 MIXED = TableSpec("mixed", MIXED_COLUMNS, ("mixture_name",), "mixed",
                   "one row per document and repeat of a training mixture; source = the mixture's bucket, origin = the text layer")
 
+# One row per takedown. A URL or document id is kept only as its sha256 (what ingest's blocklist
+# matches), so the record of a removal does not itself hold what was removed; a domain is kept as is.
+TAKEDOWN_COLUMNS: Columns = [
+    ("takedown_id", pa.string()), ("kind", pa.string()), ("target", pa.string()), ("target_sha256", pa.string()),
+    ("url_sha256", pa.list_(pa.string())),
+    ("reason", pa.string()), ("ticket", pa.string()), ("requested_at", _TS), ("documents", pa.int64()),
+    ("rows_removed", pa.string()), ("files_purged", pa.int64()), ("files_scrubbed", pa.int64()), ("exports_flagged", pa.string()),
+]
+TAKEDOWNS = TableSpec("takedowns", TAKEDOWN_COLUMNS, (), "sluice takedown",
+                      "what was taken down, when, why (reason, ticket) and how many rows each table lost; ingest's blocklist")
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
-    RAW_CRAWL, REJECTIONS, FILTERED, DEDUPLICATED, DEDUP_CLUSTERS, DEDUP_SIGNATURES, QUALITY_SCORED, REWRITTEN, DECONTAMINATED, MIXED)}
+    RAW_CRAWL, REJECTIONS, FILTERED, DEDUPLICATED, DEDUP_CLUSTERS, DEDUP_SIGNATURES, QUALITY_SCORED, REWRITTEN, DECONTAMINATED, MIXED,
+    TAKEDOWNS)}

@@ -55,7 +55,7 @@ def lines_with_dups(n_unique: int, n_dup: int, dup_line: str = "short repeated l
 def test_dup_line_frac():
     # 3 of 10 lines repeat an earlier one (0.30) vs 4 of 11 (0.36); their characters stay few.
     assert rep_verdict(lines_with_dups(6, 3, "ok")) is None
-    rule, value = rep_verdict(lines_with_dups(6, 4, "ok"))
+    rule, value, _bound = rep_verdict(lines_with_dups(6, 4, "ok"))
     assert rule == "gopher_rep.dup_line_frac" and value == pytest.approx(4 / 11)
 
 
@@ -129,7 +129,7 @@ def prose(n_words: int, seed: int = 0) -> str:
 
 def test_word_count():
     assert qual_verdict(prose(50)) is None
-    assert qual_verdict(prose(49)) == ("gopher_quality.word_count", 49.0)
+    assert qual_verdict(prose(49)) == ("gopher_quality.word_count", 49.0, "< 50")
 
 
 def test_mean_word_length():
@@ -146,7 +146,7 @@ def test_symbol_word_ratio():
     inside = " ".join(base[:90] + ["#x"] * 10)  # 10 symbols / 100 words
     outside = " ".join(base[:89] + ["#x"] * 11)
     assert qual_verdict(inside) is None
-    assert qual_verdict(outside) == ("gopher_quality.symbol_word_ratio", pytest.approx(0.11))
+    assert qual_verdict(outside) == ("gopher_quality.symbol_word_ratio", pytest.approx(0.11), "> 0.1")
 
 
 def test_bullet_lines_ratio():
@@ -155,7 +155,7 @@ def test_bullet_lines_ratio():
     inside = "\n".join(("- " + l if i < 90 else l) for i, l in enumerate(lines))
     outside = "\n".join(("- " + l if i < 91 else l) for i, l in enumerate(lines))
     assert qual_verdict(inside) is None
-    assert qual_verdict(outside) == ("gopher_quality.bullet_lines_ratio", pytest.approx(0.91))
+    assert qual_verdict(outside) == ("gopher_quality.bullet_lines_ratio", pytest.approx(0.91), "> 0.9")
 
 
 def test_ellipsis_lines_ratio():
@@ -164,7 +164,7 @@ def test_ellipsis_lines_ratio():
     inside = "\n".join((l + "…" if i < 3 else l) for i, l in enumerate(lines))
     outside = "\n".join((l + "…" if i < 4 else l) for i, l in enumerate(lines))
     assert qual_verdict(inside) is None
-    assert qual_verdict(outside) == ("gopher_quality.ellipsis_lines_ratio", pytest.approx(0.4))
+    assert qual_verdict(outside) == ("gopher_quality.ellipsis_lines_ratio", pytest.approx(0.4), "> 0.3")
 
 
 def test_alpha_words_ratio():
@@ -172,13 +172,13 @@ def test_alpha_words_ratio():
     inside = " ".join(w[:80] + ["123"] * 20)
     outside = " ".join(w[:79] + ["123"] * 21)
     assert qual_verdict(inside) is None
-    assert qual_verdict(outside) == ("gopher_quality.alpha_words_ratio", pytest.approx(0.79))
+    assert qual_verdict(outside) == ("gopher_quality.alpha_words_ratio", pytest.approx(0.79), "< 0.8")
 
 
 def test_stop_word_count():
     w = uniq_words(60, seed=7)
     assert qual_verdict(" ".join(["the", "with"] + w)) is None
-    assert qual_verdict(" ".join(["the"] + w)) == ("gopher_quality.stop_word_count", 1.0)
+    assert qual_verdict(" ".join(["the"] + w)) == ("gopher_quality.stop_word_count", 1.0, "< 2")
 
 
 # ---- C4 ------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def sentences(n: int, seed: int = 0) -> str:
 def test_c4_min_sentences():
     new, v, _ = Q.c4_clean(sentences(5), C4)
     assert v is None and new.count(".") == 5
-    assert Q.c4_clean(sentences(4), C4)[1] == ("c4.min_sentences", 4.0)
+    assert Q.c4_clean(sentences(4), C4)[1] == ("c4.min_sentences", 4.0, "< 5")
 
 
 def test_c4_document_rules():

@@ -1,0 +1,1 @@
+"""Audits of a lakehouse: trace a document, funnel reports, table history and diffs, takedowns."""

@@ -1,0 +1,214 @@
+"""``sluice trace``: one document's full history across every table of the lakehouse.
+
+Every table is asked for the document by ``doc_id`` (and for what derives from it by
+``source_doc_id`` / ``related_doc_id``); each answer names the table version read and the commit
+that wrote the row, so every step links to its Dagster run, MLflow run and code version. Rejected
+documents answer as well as kept ones: ``rejections`` holds every drop with its rule and value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from audit.lake import Lake
+from storage import tables as T
+
+STEP_ORDER = ["ingest", "filter", "dedup", "quality", "rewrite", "decontam", "mixture", "export", "takedown"]
+_SHOWN_SIGNALS = ("language", "language_score", "word_count", "mean_word_length", "stop_word_count")
+
+
+def sha256(s: str) -> str:
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def doc_ids_for_url(lake: Lake, url: str) -> list[str]:
+    ids: set[str] = set()
+    for table in (T.RAW_CRAWL.name, T.REJECTIONS.name):
+        t, _ = lake.find(table, "url", [url], ["doc_id"])
+        ids.update(t.column("doc_id").to_pylist() if t.num_rows else [])
+    return sorted(i for i in ids if i)
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in row.items():
+        if k in ("text", "html", "minhash", "band_keys"):
+            continue
+        out[k] = v.isoformat() if hasattr(v, "isoformat") else v
+    return out
+
+
+def _rejection_text(r: dict[str, Any]) -> str:
+    stage, reason, value, detail = r.get("stage"), r["reason"], r.get("value"), r.get("detail")
+    if stage == T.DEDUP:
+        kind = "exact" if reason.endswith("exact") else "near"
+        sim = f" (Jaccard {value:.3f})" if value is not None else ""
+        return f"dropped as an {kind} duplicate{sim}; the cluster kept {r.get('related_doc_id')}"
+    if stage == T.DECONTAM:
+        return f"removed: {reason}" + (f" — evidence {detail}" if detail else "")
+    measured = f"{value:g}" if isinstance(value, float) and value == value else None
+    if measured is not None and detail:
+        return f"dropped at {reason}: {measured} {detail}"
+    return f"dropped at {reason}" + (f": {detail}" if detail else f": {measured}" if measured is not None else "")
+
+
+class Tracer:
+    def __init__(self, root: str | Path) -> None:
+        self.lake = Lake(root)
+        self.read: dict[str, int] = {}
+
+    def _find(self, table: str, column: str, values: list[str], columns: list[str] | None = None) -> list[dict[str, Any]]:
+        t, v = self.lake.find(table, column, values, columns)
+        if v is not None:
+            self.read[table] = v
+        return self.lake.rows_with_commits(table, t)
+
+    def trace(self, doc_id: str) -> dict[str, Any]:
+        """The history of one document id, as steps in pipeline order."""
+        steps: list[dict[str, Any]] = []
+
+        def step(kind: str, text: str, src: dict[str, Any] | None = None, **extra: Any) -> None:
+            steps.append({"step": kind, "says": text, **({"commit": src.pop("_commit")} if src and "_commit" in src else {}),
+                          **({"row": _clean(src)} if src else {}), **extra})
+
+        raw = self._find(T.RAW_CRAWL.name, "doc_id", [doc_id], [c for c, _ in T.RAW_CRAWL.columns if c != "html"] + ["crawl_id"])
+        rejected = self._find(T.REJECTIONS.name, "doc_id", [doc_id])
+        by_stage: dict[str, list[dict]] = {}
+        for r in rejected:
+            by_stage.setdefault(r.get("stage") or "", []).append(r)
+        url = (raw[0]["url"] if raw else None) or next((r["url"] for r in rejected if r.get("url")), None)
+        crawl = (raw[0]["crawl_id"] if raw else None) or next((r["crawl_id"] for r in rejected if r.get("crawl_id")), None)
+
+        for r in raw:
+            step("ingest", f"ingested from {r['warc_file']} at offset {r['warc_offset']} (HTTP {r['http_status']}, {r['content_type']}, "
+                           f"fetched {r['warc_date']})", r)
+        for r in by_stage.get(T.INGEST, []):
+            step("ingest", f"rejected at ingest: {r['reason']}" + (f" ({r['detail']})" if r.get("detail") else "") +
+                 f" — record in {r['warc_file']} at offset {r['warc_offset']}", r)
+
+        kept = self._find(T.FILTERED.name, "doc_id", [doc_id], ["doc_id", *_SHOWN_SIGNALS, "crawl_id"])
+        for r in kept:
+            sig = ", ".join(f"{k} {r[k]:.3g}" if isinstance(r[k], float) else f"{k} {r[k]}" for k in _SHOWN_SIGNALS if r.get(k) is not None)
+            step("filter", f"kept by every filter ({sig})", r)
+        for r in by_stage.get(T.FILTER, []):
+            step("filter", _rejection_text(r), r)
+
+        dedup = self._find(T.DEDUPLICATED.name, "doc_id", [doc_id], ["doc_id", "dup_cluster_id", "dup_cluster_size", "exact_hash", "crawl_id"])
+        absorbed = self._find(T.REJECTIONS.name, "related_doc_id", [doc_id], ["doc_id", "url", "reason", "value", "crawl_id", "stage"])
+        absorbed = [a for a in absorbed if a.get("stage") == T.DEDUP]
+        for r in dedup:
+            size = r.get("dup_cluster_size") or 1
+            txt = "kept as the only copy" if size <= 1 else f"kept as the representative of cluster {r['dup_cluster_id']} ({size} documents)"
+            if absorbed:
+                txt += "; absorbed " + ", ".join(f"{a['doc_id']} ({a['reason']}, {a['crawl_id']})" for a in absorbed)
+            if (r.get("_commit") or {}).get("takedown_id"):
+                txt += f" — promoted to the kept copy by takedown {r['_commit']['takedown_id']} (the cluster's kept copy was taken down)"
+            step("dedup", txt, r, absorbed=[_clean({k: v for k, v in a.items() if k != "_commit"}) for a in absorbed])
+        for r in by_stage.get(T.DEDUP, []):
+            step("dedup", _rejection_text(r), r, kept_doc_id=r.get("related_doc_id"))
+        if not dedup and absorbed:  # the kept copy left later (a takedown): who it had absorbed
+            step("dedup", "was the kept copy of a cluster whose other members were " + ", ".join(a["doc_id"] for a in absorbed), None)
+
+        for r in self._find(T.QUALITY_SCORED.name, "doc_id", [doc_id]):
+            uris = json.loads(r.get("model_uri") or "{}")
+            versions = json.loads(r.get("model_version") or "{}")
+            scores = []
+            for name, uri in uris.items():
+                val = r.get(name)
+                scores.append(f"{name} {'null' if val is None else f'{val:.3f}'} ({uri}" + (f" v{versions[name]}" if versions.get(name) else "") + ")")
+            step("quality", "scored: " + "; ".join(scores), r)
+
+        for r in self._find(T.REWRITTEN.name, "source_doc_id", [doc_id], [c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"]):
+            step("rewrite", f"rewritten as {r['doc_id']} by {r['rewriter_model']} ({r['prompt_version']}): score "
+                            f"{r['score_before']:.3f} → {r['score_after']:.3f}", r, rewrite_doc_id=r["doc_id"])
+        for r in self._find(T.REWRITTEN.name, "doc_id", [doc_id], [c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"]):
+            step("rewrite", f"is a rewrite of {r['source_doc_id']} by {r['rewriter_model']} ({r['prompt_version']})", r,
+                 source_doc_id=r["source_doc_id"])
+        for r in by_stage.get(T.REWRITE, []):
+            step("rewrite", _rejection_text(r), r)
+
+        for r in self._find(T.DECONTAMINATED.name, "doc_id", [doc_id], ["doc_id", "source", "source_doc_id", "crawl_id"]):
+            step("decontam", f"kept: no benchmark n-gram overlap (as layer {r['source']})", r)
+        for r in by_stage.get(T.DECONTAM, []):
+            step("decontam", _rejection_text(r), r)
+
+        mixed = self._find(T.MIXED.name, "doc_id", [doc_id], ["doc_id", "repeat", "source", "origin", "token_count", "mixture_name"])
+        mixtures: dict[str, list[dict]] = {}
+        for r in mixed:
+            mixtures.setdefault(r["mixture_name"], []).append(r)
+        for name, rows in mixtures.items():
+            step("mixture", f"in mixture {name!r}, bucket {rows[0]['source']}, {len(rows)} repeat(s), {rows[0]['token_count']} tokens each",
+                 rows[0], repeats=len(rows))
+        for e in self._exports(doc_id):
+            step("export", f"exported in {e['export']}: shard {e['shard']} row {e['row']} (repeat {e['repeat']})", None, **e)
+
+        for r in self.takedowns(doc_id, url):
+            step("takedown", f"taken down {r['requested_at']}: {r['reason']}" + (f" (ticket {r['ticket']})" if r.get("ticket") else "") +
+                 f" — takedown {r['takedown_id']}", r)
+
+        steps.sort(key=lambda s: STEP_ORDER.index(s["step"]))
+        return {"doc_id": doc_id, "url": url, "crawl_id": crawl, "found": bool(steps), "steps": steps}
+
+    def _exports(self, doc_id: str) -> list[dict[str, Any]]:
+        out = []
+        for index in sorted((self.lake.root / T.EXPORTS).glob("*/*/index.parquet")):
+            t = pq.read_table(index, filters=[("doc_id", "=", doc_id)])
+            for r in t.to_pylist():
+                out.append({"export": str(index.parent), "shard": r["shard"], "row": r["row"], "repeat": r["repeat"]})
+        return out
+
+    def takedowns(self, doc_id: str, url: str | None) -> list[dict[str, Any]]:
+        if not self.lake.has(T.TAKEDOWNS.name):
+            return []
+        hashes = [sha256(doc_id)] + ([sha256(url)] if url else [])
+        rows = self._find(T.TAKEDOWNS.name, "target_sha256", hashes)
+        if url:
+            from urllib.parse import urlsplit
+
+            host = (urlsplit(url).hostname or "").lower()
+            domains = [".".join(host.split(".")[i:]) for i in range(len(host.split(".")))]
+            rows += [r for r in self._find(T.TAKEDOWNS.name, "target", domains) if r.get("kind") == "domain"]
+        return rows
+
+
+def trace(root: str | Path, doc_id: str | None = None, url: str | None = None) -> dict[str, Any]:
+    """The history of a document id, or of every document fetched from a URL."""
+    tracer = Tracer(root)
+    ids = [doc_id] if doc_id else doc_ids_for_url(tracer.lake, url or "")
+    docs = [tracer.trace(i) for i in ids]
+    if not docs and url:
+        # Nothing left in any table: perhaps taken down (the takedowns table keeps the URL's hash).
+        gone = tracer.takedowns("", url)
+        docs = [{"doc_id": None, "url": url, "found": bool(gone), "steps": [
+            {"step": "takedown", "says": f"taken down {r['requested_at']}: {r['reason']} — takedown {r['takedown_id']}", "row": _clean(r)}
+            for r in gone]}]
+    return {"lakehouse": str(tracer.lake.root), "query": {"doc_id": doc_id, "url": url}, "tables_read": tracer.read, "documents": docs}
+
+
+def render(result: dict[str, Any]) -> str:
+    """The trace as a person reads it: one line per step, with its table version and runs."""
+    lines = []
+    if not result["documents"] or not any(d["found"] for d in result["documents"]):
+        q = result["query"]
+        return f"no document {q['doc_id'] or q['url']!r} in any table of {result['lakehouse']}"
+    for d in result["documents"]:
+        lines.append(f"document {d['doc_id']}  {d.get('url') or ''}  (crawl {d.get('crawl_id') or '?'})")
+        for s in d["steps"]:
+            c = s.get("commit") or {}
+            where = f"{c['table']}@v{c['version']}" if c.get("version") is not None else (c.get("table") or "")
+            runs = ", ".join(f"{k.split('_')[0]} {str(c[k])[:8]}" for k in ("dagster_run_id", "mlflow_run_id") if c.get(k))
+            lines.append(f"  {s['step']:<9} {s['says']}")
+            if where or runs:
+                lines.append(f"  {'':<9}   ↳ {where}" + (f"  [{runs}]" if runs else "") + (f"  code {c['code_version']}" if c.get("code_version") else ""))
+    lines.append("tables read: " + ", ".join(f"{k}@v{v}" for k, v in sorted(result["tables_read"].items())))
+    return "\n".join(lines)
+
+
+def to_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=1, default=str)
+
