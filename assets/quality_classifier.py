@@ -10,7 +10,9 @@ Positives come from a reference corpus of clean text (default: ``reference_corpu
 crawl's landing folder), negatives are drawn from the crawl's pinned `deduplicated` documents (the
 GPT-3 / DCLM recipe) — or a labelled JSONL is used instead, or, for a crawl with neither,
 pseudo-labels from the built-in signals scorer (``classifier.source``). Training runs in
-``gpu_jobs`` through Dagster Pipes. The gate requires a held-out ROC-AUC of at least ``quality.min_classifier_auc``.
+``gpu_jobs`` through Dagster Pipes: a fastText model on a CPU (seconds to train, thousands of
+documents a second to score), a logistic head on a frozen transformer encoder where CUDA is present
+(``classifier.model_kind``). The gate requires a held-out ROC-AUC of at least ``quality.min_classifier_auc``.
 """
 
 from pathlib import Path
@@ -67,7 +69,7 @@ def work(ctx: StageContext) -> Outcome:
 
     def register(approved: bool, failures: list[str] = ()) -> dict:
         tags = {"crawl_id": ctx.crawl_id, "trained_on": f"deduplicated@v{docs.version}", "roc_auc": f"{m['roc_auc']:.4f}",
-                "accuracy": f"{m['accuracy']:.4f}", "backbone": summary["backbone"], "source": summary["source"]}
+                "accuracy": f"{m['accuracy']:.4f}", "backbone": summary["backbone"], "kind": summary["kind"], "source": summary["source"]}
         if failures:
             tags["gate_failures"] = "; ".join(failures)[:4000]
         mv = ctx.lineage.register_model(ctx.run.run_id, o.registered_model, approved, tags=tags)
@@ -81,7 +83,8 @@ def work(ctx: StageContext) -> Outcome:
         metrics={k: v for k, v in m.items() if isinstance(v, (int, float))},
         metadata={"registered_model": o.registered_model, "roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "examples": m["examples"],
                   "positives": m["positives"], "held_out": m["held_out"], "training_source": source,
-                  "trained_on": f"deduplicated@v{docs.version}", "backbone": summary["backbone"], "device": summary["device"]},
+                  "trained_on": f"deduplicated@v{docs.version}", "backbone": summary["backbone"], "kind": summary["kind"],
+                  "device": summary["device"]},
         on_publish=[lambda _commits: register(True)],
         on_reject=[lambda failures: register(False, failures)],
     )

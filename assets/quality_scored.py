@@ -10,8 +10,11 @@ tagged with the table version it scored.
 
 import shutil
 
+from pathlib import Path
+
 from dagster import MetadataValue
 
+from gpu_jobs.scorers.base import read_model_card
 from assets.stage import Outcome, StageContext, StageSpec
 from storage import tables as T
 from quality.plots import histogram_png, markdown_image
@@ -44,6 +47,10 @@ def resolved_classifiers(ctx: StageContext) -> list[dict]:
             ctx.log.warning(f"scorer {c.name!r}: {e}; its column is left null")
             out.append({**spec, "path": None, "uri": c.model, "version": None, "unavailable": str(e)})
             continue
+        card = read_model_card(path) if Path(path).is_dir() else None
+        if card:  # a model Sluice trained says how it is read (a fastText model, a sequence classifier)
+            spec.update(kind=card["kind"], label=c.label or card.get("label"))
+            path = str(Path(path) / card["file"]) if card.get("file") else path
         out.append({**spec, "path": path, "uri": uri, "version": version})
     return out
 
@@ -53,6 +60,7 @@ def work(ctx: StageContext) -> Outcome:
     docs = ctx.pin("deduplicated")
     classifiers = resolved_classifiers(ctx)
     names = [c["name"] for c in classifiers if not c.get("unavailable")]
+    names += [e.name for e in opts.ensembles if any(m in names for m in e.of)]  # ensembles scored by one member or more
     ctx.run.log_params({f"model.{c['name']}": c["uri"] for c in classifiers})
     summary = ctx.gpu_job("gpu_jobs.score", {
         "input_files": docs.paths, "input_uri": ctx.lakehouse.uri(docs.table), "input_version": docs.version,

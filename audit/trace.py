@@ -62,7 +62,7 @@ class Tracer:
         self.lake = Lake(root)
         self.read: dict[str, int] = {}
 
-    def _find(self, table: str, column: str, values: list[str], columns: list[str] | None = None) -> list[dict[str, Any]]:
+    def _find(self, table: str, column: str | dict, values: list[str] = (), columns: list[str] | None = None) -> list[dict[str, Any]]:
         t, v = self.lake.find(table, column, values, columns)
         if v is not None:
             self.read[table] = v
@@ -77,7 +77,10 @@ class Tracer:
                           **({"row": _clean(src)} if src else {}), **extra})
 
         raw = self._find(T.RAW_CRAWL.name, "doc_id", [doc_id], [c for c, _ in T.RAW_CRAWL.columns if c != "html"] + ["crawl_id"])
-        rejected = self._find(T.REJECTIONS.name, "doc_id", [doc_id])
+        # One scan of `rejections`: the document's own rejections and the duplicates it absorbed.
+        both = self._find(T.REJECTIONS.name, {"doc_id": [doc_id], "related_doc_id": [doc_id]})
+        rejected = [r for r in both if r["doc_id"] == doc_id]
+        absorbed = [r for r in both if r.get("related_doc_id") == doc_id and r.get("stage") == T.DEDUP]
         by_stage: dict[str, list[dict]] = {}
         for r in rejected:
             by_stage.setdefault(r.get("stage") or "", []).append(r)
@@ -99,8 +102,6 @@ class Tracer:
             step("filter", _rejection_text(r), r)
 
         dedup = self._find(T.DEDUPLICATED.name, "doc_id", [doc_id], ["doc_id", "dup_cluster_id", "dup_cluster_size", "exact_hash", "crawl_id"])
-        absorbed = self._find(T.REJECTIONS.name, "related_doc_id", [doc_id], ["doc_id", "url", "reason", "value", "crawl_id", "stage"])
-        absorbed = [a for a in absorbed if a.get("stage") == T.DEDUP]
         for r in dedup:
             size = r.get("dup_cluster_size") or 1
             txt = "kept as the only copy" if size <= 1 else f"kept as the representative of cluster {r['dup_cluster_id']} ({size} documents)"
@@ -123,10 +124,12 @@ class Tracer:
                 scores.append(f"{name} {'null' if val is None else f'{val:.3f}'} ({uri}" + (f" v{versions[name]}" if versions.get(name) else "") + ")")
             step("quality", "scored: " + "; ".join(scores), r)
 
-        for r in self._find(T.REWRITTEN.name, "source_doc_id", [doc_id], [c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"]):
+        rewrites = self._find(T.REWRITTEN.name, {"doc_id": [doc_id], "source_doc_id": [doc_id]},
+                              columns=[c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"])
+        for r in [r for r in rewrites if r["source_doc_id"] == doc_id]:
             step("rewrite", f"rewritten as {r['doc_id']} by {r['rewriter_model']} ({r['prompt_version']}): score "
                             f"{r['score_before']:.3f} → {r['score_after']:.3f}", r, rewrite_doc_id=r["doc_id"])
-        for r in self._find(T.REWRITTEN.name, "doc_id", [doc_id], [c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"]):
+        for r in [r for r in rewrites if r["doc_id"] == doc_id]:
             step("rewrite", f"is a rewrite of {r['source_doc_id']} by {r['rewriter_model']} ({r['prompt_version']})", r,
                  source_doc_id=r["source_doc_id"])
         for r in by_stage.get(T.REWRITE, []):

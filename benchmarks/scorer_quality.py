@@ -11,9 +11,12 @@ once before any scorer was tuned; ambiguous pages were left unlabelled.
 Prints the ROC-AUC (with a bootstrap 95% interval) of:
 * single signals: stop-word ratio, word count, line punctuation;
 * ``builtin:signals-v1``, the default ``quality`` score;
-* the classifier that ``quality_classifier`` trains on a crawl with no reference corpus
-  (MiniLM + logistic head on signals pseudo-labels, trained here on the unlabelled pool of the
-  same pages: it never sees a human label), alone and averaged with signals-v1 in logit space;
+* the classifiers that ``quality_classifier`` trains on a crawl with no reference corpus, on
+  signals pseudo-labels from the unlabelled pool of the same pages (they never see a human label):
+  fastText (the CPU default) and a MiniLM logistic head (the CUDA default), alone and averaged with
+  signals-v1 in logit space;
+
+and, for every scorer, documents per second on one CPU core (torch and fastText on one thread).
 * any HF sequence classifier given with ``--model`` (e.g. a registered `sluice-quality` version).
 """
 
@@ -23,6 +26,7 @@ import argparse
 import gzip
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +98,9 @@ def bootstrap_auc(y: np.ndarray, s: np.ndarray, n: int = 1000, seed: int = 0) ->
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 
-def pseudo_label_classifier(pool: list[str], workdir: Path) -> Path:
-    """quality_classifier's no-reference path, run on the pool: signals pseudo-labels, MiniLM head."""
+def pseudo_label_classifier(pool: list[str], workdir: Path, kind: str) -> Path:
+    """quality_classifier's no-reference path, run on the pool: signals pseudo-labels; ``kind``
+    fasttext (the CPU default) or hf (MiniLM head, the CUDA default)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -103,12 +108,12 @@ def pseudo_label_classifier(pool: list[str], workdir: Path) -> Path:
     from gpu_jobs.train_classifier import run
 
     pq.write_table(pa.table({"text": pool}), workdir / "pool.parquet")
-    out = workdir / "model"
+    out = workdir / f"model-{kind}"
 
     class Log:
         info = warning = staticmethod(lambda m: print(f"  [train] {m}", file=sys.stderr))
 
-    run({"backbone": ClassifierTraining().backbone, "options": ClassifierTraining().model_dump(), "positives_path": None,
+    run({"backbone": ClassifierTraining().backbone, "options": ClassifierTraining(model_kind=kind).model_dump(), "positives_path": None,
          "labelled_path": None, "negative_files": [str(workdir / "pool.parquet")], "output_dir": str(out)}, Log, lambda s: None)
     return out
 
@@ -139,29 +144,49 @@ def main() -> None:
         "word count": np.array([s["log10_words"] for s in sig]),
         "line punctuation ratio": np.array([s["line_punct_ratio"] for s in sig]),
     }
-    signals = SignalScorer().score(texts).score
+    speed: dict[str, float] = {}
+
+    def timed(name: str, fn, repeat: int = 1) -> np.ndarray:
+        """Scores, and documents per second on one core (the scorer pinned to one thread)."""
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            out = fn()
+        speed[name] = repeat * len(texts) / (time.perf_counter() - t0)
+        return out
+
+    import torch
+
+    torch.set_num_threads(1)
+    signals = timed("builtin:signals-v1 (default `quality`)", lambda: SignalScorer().score(texts).score)
     rows["builtin:signals-v1 (default `quality`)"] = signals
+
+    def lg(p):
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
     if not args.no_classifier:
+        from gpu_jobs.scorers.fasttext import FastTextClassifier
         from gpu_jobs.scorers.hf import HFClassifier
 
         with tempfile.TemporaryDirectory() as tmp:
-            model = HFClassifier(str(pseudo_label_classifier(list(docs.values()), Path(tmp))), max_length=256, device="cpu")
-            clf = model.score(texts, batch_tokens=16384, max_batch_size=64).score
-        rows["MiniLM head on signals pseudo-labels (`classifier`)"] = clf
-
-        def lg(p):
-            p = np.clip(p, 1e-6, 1 - 1e-6)
-            return np.log(p / (1 - p))
-
-        rows["signals-v1 + classifier, mean logit"] = (lg(signals) + lg(clf)) / 2
+            ft = FastTextClassifier(str(pseudo_label_classifier(list(docs.values()), Path(tmp), "fasttext") / "model.bin"))
+            name = "fastText on signals pseudo-labels (`classifier`, CPU)"
+            rows[name] = timed(name, lambda: ft.score(texts).score, repeat=20)
+            hf = HFClassifier(str(pseudo_label_classifier(list(docs.values()), Path(tmp), "hf")), max_length=256, device="cpu")
+            name = "MiniLM head on signals pseudo-labels (`classifier`, CUDA)"
+            rows[name] = timed(name, lambda: hf.score(texts, batch_tokens=16384, max_batch_size=64).score)
+        for kind in ("fastText", "MiniLM"):
+            clf = next(v for k, v in rows.items() if k.startswith(kind))
+            rows[f"signals-v1 + {kind}, mean logit (ensemble)"] = (lg(signals) + lg(clf)) / 2
     for m in args.model:
         from gpu_jobs.scorers.hf import HFClassifier
 
         rows[f"--model {m}"] = HFClassifier(m, max_length=256, device="cpu").score(texts, batch_tokens=16384).score
-    print(f"\n{'scorer':55s} {'ROC-AUC':>8s}   95% bootstrap")
+    print(f"\n{'scorer':58s} {'ROC-AUC':>8s}   95% bootstrap     docs/s per core")
     for name, s in rows.items():
         lo, hi = bootstrap_auc(y, s)
-        print(f"{name:55s} {roc_auc(y, s):8.3f}   [{lo:.3f}, {hi:.3f}]")
+        rate = f"{speed[name]:>12,.0f}" if name in speed else f"{'':>12s}"
+        print(f"{name:58s} {roc_auc(y, s):8.3f}   [{lo:.3f}, {hi:.3f}]   {rate}")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,32 @@ import time
 
 import pyarrow as pa
 
+import numpy as np
+
 from gpu_jobs.chunked_output import ChunkedOutput, work_key
-from gpu_jobs.scorers import load_scorer
 from gpu_jobs.options import ClassifierSpec, ScoringOptions
 from gpu_jobs.runtime import iter_rows, job_session
 from gpu_jobs.scorers import load_scorer
 from storage.tables import QUALITY_SCORED
+
+
+def ensemble(members: list, n: int) -> tuple[pa.Array, pa.Array]:
+    """Mean logit of the members' probabilities, per document, over the members that scored it."""
+    import warnings
+
+    logits = []
+    for m in members:
+        p = np.clip(np.asarray(pa.array(m).to_numpy(zero_copy_only=False), np.float64), 1e-6, 1 - 1e-6)
+        logits.append(np.log(p / (1 - p)))  # a null member is NaN here, and left out below
+    if not logits:
+        return pa.nulls(n, pa.float64()), pa.nulls(n, pa.string())
+    with warnings.catch_warnings():  # a document no member scored: NaN, then null
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(np.vstack(logits), axis=0)
+    score = 1 / (1 + np.exp(-mean))
+    missing = np.isnan(score)
+    labels = pa.array([None if m else ("high" if s >= 0.5 else "low") for s, m in zip(score, missing)], pa.string())
+    return pa.array(score, pa.float64(), mask=missing), labels
 
 
 def run(params: dict, log, report) -> dict:
@@ -62,6 +82,8 @@ def run(params: dict, log, report) -> dict:
             cols[c["name"]] = pa.array(r.score, pa.float64())
             cols[f"{c['name']}_label"] = pa.array(r.label, pa.string())
             tokens += r.tokens
+        for e in opts.ensembles:
+            cols[e.name], cols[f"{e.name}_label"] = ensemble([cols[m] for m in e.of if m in cols], len(texts))
         n = table.num_rows
         cols["model_uri"] = pa.array([model_uri] * n, pa.string())
         cols["model_version"] = pa.array([model_version] * n, pa.string())

@@ -1,4 +1,7 @@
-"""GPU program: train the quality classifier that `quality_scored` uses by default.
+"""GPU program: train the quality classifier that `quality_scored` uses by default: a fastText
+model on CPU (``model_kind`` auto without CUDA, or ``fasttext``), a logistic head on a frozen
+transformer encoder with CUDA (or ``hf``). Both write a model card (``sluice_model.json``) that
+tells the scorer how to read the folder.
 
 Recipe (GPT-3, DCLM): positives from a clean reference corpus, negatives drawn from the crawl — or
 a labelled JSONL — or, when a crawl has neither, pseudo-labels: crawl documents ranked by the
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu_jobs.options import SIGNALS_MODEL, ClassifierTraining
+from gpu_jobs.scorers.base import MODEL_CARD
 from gpu_jobs.runtime import inference_dtype, job_session, pick_device
 
 
@@ -140,10 +144,43 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, f
     return wr, br
 
 
-def run(params: dict, log, report) -> dict:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+FASTTEXT_LABEL = "__label__high"  # argmax labels read "high" / "low", as the hf head's
 
+
+def train_fasttext(texts: list[str], labels: np.ndarray, train: list[int], test: list[int], o: ClassifierTraining,
+                   out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A fastText supervised model (``__label__high`` / ``__label__low``) written as ``model.bin``;
+    returns the held-out and training probabilities of ``high``."""
+    import tempfile
+
+    import fasttext
+
+    from gpu_jobs.scorers.fasttext import FastTextClassifier, fasttext_line
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        for i in train:
+            fh.write(("__label__high " if labels[i] == 1 else "__label__low ") + fasttext_line(texts[i], True, o.fasttext_max_words) + "\n")
+    model = fasttext.train_supervised(input=fh.name, dim=o.fasttext_dim, epoch=o.fasttext_epochs, lr=o.fasttext_lr,
+                                      wordNgrams=o.fasttext_word_ngrams, bucket=o.fasttext_buckets, minCount=1, seed=o.seed,
+                                      thread=1, verbose=0)
+    Path(fh.name).unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(out_dir / "model.bin"))
+    (out_dir / MODEL_CARD).write_text(json.dumps({"kind": "fasttext", "file": "model.bin", "label": FASTTEXT_LABEL, "lowercase": True,
+                                                "max_words": o.fasttext_max_words}))
+    scorer = FastTextClassifier(str(out_dir / "model.bin"), FASTTEXT_LABEL)
+    return scorer.score([texts[i] for i in test]).score, scorer.score([texts[i] for i in train]).score
+
+
+def model_kind(o: ClassifierTraining) -> str:
+    if o.model_kind != "auto":
+        return o.model_kind
+    import torch
+
+    return "hf" if torch.cuda.is_available() else "fasttext"
+
+
+def run(params: dict, log, report) -> dict:
     o = ClassifierTraining.model_validate(params["options"])
     t0 = time.time()
     if params.get("labelled_path"):
@@ -167,8 +204,33 @@ def run(params: dict, log, report) -> dict:
     n_test = max(2, int(len(order) * o.holdout))
     test, train = order[:n_test], order[n_test:]
     log.info(f"{len(train)} training and {len(test)} held-out examples ({int(labels.sum())} positive) from {source}")
+    out_dir = Path(params["output_dir"])
+    kind = model_kind(o)
+    if kind == "fasttext":
+        p_test, p_train = train_fasttext(texts, labels, train, test, o, out_dir)
+        backbone, device = f"fasttext:dim{o.fasttext_dim}-ngrams{o.fasttext_word_ngrams}", "cpu"
+    else:
+        p_test, p_train, backbone, device = train_hf(texts, labels, train, test, o, params["backbone"], out_dir)
+    metrics = {
+        "roc_auc": roc_auc(labels[test], p_test),
+        "accuracy": float(((p_test >= 0.5) == (labels[test] == 1)).mean()),
+        "train_auc": roc_auc(labels[train], p_train),
+        "examples": len(texts), "positives": int(labels.sum()), "held_out": n_test, "seconds": time.time() - t0,
+    }
+    log.info(f"{kind}: held-out ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}; model written to {out_dir}")
+    summary = {"metrics": metrics, "model_dir": str(out_dir), "backbone": backbone, "kind": kind, "source": source, "device": str(device)}
+    report(summary)
+    return summary
 
-    backbone = resolve_backbone(params["backbone"])
+
+def train_hf(texts: list[str], labels: np.ndarray, train: list[int], test: list[int], o: ClassifierTraining, backbone: str,
+             out_dir: Path) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """A logistic head on the frozen encoder's pooled output, saved as an ordinary sequence
+    classifier; returns the held-out and training probabilities, the backbone and the device."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    backbone = resolve_backbone(backbone)
     device = pick_device(o.device)
     torch.manual_seed(o.seed)
     tokenizer = AutoTokenizer.from_pretrained(backbone)
@@ -187,22 +249,13 @@ def run(params: dict, log, report) -> dict:
         bias[1] = b
         model.classifier.weight.copy_(weight.to(model.classifier.weight.dtype))
         model.classifier.bias.copy_(bias.to(model.classifier.bias.dtype))
-    out_dir = Path(params["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(torch.float32).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-
+    (out_dir / MODEL_CARD).write_text(json.dumps({"kind": "hf", "label": "high"}))
     p_test = 1 / (1 + np.exp(-(feats[test] @ w + b)))
-    metrics = {
-        "roc_auc": roc_auc(labels[test], p_test),
-        "accuracy": float(((p_test >= 0.5) == (labels[test] == 1)).mean()),
-        "train_auc": roc_auc(labels[train], 1 / (1 + np.exp(-(feats[train] @ w + b)))),
-        "examples": len(texts), "positives": int(labels.sum()), "held_out": n_test, "seconds": time.time() - t0,
-    }
-    log.info(f"held-out ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}; model written to {out_dir}")
-    summary = {"metrics": metrics, "model_dir": str(out_dir), "backbone": backbone, "source": source, "device": str(device)}
-    report(summary)
-    return summary
+    p_train = 1 / (1 + np.exp(-(feats[train] @ w + b)))
+    return p_test, p_train, backbone, str(device)
 
 
 def main() -> None:

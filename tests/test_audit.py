@@ -229,8 +229,9 @@ def test_domain_takedown_leaves_nothing_and_blocks_the_recrawl(lake, capsys):
     # The export was flagged, with what it lost.
     [manifest] = list((root / "_exports" / "mix").glob("v*/manifest.json"))
     m = json.loads(manifest.read_text())
-    if result["exports"]:
-        assert m["rebuild_required"] and m["takedowns"][0]["takedown_id"] == result["takedown_id"]
+    assert result["rows_removed"]["mixed"]["rows"] >= 1 and result["exports"][0]["documents_removed"] >= 1  # the mixture held one
+    assert m["rebuild_required"] and m["takedowns"][0]["takedown_id"] == result["takedown_id"]
+    assert m["takedowns"][0]["documents_removed"] == result["exports"][0]["documents_removed"]
 
     # A later crawl that fetches the page again: rejected at ingest with reason `takedown`.
     recrawl = lake["landing"] / "crawl-c"

@@ -145,7 +145,7 @@ def test_train_classifier_separates_reference_from_crawl(tmp_path):
     from gpu_jobs.options import ClassifierTraining
 
     reports = []
-    summary = run({"backbone": ClassifierTraining().backbone, "options": ClassifierTraining(max_length=128).model_dump(),
+    summary = run({"backbone": ClassifierTraining().backbone, "options": ClassifierTraining(max_length=128, model_kind="hf").model_dump(),
                    "positives_path": str(ref), "negative_files": [str(crawl / "p.parquet")], "output_dir": str(tmp_path / "model")},
                   log=type("L", (), {"info": staticmethod(lambda m: None)})(), report=reports.append)
     m = summary["metrics"]
@@ -154,6 +154,53 @@ def test_train_classifier_separates_reference_from_crawl(tmp_path):
     c = HFClassifier(str(tmp_path / "model"), max_length=128, label="high")
     s = c.score([T.reference(random.Random(999)), " ".join(T.article(random.Random(5000))[1])])
     assert s.score[0] > s.score[1]
+
+
+def test_fasttext_classifier_is_the_cpu_default_and_scores_through_its_model_card(tmp_path):
+    """On a CPU, quality_classifier trains fastText: separable data is separated, the folder carries a
+    model card that quality_scored reads it by, and one core scores thousands of documents a second."""
+    import random
+    import time
+
+    from gpu_jobs.options import ClassifierTraining
+    from gpu_jobs.scorers import load_scorer
+    from gpu_jobs.scorers.base import read_model_card
+    from gpu_jobs.train_classifier import model_kind, run
+    from spark_jobs.sample_crawl import text as T
+
+    assert model_kind(ClassifierTraining()) == "fasttext"  # no CUDA here
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join(json.dumps({"text": T.reference(random.Random(i))}) + "\n" for i in range(150)))
+    arts = [" ".join(T.article(random.Random(1000 + i))[1]) for i in range(200)]
+    pq.write_table(pa.table({"doc_id": [str(i) for i in range(200)], "text": arts}), tmp_path / "p.parquet")
+    summary = run({"backbone": "unused", "options": ClassifierTraining().model_dump(), "positives_path": str(ref),
+                   "negative_files": [str(tmp_path / "p.parquet")], "output_dir": str(tmp_path / "model")},
+                  log=type("L", (), {"info": staticmethod(lambda m: None)})(), report=lambda s: None)
+    assert summary["kind"] == "fasttext" and summary["metrics"]["roc_auc"] >= 0.95 and summary["metrics"]["seconds"] < 60
+    card = read_model_card(str(tmp_path / "model"))
+    assert card == {"kind": "fasttext", "file": "model.bin", "label": "__label__high", "lowercase": True, "max_words": 1000}
+    scorer = load_scorer(card["kind"], str(tmp_path / "model" / card["file"]))
+    s = scorer.score([T.reference(random.Random(999)), " ".join(T.article(random.Random(5000))[1])])
+    assert s.score[0] > 0.5 > s.score[1] and s.label == ["high", "low"]
+    docs = arts * 10
+    t0 = time.perf_counter()
+    scorer.score(docs)
+    assert len(docs) / (time.perf_counter() - t0) > 1000  # a loose floor; benchmarks/scorer_quality.py measures it
+
+
+def test_ensemble_column_is_the_mean_logit_of_the_members_that_scored():
+    import math
+
+    from gpu_jobs.options import ScoringOptions
+    from gpu_jobs.score import ensemble
+
+    score, label = ensemble([pa.array([0.9, 0.5, None]), pa.array([0.5, None, None])], 3)
+    lg = lambda p: math.log(p / (1 - p))  # noqa: E731
+    assert score[0].as_py() == pytest.approx(1 / (1 + math.exp(-(lg(0.9) + lg(0.5)) / 2)))
+    assert score[1].as_py() == pytest.approx(0.5) and score[2].as_py() is None
+    assert label.to_pylist() == ["high", "high", None]
+    with pytest.raises(ValueError, match="not scorers"):
+        ScoringOptions.model_validate({"ensembles": [{"name": "e", "of": ["quality", "nope"]}]})
 
 
 def test_rewrite_gate_catches_degenerate_outputs():
@@ -231,7 +278,7 @@ def test_fasttext_scorer(tmp_path):
     fasttext.train_supervised(str(tmp_path / "train.txt"), epoch=10, wordNgrams=1, verbose=0).save_model(str(tmp_path / "q.bin"))
     s = load_scorer("fasttext", str(tmp_path / "q.bin"))
     r = s.score([T.reference(random.Random(500)), " ".join(T.spam(random.Random(500))[1])])
-    assert r.score[0] > 0.5 > r.score[1] and r.label == ["__label__hq", "__label__lq"]
+    assert r.score[0] > 0.5 > r.score[1] and r.label == ["hq", "lq"]
     with pytest.raises(ValueError):
         load_scorer("fasttext", str(tmp_path / "q.bin"), label="__label__nope")
 

@@ -7,6 +7,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+# In a model folder Sluice trained: which scorer kind reads it, its file and label
+# ({"kind": "fasttext", "file": "model.bin", "label": "__label__hq", "lowercase": true}).
+MODEL_CARD = "sluice_model.json"
+
+
+def read_model_card(folder: str) -> dict | None:
+    import json
+    from pathlib import Path
+
+    p = Path(folder) / MODEL_CARD
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
 @dataclass
 class Scores:
     score: np.ndarray  # float64 per document
