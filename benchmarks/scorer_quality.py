@@ -156,6 +156,8 @@ def main() -> None:
 
     import torch
 
+    from gpu_jobs.scorers.hf import HFClassifier
+
     torch.set_num_threads(1)
     signals = timed("builtin:signals-v1 (default `quality`)", lambda: SignalScorer().score(texts).score)
     rows["builtin:signals-v1 (default `quality`)"] = signals
@@ -166,7 +168,6 @@ def main() -> None:
 
     if not args.no_classifier:
         from gpu_jobs.scorers.fasttext import FastTextClassifier
-        from gpu_jobs.scorers.hf import HFClassifier
 
         with tempfile.TemporaryDirectory() as tmp:
             ft = FastTextClassifier(str(pseudo_label_classifier(list(docs.values()), Path(tmp), "fasttext") / "model.bin"))
@@ -179,8 +180,6 @@ def main() -> None:
             clf = next(v for k, v in rows.items() if k.startswith(kind))
             rows[f"signals-v1 + {kind}, mean logit (ensemble)"] = (lg(signals) + lg(clf)) / 2
     for m in args.model:
-        from gpu_jobs.scorers.hf import HFClassifier
-
         rows[f"--model {m}"] = HFClassifier(m, max_length=256, device="cpu").score(texts, batch_tokens=16384).score
     print(f"\n{'scorer':58s} {'ROC-AUC':>8s}   95% bootstrap     docs/s per core")
     for name, s in rows.items():

@@ -55,6 +55,12 @@ def lake(sample_landing, tmp_path_factory):
     from orchestration.cli import main
     from spark_jobs.sample_crawl import generate_crawl
 
+    # The CLI, run in process, exports its settings to the environment (for its child processes):
+    # registered here so that they are put back for the tests after this module.
+    mp = pytest.MonkeyPatch()
+    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
+        mp.setenv(k, "-")  # recorded (an absent variable would not be), then removed
+        mp.delenv(k)
     tmp = tmp_path_factory.mktemp("audit")
     landing = tmp / "landing"
     generate_crawl(landing / "crawl-a", 150, seed=31, pages_per_file=150)
@@ -79,7 +85,8 @@ def lake(sample_landing, tmp_path_factory):
     assert main(["run", "--config", str(conf), "--crawl", str(landing / "crawl-a"), "--crawl", str(landing / "crawl-b"),
                  "--select", select]) == 0
     assert main(["export", "--config", str(conf), "--mixture", "mix"]) == 0
-    return {"conf": conf, "root": lakehouse, "landing": landing, "main": main}
+    yield {"conf": conf, "root": lakehouse, "landing": landing, "main": main}
+    mp.undo()
 
 
 def _rejection(root: Path, stage: str, reason_prefix: str = "") -> dict:

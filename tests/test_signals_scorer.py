@@ -13,7 +13,6 @@ from dagster import Failure
 
 from assets.quality_classifier import training_source
 from gpu_jobs.scorers import load_scorer
-from gpu_jobs.scorers.hf import HFClassifier
 from gpu_jobs.options import ClassifierTraining, ScoringOptions
 from gpu_jobs.scorers.signals import SignalScorer, measure
 from spark_jobs.sample_crawl import text as T
@@ -88,9 +87,13 @@ def test_training_source_choice(tmp_path):
         training_source("labelled", None, str(ref))
 
 
-def test_classifier_trained_on_pseudo_labels_ranks_like_the_signals(tmp_path):
+@pytest.mark.parametrize("kind", ["fasttext", "hf"])
+def test_classifier_trained_on_pseudo_labels_ranks_like_the_signals(tmp_path, kind):
     """No reference corpus: the top and bottom of the crawl by signals become the labels, and the
-    MiniLM head learns to tell prose from boilerplate without the signals."""
+    classifier (fastText, the CPU default; the MiniLM head, the CUDA default) learns to tell prose
+    from boilerplate without the signals. It is read back through its model card."""
+    from gpu_jobs.scorers import load_scorer
+    from gpu_jobs.scorers.base import read_model_card
     from gpu_jobs.train_classifier import run
 
     rng = random.Random(0)
@@ -102,13 +105,15 @@ def test_classifier_trained_on_pseudo_labels_ranks_like_the_signals(tmp_path):
         junk.append("\n".join(" ".join(words[j:j + 3]) for j in range(0, len(words), 3)))
     texts = prose + junk
     pq.write_table(pa.table({"doc_id": [str(i) for i in range(80)], "text": texts}), tmp_path / "crawl.parquet")
-    o = ClassifierTraining(max_length=128, pseudo_label_fraction=0.4)
+    o = ClassifierTraining(max_length=128, pseudo_label_fraction=0.4, model_kind=kind)
     summary = run({"backbone": o.backbone, "options": o.model_dump(), "positives_path": None, "labelled_path": None,
                    "negative_files": [str(tmp_path / "crawl.parquet")], "output_dir": str(tmp_path / "model")},
                   log=type("L", (), {"info": staticmethod(lambda m: None)})(), report=lambda s: None)
     assert summary["source"].startswith("pseudo-labels:builtin:signals-v1")
-    assert summary["metrics"]["examples"] == 64 and summary["metrics"]["positives"] == 32
-    c = HFClassifier(str(tmp_path / "model"), max_length=128, label="high")
+    assert summary["metrics"]["examples"] == 64 and summary["metrics"]["positives"] == 32 and summary["kind"] == kind
+    card = read_model_card(str(tmp_path / "model"))
+    path = tmp_path / "model" / card["file"] if card.get("file") else tmp_path / "model"
+    c = load_scorer(card["kind"], str(path), 128, card["label"], "cpu")
     s = c.score([article(999), NAVIGATION, article(998), LISTING]).score
     assert min(s[0], s[2]) > max(s[1], s[3])
 
