@@ -47,7 +47,7 @@ from documents.mixture import file_sha256
 from documents.minhash import DedupOptions, band_keys, exact_hashes, minhash, shingles, words
 from storage import tables as T
 from storage.export import write_jsonl_shard
-from storage.delta_table import Transaction, current_version, open_table, snapshot_files, table_exists
+from storage.delta_table import Transaction, current_version, snapshot_files, table_exists
 
 # Which columns name a document in each table (a row goes when any of them is a removed id).
 ID_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -147,13 +147,13 @@ def plan(lake: Lake, req: Request, keep_column: str | None) -> Plan:
     if ids:
         for table in (T.RAW_CRAWL.name, T.REJECTIONS.name):
             t = _scan(lake, table, ds.field("doc_id").isin(sorted(ids)), ["url", "crawl_id"])
-            urls.update(u for u in t.column("url").to_pylist() if u) if t.num_rows else None
-            crawls.update(c for c in t.column("crawl_id").to_pylist() if c) if t.num_rows else None
+            urls.update(u for u in t.column("url").to_pylist() if u)
+            crawls.update(c for c in t.column("crawl_id").to_pylist() if c)
         for table, col in TEXT_SOURCES.items():
             t = _scan(lake, table, ds.field("doc_id").isin(sorted(ids)), [col, "url"])
-            if t.num_rows:
-                texts += [x for x in t.column(col).to_pylist() if x]
-                urls.update(u for u in t.column("url").to_pylist() if u) if "url" in t.column_names else None
+            texts += [x for x in t.column(col).to_pylist() if x] if col in t.column_names else []
+            if "url" in t.column_names:
+                urls.update(u for u in t.column("url").to_pylist() if u)
     if req.kind == "url":
         urls.add(req.value)
     p = Plan(ids, urls, texts, crawls)
@@ -500,8 +500,3 @@ def takedown(root: str | Path, req: Request, dedup: DedupOptions | None = None, 
             "promotions": [pr.__dict__ for pr in p.promotions], "crawls": sorted(p.crawls), "exports": exports,
             "partitions_changed": {t: sorted(v) for t, v in w.partitions.items()},
             "scrub": rep.as_dict(), "verification": proof, "rows_removed": rows_removed}
-
-
-def check_readable(root: str | Path, table: str, version: int) -> None:
-    """Raise the takedown's message when ``table@version`` had files purged."""
-    open_table(Path(root) / table, version)

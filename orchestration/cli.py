@@ -726,9 +726,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that read tables through PyArrow datasets and have nothing left to do at exit. PyArrow's
+# scanner threads can outlive a table read into interpreter teardown and abort it ("terminate called
+# without an active exception", exit 134; apache/arrow#34314, delta-rs#2184): seen here about one run
+# in ten. These commands end the process once their output is flushed, before that teardown.
+_EXIT_AT_ONCE = {"trace", "read", "diff", "tables", "audit", "takedown", "export", "rebuild"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    code = int(args.func(args) or 0)
+    if argv is None and args.command in _EXIT_AT_ONCE:  # the console script, not an in-process call
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
