@@ -490,6 +490,7 @@ def takedown(root: str | Path, req: Request, dedup: DedupOptions | None = None, 
     row = {
         "takedown_id": tid, "kind": req.kind, "target": req.value if req.kind == "domain" else None,
         "target_sha256": sha256_hex(req.value), "url_sha256": sorted(sha256_hex(u) for u in p.urls),
+        "doc_sha256": sorted(sha256_hex(i) for i in p.ids),
         "reason": req.reason, "ticket": req.ticket, "requested_at": datetime.now(timezone.utc), "documents": len(p.ids),
         "rows_removed": json.dumps(rows_removed, sort_keys=True), "files_purged": sum(map(len, purged.values())),
         "files_scrubbed": len(rep.files_scrubbed) + len(rep.files_deleted), "exports_flagged": json.dumps(exports),

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from audit.lake import Lake
+from documents.blocklist import host_of, parent_domains
 from storage import tables as T
 
 STEP_ORDER = ["ingest", "filter", "dedup", "quality", "rewrite", "decontam", "mixture", "export", "takedown"]
@@ -122,6 +123,8 @@ class Tracer:
             for name, uri in uris.items():
                 val = r.get(name)
                 scores.append(f"{name} {'null' if val is None else f'{val:.3f}'} ({uri}" + (f" v{versions[name]}" if versions.get(name) else "") + ")")
+            for name in [k for k in r if f"{k}_label" in r and k not in uris]:  # ensembles (scoring.ensembles)
+                scores.append(f"{name} {'null' if r[name] is None else f'{r[name]:.3f}'} (ensemble)")
             step("quality", "scored: " + "; ".join(scores), r)
 
         rewrites = self._find(T.REWRITTEN.name, {"doc_id": [doc_id], "source_doc_id": [doc_id]},
@@ -166,17 +169,21 @@ class Tracer:
         return out
 
     def takedowns(self, doc_id: str, url: str | None) -> list[dict[str, Any]]:
+        """The takedowns that name this document: by its id, its URL or its domain (the table
+        keeps only hashes of ids and URLs; it is small, so it is read whole)."""
         if not self.lake.has(T.TAKEDOWNS.name):
             return []
-        hashes = [sha256(doc_id)] + ([sha256(url)] if url else [])
-        rows = self._find(T.TAKEDOWNS.name, "target_sha256", hashes)
-        if url:
-            from urllib.parse import urlsplit
+        t, v = self.lake.find(T.TAKEDOWNS.name, {"takedown_id": self._all_takedown_ids()})
+        self.read[T.TAKEDOWNS.name] = v
+        rows = self.lake.rows_with_commits(T.TAKEDOWNS.name, t)
+        doc_h, url_h = sha256(doc_id) if doc_id else None, sha256(url) if url else None
+        domains = set(parent_domains(host_of(url))) if url else set()
+        return [r for r in rows if r["target_sha256"] in (doc_h, url_h) or doc_h in (r.get("doc_sha256") or [])
+                or url_h in (r.get("url_sha256") or []) or (r.get("kind") == "domain" and r.get("target") in domains)]
 
-            host = (urlsplit(url).hostname or "").lower()
-            domains = [".".join(host.split(".")[i:]) for i in range(len(host.split(".")))]
-            rows += [r for r in self._find(T.TAKEDOWNS.name, "target", domains) if r.get("kind") == "domain"]
-        return rows
+    def _all_takedown_ids(self) -> list[str]:
+        d, _ = self.lake.dataset(T.TAKEDOWNS.name)
+        return d.to_table(columns=["takedown_id"]).column("takedown_id").to_pylist()
 
 
 def trace(root: str | Path, doc_id: str | None = None, url: str | None = None) -> dict[str, Any]:

@@ -151,7 +151,7 @@ MIXED = TableSpec("mixed", MIXED_COLUMNS, ("mixture_name",), "mixed",
 # matches), so the record of a removal does not itself hold what was removed; a domain is kept as is.
 TAKEDOWN_COLUMNS: Columns = [
     ("takedown_id", pa.string()), ("kind", pa.string()), ("target", pa.string()), ("target_sha256", pa.string()),
-    ("url_sha256", pa.list_(pa.string())),
+    ("url_sha256", pa.list_(pa.string())), ("doc_sha256", pa.list_(pa.string())),
     ("reason", pa.string()), ("ticket", pa.string()), ("requested_at", _TS), ("documents", pa.int64()),
     ("rows_removed", pa.string()), ("files_purged", pa.int64()), ("files_scrubbed", pa.int64()), ("exports_flagged", pa.string()),
 ]

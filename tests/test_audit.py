@@ -225,6 +225,8 @@ def test_domain_takedown_leaves_nothing_and_blocks_the_recrawl(lake, capsys):
     assert mirror["doc_id"] in sig
     [gone] = _trace(root, url=f"https://{PLANTED}/secret-1.html")["documents"]
     assert gone["steps"][0]["step"] == "takedown" and "subject access request" in gone["steps"][0]["says"]
+    [gone] = _trace(root, planted[0])["documents"]  # by id, after the rows are gone
+    assert [st["step"] for st in gone["steps"]] == ["takedown"] and result["takedown_id"] in gone["steps"][0]["says"]
 
     # History shows the takedown's commits; a diff that needs a purged version refuses like a read.
     from audit.history import diff, history
