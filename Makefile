@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scorer_quality.py
 	$(BIN)/python benchmarks/decontam_throughput.py --docs 200000
 	$(BIN)/python benchmarks/audit_latency.py --crawls 3 --pages 20000
+	$(BIN)/python benchmarks/stage_timing.py --pages 10000
 
 ui: $(STAMP)
 	$(BIN)/sluice ui --config demo.yaml
