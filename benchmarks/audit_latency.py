@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from audit.trace import trace  # noqa: E402
 from documents.blocklist import host_of  # noqa: E402
 from storage import tables as T  # noqa: E402
-from storage.delta_table import read_arrow, table_exists  # noqa: E402
+from storage.delta_table import open_table, read_arrow, table_exists  # noqa: E402
 
 
 def build(landing: Path, lakehouse: Path) -> float:
@@ -52,7 +52,8 @@ def naive_trace(root: Path, doc_id: str) -> int:
     for name, spec in T.TABLES.items():
         if not table_exists(root / name):
             continue
-        cols = [c for c, _ in spec.columns if c != "html"] + list(spec.partition_by)
+        have = set(open_table(root / name).schema().to_arrow().names)
+        cols = [c for c in [c for c, _ in spec.columns if c != "html"] + list(spec.partition_by) if c in have]
         t = read_arrow(root / name, columns=cols)
         for c in ("doc_id", "source_doc_id", "related_doc_id"):
             if c in t.column_names:
