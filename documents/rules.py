@@ -22,7 +22,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 from documents import quality_rules as Q
-from documents.extract import ExtractOptions, Extractor
+from documents.extract import ExtractOptions, Extractor, dom_depth
 from documents.language import LanguageIdentifier, LanguageOptions
 from documents.pii import PiiOptions, redact
 from documents.url_filter import UrlFilter, UrlFilterOptions
@@ -83,6 +83,9 @@ def _url(doc: Doc, o: UrlFilterOptions, state: UrlFilter) -> Verdict | None:
 
 
 def _extract(doc: Doc, o: ExtractOptions, state: Extractor) -> Verdict | None:
+    depth = dom_depth(doc.row["html"] or b"", o.max_dom_depth)
+    if depth > o.max_dom_depth:
+        return ("extract.too_deep", f"> {o.max_dom_depth}", float(depth))
     try:
         text, path = state.extract_with_path(doc.row["html"], doc.row.get("charset"))
     except Exception as e:  # an undecodable or unparseable page is explained, never fatal

@@ -256,3 +256,17 @@ def test_newline_word_ratio():
     assert Q.fineweb_signals(text(30), Q.words_of(text(30)), FW)["newline_word_ratio"] == pytest.approx(0.30)
     assert fw_verdict(text(30)) is None
     assert fw_verdict(text(31))[0] in ("fineweb.newline_word_ratio",)
+
+
+def test_a_page_nested_too_deep_is_refused_before_it_is_parsed():
+    """The hostile page of issue #14 (200,000 nested divs kept `filtered` busy for over 10 minutes):
+    refused as extract.too_deep with its measured depth, before Resiliparse sees it."""
+    from documents.extract import ExtractOptions, dom_depth
+    from documents.rules import _extract
+
+    deep = b"<html><body>" + b"<div>" * 200_000 + b"<p>text</p>" + b"</div>" * 200_000 + b"</body></html>"
+    assert dom_depth(deep, 5000) == 5001  # stops counting past the limit
+    doc = type("D", (), {"row": {"html": deep, "charset": "utf-8"}, "signals": {}, "text": ""})()
+    assert _extract(doc, ExtractOptions(), None) == ("extract.too_deep", "> 5000", 5001.0)
+    ordinary = b"<html><body>" + b"<div><p>a line of text<br>and another</p></div>" * 3000 + b"</body></html>"
+    assert dom_depth(ordinary, 5000) == 4  # many tags, shallow (html, body, div, p): scanned, kept
