@@ -99,11 +99,9 @@ class Matcher:
 class ScrubReport:
     files_scrubbed: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
-    still_found: list[str] = field(default_factory=list)  # verification: files that still hold a needle
 
     def as_dict(self) -> dict:
-        return {"files_scrubbed": len(self.files_scrubbed), "files_deleted": len(self.files_deleted), "still_found": self.still_found,
-                "scrubbed": self.files_scrubbed[:200]}
+        return {"files_scrubbed": len(self.files_scrubbed), "files_deleted": len(self.files_deleted), "scrubbed": self.files_scrubbed[:200]}
 
 
 def _replace_all(text: str, forms: list[str], mark: str) -> tuple[str, int]:

@@ -173,17 +173,13 @@ class Tracer:
         keeps only hashes of ids and URLs; it is small, so it is read whole)."""
         if not self.lake.has(T.TAKEDOWNS.name):
             return []
-        t, v = self.lake.find(T.TAKEDOWNS.name, {"takedown_id": self._all_takedown_ids()})
+        d, v = self.lake.dataset(T.TAKEDOWNS.name)
         self.read[T.TAKEDOWNS.name] = v
-        rows = self.lake.rows_with_commits(T.TAKEDOWNS.name, t)
+        rows = self.lake.rows_with_commits(T.TAKEDOWNS.name, d.to_table(columns=d.schema.names + ["__filename"]))
         doc_h, url_h = sha256(doc_id) if doc_id else None, sha256(url) if url else None
         domains = set(parent_domains(host_of(url))) if url else set()
         return [r for r in rows if r["target_sha256"] in (doc_h, url_h) or doc_h in (r.get("doc_sha256") or [])
                 or url_h in (r.get("url_sha256") or []) or (r.get("kind") == "domain" and r.get("target") in domains)]
-
-    def _all_takedown_ids(self) -> list[str]:
-        d, _ = self.lake.dataset(T.TAKEDOWNS.name)
-        return d.to_table(columns=["takedown_id"]).column("takedown_id").to_pylist()
 
 
 def trace(root: str | Path, doc_id: str | None = None, url: str | None = None) -> dict[str, Any]:
