@@ -22,7 +22,12 @@ byte statistics). A page that decodes to no text is reported as such by the call
 from __future__ import annotations
 
 import html as htmlmod
+import os
+import pickle
 import re
+import struct
+import subprocess
+import sys
 from typing import Literal
 
 from pydantic import BaseModel
@@ -53,6 +58,9 @@ class ExtractOptions(BaseModel):
     # 243 by this count, which overcounts unclosed tags, on 300 pages of ../shared/data); and only a
     # page with more tags than the limit is scanned at all: 4 of those 300 at 5,000.
     max_dom_depth: int = 5000
+    # Wall-clock seconds one page may take to extract (reason extract.timeout); 0 extracts in the
+    # calling process with no limit. See IsolatedExtractor for why a child process.
+    max_seconds: float = 30.0
 
 
 _OPEN_CLOSE = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9]*)[^>]*?(/?)>")
@@ -172,3 +180,139 @@ def _trafilatura(doc: str, fast: bool = False) -> str:
     if fast:
         return trafilatura.extract(doc, include_comments=False, fast=True) or ""
     return trafilatura.extract(doc, favor_precision=True, include_comments=False) or ""
+
+
+class ExtractTimeout(Exception):
+    """A page took longer than ``max_seconds``."""
+
+
+class ExtractCrashed(Exception):
+    """The extraction process died on a page (a crash in native parsing code)."""
+
+
+def _frame_send(stream, obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def _frame_recv(stream) -> object:
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("extraction process closed its pipe")
+    (n,) = struct.unpack("<Q", head)
+    data = stream.read(n)
+    if len(data) < n:
+        raise EOFError("extraction process closed its pipe")
+    return pickle.loads(data)
+
+
+def serve(options_json: str) -> None:
+    """The child's loop (``python -m documents.extract OPTIONS``): pages in on stdin, (text, path)
+    or an error out on stdout, until the parent closes the pipe."""
+    ex = Extractor(ExtractOptions.model_validate_json(options_json))
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a library printing must not corrupt the frames
+    _frame_send(out, ("ready", None))
+    while True:
+        try:
+            html, charset = _frame_recv(inp)
+        except EOFError:
+            return
+        try:
+            reply = ("ok", ex.extract_with_path(html, charset))
+        except Exception as e:
+            reply = ("error", f"{type(e).__name__}: {e}")
+        _frame_send(out, reply)
+
+
+class IsolatedExtractor:
+    """Extraction in a child process, so that one page can neither stall nor crash a task.
+
+    Why a process: the parsers are native code (Resiliparse, lxml), which neither a signal nor a
+    thread can interrupt; the only bound that holds is killing the process doing the work. The
+    child is a plain ``python -m documents.extract`` (not multiprocessing, whose start-up re-imports
+    the parent's ``__main__``: a Spark daemon, a notebook); it lives as long as its parent and is
+    replaced after a page that overran or crashed it. Pages cross a pipe (a fraction of a
+    millisecond for a 100 KB page, against milliseconds of parsing). A child that cannot start is
+    an error of the task, never a rejection of its pages."""
+
+    START_SECONDS = 120.0
+
+    def __init__(self, o: ExtractOptions) -> None:
+        self.o = o
+        self._proc: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._proc = subprocess.Popen([sys.executable, "-m", "documents.extract", self.o.model_dump_json()],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        try:
+            ready = self._reply(self.START_SECONDS)
+        except EOFError:
+            ready = None
+        if ready != ("ready", None):
+            code = self._proc.poll()
+            self._stop()
+            raise RuntimeError(f"the extraction process did not start (exit code {code}); its error is in the task's stderr")
+
+    def _reply(self, timeout: float) -> object | None:
+        """The child's next frame, or None after ``timeout`` seconds."""
+        import select
+
+        out = self._proc.stdout
+        if not select.select([out], [], [], timeout)[0]:
+            return None
+        return _frame_recv(out)
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout):
+                stream.close()
+        self._proc = None
+
+    def extract_with_path(self, html: bytes, charset: str | None = None) -> tuple[str, str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._stop()
+            self._start()
+        try:
+            _frame_send(self._proc.stdin, (html, charset))
+            reply = self._reply(self.o.max_seconds)
+        except (EOFError, OSError):
+            self._proc.wait()
+            code = self._proc.returncode
+            self._stop()
+            raise ExtractCrashed(f"extraction process died (exit code {code})") from None
+        if reply is None:
+            self._stop()
+            raise ExtractTimeout(f"> {self.o.max_seconds:g} s")
+        status, value = reply
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def extract(self, html: bytes, charset: str | None = None) -> str:
+        return self.extract_with_path(html, charset)[0]
+
+    def close(self) -> None:
+        self._stop()
+
+    def __del__(self) -> None:
+        try:
+            self._stop()
+        except Exception:  # at interpreter exit; the child ends on its own when its stdin closes
+            pass
+
+
+def make_extractor(o: ExtractOptions) -> Extractor | IsolatedExtractor:
+    """The extractor a worker uses: isolated with a time limit unless ``max_seconds`` is 0."""
+    if o.max_seconds > 0:
+        Extractor(o)  # fail here, not in the child, on a missing backend
+        return IsolatedExtractor(o)
+    return Extractor(o)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

@@ -22,7 +22,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 from documents import quality_rules as Q
-from documents.extract import ExtractOptions, Extractor, dom_depth
+from documents.extract import ExtractCrashed, ExtractOptions, ExtractTimeout, dom_depth, make_extractor
 from documents.language import LanguageIdentifier, LanguageOptions
 from documents.pii import PiiOptions, redact
 from documents.url_filter import UrlFilter, UrlFilterOptions
@@ -82,12 +82,16 @@ def _url(doc: Doc, o: UrlFilterOptions, state: UrlFilter) -> Verdict | None:
     return (hit[0], hit[1], None) if hit else None
 
 
-def _extract(doc: Doc, o: ExtractOptions, state: Extractor) -> Verdict | None:
+def _extract(doc: Doc, o: ExtractOptions, state: Any) -> Verdict | None:
     depth = dom_depth(doc.row["html"] or b"", o.max_dom_depth)
     if depth > o.max_dom_depth:
         return ("extract.too_deep", f"> {o.max_dom_depth}", float(depth))
     try:
         text, path = state.extract_with_path(doc.row["html"], doc.row.get("charset"))
+    except ExtractTimeout as e:
+        return ("extract.timeout", str(e), o.max_seconds)
+    except ExtractCrashed as e:
+        return ("extract.crashed", str(e), None)
     except Exception as e:  # an undecodable or unparseable page is explained, never fatal
         return ("extract.failed", f"{type(e).__name__}: {e}"[:300], None)
     doc.text = text.strip()
@@ -139,7 +143,7 @@ _F, _I = pa.float64(), pa.int64()
 
 RULES: list[Rule] = [
     Rule("url", "url", UrlFilterOptions, (), _url, load=UrlFilter),
-    Rule("extract", "extract", ExtractOptions, (Signal("extractor", pa.string()),), _extract, load=Extractor),
+    Rule("extract", "extract", ExtractOptions, (Signal("extractor", pa.string()),), _extract, load=make_extractor),
     Rule("language", "language", LanguageOptions, (Signal("language", pa.string()), Signal("language_score", _F)), _language,
          load=lambda o: (LanguageIdentifier(o), frozenset(o.languages))),
     Rule("gopher_repetition", "gopher_rep", Q.GopherRepetitionOptions, (

@@ -42,6 +42,9 @@ class IngestOptions(BaseModel):
     # document, so by default it is rejected (reason "truncated") rather than kept.
     keep_truncated: bool = False
     max_payload_bytes: int = 8 * 1024 * 1024
+    # A page's size once its Content-Encoding is undone: a gzip/deflate/br body can expand 1000x
+    # (a decompression bomb), so decoding stops at this many bytes (reason "decoded_too_large").
+    max_decoded_bytes: int = 16 * 1024 * 1024
     batch_rows: int = 1024
     batch_bytes: int = 32 * 1024 * 1024
 
@@ -110,23 +113,43 @@ def _mime(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def _decode_body(body: bytes, encoding: str | None) -> bytes:
+class DecodedTooLarge(ValueError):
+    """A Content-Encoding that expands past ``max_decoded_bytes``."""
+
+
+def _decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo the Content-Encoding, never producing more than ``limit`` bytes (the decoders are
+    asked for at most ``limit + 1``, so a bomb costs ``limit`` bytes of memory, not its full size)."""
     enc = (encoding or "").strip().lower()
     if enc in ("", "identity"):
         return body
-    if enc in ("gzip", "x-gzip"):
-        if not body.startswith(b"\x1f\x8b"):  # stored already decoded (ClueWeb, some proxies)
+    if enc in ("gzip", "x-gzip", "deflate"):
+        if enc != "deflate" and not body.startswith(b"\x1f\x8b"):  # stored already decoded (ClueWeb, some proxies)
             return body
-        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-    if enc == "deflate":
-        try:
-            return zlib.decompress(body)
-        except zlib.error:
-            return zlib.decompress(body, -zlib.MAX_WBITS)
+        for wbits in ((16 + zlib.MAX_WBITS,) if enc != "deflate" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)):
+            d = zlib.decompressobj(wbits)
+            try:
+                out = d.decompress(body, limit + 1)
+            except zlib.error:
+                if wbits == zlib.MAX_WBITS:  # deflate sent without its zlib header, as many servers do
+                    continue
+                raise
+            break
+        if len(out) > limit or d.unconsumed_tail:
+            raise DecodedTooLarge(f"{enc} body expands past {limit} bytes ({len(body)} bytes encoded)")
+        if not d.eof:
+            raise ValueError(f"{enc} stream is cut short")
+        return out
     if enc == "br":
         import brotli  # a dependency of the installed stack; only needed for br bodies
 
-        return brotli.decompress(body)
+        d = brotli.Decompressor()
+        out = d.process(body, output_buffer_limit=limit + 1)
+        if len(out) > limit:
+            raise DecodedTooLarge(f"br body expands past {limit} bytes ({len(body)} bytes encoded)")
+        if not d.is_finished():
+            raise ValueError("br stream is cut short")
+        return out
     raise ValueError(f"unsupported Content-Encoding {encoding!r}")
 
 
@@ -326,7 +349,9 @@ def _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType, b
     try:
         if "chunked" in tenc and _looks_chunked(body):
             body = _dechunk(body)
-        body = _decode_body(body, cenc)
+        body = _decode_body(body, cenc, opts.max_decoded_bytes)
+    except DecodedTooLarge as e:
+        return reject(rec_id, url, offset, "decoded_too_large", str(e), wtype, date)
     except Exception as e:
         return reject(rec_id, url, offset, "undecodable_body", f"{cenc or tenc}: {e}"[:300], wtype, date)
     if not body.strip():

@@ -1,46 +1,63 @@
-"""The built-in document quality scorer, ``builtin:signals-v1``: no model to train or download.
+"""The built-in document quality scorer, ``builtin:signals-v1``: no model to train or download, a
+logistic score over signals the filter stage already measures.
 
-Why it is the default: on real web pages, the learned classifier is only as good as its
-references, and the sample crawl's references are synthetic (a MiniLM head trained on them scored
-ROC-AUC 0.42 against human labels on real pages, see ``benchmarks/scorer_quality.py``). Three of
-the signals the filter stage already measures separate kept-worthy prose from boilerplate, link
-lists, fragments and error pages far better, and they add up:
+A formula's terms are ``weight * clip((value - centre) / scale, ±3)``; the score is the logistic of
+their sum plus a bias. A formula is versioned by name: changing a number is a new version, so
+scores in a table stay comparable with the model URI recorded beside them. For a language without
+a jusText stop list (or without spaces between words) the stop-word term is left out and the other
+terms are scaled up to the same total weight.
 
-* stop-word ratio: the share of words that are function words of the document's language (jusText's
-  stop lists, 100 languages; language from langid). Running prose sits around 0.4–0.5; menus,
-  product grids and tables well below 0.2;
-* length: log10 of the word count (Gopher's floor is 50 words; substantive documents have hundreds);
-* line punctuation: the share of lines that end in terminal punctuation (FineWeb's signal); prose
-  lines end in a full stop, navigation and listing lines do not.
+``signals-v1``: three signals, unit weights, centres set a priori (the midpoint between typical
+prose and typical boilerplate): the stop-word ratio (jusText's list of the document's language;
+prose sits around 0.4–0.5, menus and listings below 0.2), log10 of the word count, and the share
+of lines ending in terminal punctuation (FineWeb's signal).
 
-Each signal becomes a term ``(value - centre) / scale`` clipped to ±3, and the score is the
-logistic of their sum. Centres and scales are fixed a priori — the midpoint between typical prose
-and typical boilerplate, not fitted to any labels — and versioned by name: a change of the formula
-is a new version (``signals-v2``), so scores in a table stay comparable with their recorded model.
-For a language without a stop list (or without spaces between words) the stop-word term is left
-out and the other two are scaled up to the same weight.
+Why no fitted ``signals-v2`` yet: ``benchmarks/quality_signal_study.py`` fits every filter signal
+(:data:`DIRECTIONS`, each weight held to its rule's sign) on two label sources and scores the fit
+out of fold. Neither the fit nor any equal-weight subset beat v1 on both sources after the filters;
+the study prints the figures, and a formula that does is what ``signals-v2`` will be.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from gpu_jobs.scorers.base import Scores
-from documents.quality_rules import TERMINAL_PUNCT, lines_of, words_of
+from documents import quality_rules as Q
 
 MODEL_PREFIX = "builtin:"
 
-# name → (centre, scale) of each term; see the module docstring for where the numbers come from.
-FORMULAS: dict[str, dict[str, tuple[float, float]]] = {
-    "signals-v1": {
-        "stop_word_ratio": (0.30, 0.10),
-        "log10_words": (2.0, 0.5),
-        "line_punct_ratio": (0.5, 0.25),
-    },
+# +1: more is better, -1: less is better — the direction each signal's filter rule takes (a rule
+# rejecting above a bound is -1); the fit may only move a weight that way.
+DIRECTIONS: dict[str, int] = {
+    "stop_word_ratio": 1, "log10_words": 1, "line_punct_ratio": 1,
+    "dup_line_frac": -1, "dup_line_char_frac": -1, "dup_para_frac": -1, "dup_para_char_frac": -1,
+    **{f"top_{n}gram_char_frac": -1 for n in (2, 3, 4)}, **{f"dup_{n}gram_char_frac": -1 for n in range(5, 11)},
+    "symbol_word_ratio": -1, "bullet_lines_ratio": -1, "ellipsis_lines_ratio": -1, "alpha_words_ratio": 1,
+    "short_line_ratio": -1, "char_dup_ratio": -1, "newline_word_ratio": -1,
+    "c4_removed_frac": -1,  # share of lines C4's line filters remove
+    "sentences_per_100_words": 1,  # C4 keeps pages of 5 sentences or more
 }
+
+
+@dataclass(frozen=True)
+class Formula:
+    terms: dict[str, tuple[float, float, float]]  # signal → (centre, scale, weight)
+    bias: float = 0.0
+
+
+FORMULAS: dict[str, Formula] = {
+    "signals-v1": Formula({
+        "stop_word_ratio": (0.30, 0.10, 1.0),
+        "log10_words": (2.0, 0.5, 1.0),
+        "line_punct_ratio": (0.5, 0.25, 1.0),
+    }),
+}
+DEFAULT_FORMULA = "builtin:signals-v1"
 CLIP = 3.0
 LANGUAGE_CHARS = 1000  # langid sees this much of each document
 
@@ -82,21 +99,39 @@ def detect_language(text: str) -> str:
     return _language_id().identify(text)[0]
 
 
-def measure(text: str, language: str | None = None) -> dict[str, float | None]:
-    """The raw signals of one text (``stop_word_ratio`` is None when the language has no list)."""
-    words = words_of(text)
-    lines = lines_of(text)
+def measure(text: str, language: str | None = None, names: frozenset[str] | None = None) -> dict[str, float | None]:
+    """The raw signals of one text (``stop_word_ratio`` is None when the language has no list);
+    ``names``: only those (the filter-rule signals cost more than the three of v1)."""
+    words = Q.words_of(text)
+    lines = Q.lines_of(text)
     stops = stop_words(language or detect_language(text))
-    return {
+    out: dict[str, float | None] = {
         "stop_word_ratio": (sum(w.lower() in stops for w in words) / len(words) if words else 0.0) if stops else None,
         "log10_words": math.log10(len(words)) if words else 0.0,
-        "line_punct_ratio": sum(l.endswith(TERMINAL_PUNCT) for l in lines) / len(lines) if lines else 0.0,
+        "line_punct_ratio": sum(l.endswith(Q.TERMINAL_PUNCT) for l in lines) / len(lines) if lines else 0.0,
     }
+    if names is not None and names <= out.keys():
+        return out
+    # The filter rules' own measures, with their default options, on the text as it is.
+    out.update(Q.gopher_repetition_signals(text, words, Q.GopherRepetitionOptions()))
+    out.update(Q.gopher_quality_signals(text, words, Q.GopherQualityOptions()))
+    fineweb = Q.fineweb_signals(text, words, Q.FineWebOptions())
+    fineweb.pop("line_punct_ratio")  # the same measure as above
+    out.update(fineweb)
+    _, _, c4 = Q.c4_clean(text, Q.C4Options(filter_lorem_ipsum=False, filter_curly_bracket=False, min_sentences=0))
+    out["c4_removed_frac"] = c4.get("c4_lines_removed", 0.0) / len(lines) if lines else 1.0
+    out["sentences_per_100_words"] = 100.0 * c4.get("sentence_count", 0.0) / len(words) if words else 0.0
+    return {k: v for k, v in out.items() if k in DIRECTIONS}
 
 
-def logit(signals: dict[str, float | None], formula: dict[str, tuple[float, float]]) -> float:
-    terms = [max(-CLIP, min(CLIP, (v - c) / s)) for k, (c, s) in formula.items() if (v := signals[k]) is not None]
-    return sum(terms) * len(formula) / len(terms)
+def logit(signals: dict[str, float | None], formula: Formula) -> float:
+    total = present = z = 0.0
+    for k, (centre, scale, weight) in formula.terms.items():
+        total += abs(weight)
+        if (v := signals[k]) is not None:
+            present += abs(weight)
+            z += weight * max(-CLIP, min(CLIP, (v - centre) / scale))
+    return formula.bias + (z * total / present if present else 0.0)
 
 
 class SignalScorer:
@@ -105,14 +140,15 @@ class SignalScorer:
 
     device = "cpu"
 
-    def __init__(self, model: str = "builtin:signals-v1", language: str | None = None) -> None:
+    def __init__(self, model: str = DEFAULT_FORMULA, language: str | None = None) -> None:
         name = model.removeprefix(MODEL_PREFIX)
         if name not in FORMULAS:
             raise ValueError(f"unknown built-in scorer {model!r}; known: {', '.join(MODEL_PREFIX + k for k in FORMULAS)}")
         self.formula = FORMULAS[name]
+        self.names = frozenset(self.formula.terms)
         self.language = language  # None: identify per document
 
     def score(self, texts: list[str], **_: int) -> Scores:
-        z = np.array([logit(measure(t or "", self.language), self.formula) for t in texts], np.float64)
+        z = np.array([logit(measure(t or "", self.language, self.names), self.formula) for t in texts], np.float64)
         p = 1.0 / (1.0 + np.exp(-z))
         return Scores(p, ["high" if v >= 0.5 else "low" for v in p], 0)
