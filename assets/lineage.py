@@ -9,6 +9,7 @@ parameters" is one MLflow search away.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -126,17 +127,39 @@ class LineageResource(ConfigurableResource):
             if self.tracking_uri.startswith("sqlite:///"):
                 Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
             mlflow.set_tracking_uri(self.tracking_uri)
-            self._client = MlflowClient(self.tracking_uri)
+            with self._store_lock():
+                client = MlflowClient(self.tracking_uri)
+                client.search_experiments(max_results=1)  # creates or migrates the store's schema now, under the lock
+            self._client = client
         return self._client
+
+    @contextlib.contextmanager
+    def _store_lock(self):
+        """Serialises schema creation and experiment creation on an embedded SQLite store between
+        processes: two `sluice run` started together both migrated a new store, and the second died
+        on "duplicate column name". A server-backed store (PostgreSQL) does its own locking."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            yield
+            return
+        import fcntl
+
+        with open(self.tracking_uri[len("sqlite:///") :] + ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     @property
     def experiment_id(self) -> str:
         if self._experiment_id is None:
-            exp = self.client.get_experiment_by_name(self.experiment)
-            if exp is None:
-                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=self.artifact_root or None)
-            else:
-                self._experiment_id = exp.experiment_id
+            client = self.client
+            with self._store_lock():
+                exp = client.get_experiment_by_name(self.experiment)
+                if exp is None:
+                    self._experiment_id = client.create_experiment(self.experiment, artifact_location=self.artifact_root or None)
+                else:
+                    self._experiment_id = exp.experiment_id
         return self._experiment_id
 
     def _find_parent(self, dagster_run_id: str) -> str | None:

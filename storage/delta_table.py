@@ -22,6 +22,7 @@ makes "replace one crawl partition" a single atomic commit.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -301,6 +302,22 @@ class CommitResult:
     removed_stray: list[str] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _commit_lock(root: Path):
+    """One commit at a time per table on this file system. delta-rs's optimistic commit already
+    refuses a second log entry for the same version, but two writers creating a new table, or
+    replacing the same partition from the same snapshot, then fail half-way; taken in turn, each
+    reads the version the other wrote, so a replace replaces and an append appends. (An object
+    store needs delta-rs's own conditional put instead; see #14.)"""
+    (root / STAGING).mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / STAGING / "commit.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class Transaction:
     """One atomic write of one partition. Use as a context manager::
 
@@ -433,6 +450,10 @@ class Transaction:
             raise LakehouseError(f"unknown write mode {mode!r}")
         if self._committed:
             raise LakehouseError("transaction already committed")
+        with _commit_lock(self.root):
+            return self._commit(mode, commit_info, empty_schema)
+
+    def _commit(self, mode: str, commit_info: dict[str, Any] | None, empty_schema: pa.Schema | None) -> CommitResult:
         part_dir = _partition_dir(self.partition)
         dest_dir = self.root / part_dir if part_dir else self.root
         dest_dir.mkdir(parents=True, exist_ok=True)
