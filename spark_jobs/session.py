@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import tempfile
+import zipfile
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -21,11 +25,48 @@ class SparkSettings(BaseModel):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+# The packages executors import (all of the project's, so that any job's imports resolve).
+PACKAGES = ("orchestration", "assets", "audit", "spark_jobs", "gpu_jobs", "quality", "storage", "documents")
+
+
+def code_archive(dest_dir: str | Path | None = None) -> Path:
+    """The project's packages as one zip for the executors, named by a hash of its contents (the
+    same code gives the same file; a change gives a new one, never a stale cached copy)."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(p for pkg in PACKAGES for p in (root / pkg).rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    out = Path(dest_dir or tempfile.gettempdir()) / f"sluice-code-{digest.hexdigest()[:16]}.zip"
+    if not out.exists():
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in files:
+                z.write(p, str(p.relative_to(root)))
+        os.replace(tmp, out)
+    return out
+
+
+def ship_code(spark) -> str:
+    """Add the code archive to the job and check that executors import from it, not from a
+    copy of the driver's working tree they may happen to see (on one machine they would)."""
+    archive = code_archive()
+    sc = spark.sparkContext
+    sc.addPyFile(str(archive))
+    n = max(2, sc.defaultParallelism)
+    seen = set(sc.parallelize(range(n), n).map(lambda _: __import__("spark_jobs.session", fromlist=["_"]).__file__).collect())
+    if not all(archive.name in f for f in seen):
+        raise RuntimeError(f"executors import Sluice from {sorted(seen)}, not from the shipped {archive.name}")
+    return archive.name
+
+
 def build_spark(settings: SparkSettings | None = None, **extra_conf: Any):
     """Return the process's SparkSession, creating it on first use.
 
-    Executors run this project's Python (PYSPARK_PYTHON = the current interpreter), so the job
-    modules they import are the same installed code as the driver's.
+    Executors run this project's Python environment (PYSPARK_PYTHON = the current interpreter:
+    its dependencies), and on a cluster the project's own code is shipped with the job as a zip
+    (:func:`ship_code`): a cluster's executors never see the driver's working tree.
     """
     from pyspark.sql import SparkSession
 
@@ -54,4 +95,7 @@ def build_spark(settings: SparkSettings | None = None, **extra_conf: Any):
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if not s.master.startswith("local") and not getattr(spark, "_sluice_code", None):
+        spark._sluice_code = ship_code(spark)
+        print(f"Spark {s.master}: executors run Sluice from {spark._sluice_code}", file=sys.stderr)
     return spark
