@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SAMPLE_CRAWL := landing/sample-crawl
 SAMPLE_PAGES ?= 3000
 
-.PHONY: install browser run test bench ui mlflow-ui clean
+.PHONY: install browser postgres run test bench ui mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,17 @@ browser:
 	    || echo "could not install chromium: the browser test will skip"; \
 	else echo "no chromium/chromedriver and not root: the browser test will skip (apt-get install chromium chromium-driver)"; fi
 
-test: $(STAMP) browser
+# Debian's PostgreSQL server binaries, for the test that runs Dagster and MLflow on PostgreSQL (the
+# test starts its own throwaway server on 127.0.0.1). Best effort, as for the browser.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's postgresql for the PostgreSQL test"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql) >/dev/null \
+	    || echo "could not install postgresql: the PostgreSQL test will skip"; \
+	else echo "no PostgreSQL server binaries and not root: the PostgreSQL test will skip (apt-get install postgresql)"; fi
+
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

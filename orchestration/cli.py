@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from orchestration.config import SluiceConfig, load_config
+from orchestration.config import SluiceConfig, load_config, redact_uri
 
 DAGSTER_YAML = """# Written by sluice: a local instance with its storage in this folder.
 telemetry:
@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_summary(cfg: SluiceConfig) -> None:
     print()
     print_tables(cfg)
-    print(f"\nMLflow experiment '{cfg.mlflow.experiment}' at {cfg.mlflow_tracking_uri}")
+    print(f"\nMLflow experiment '{cfg.mlflow.experiment}' at {redact_uri(cfg.mlflow_tracking_uri)}")
     print(f"Dagster instance at {cfg.dagster_home}")
     print("Open the UIs:")
     print(f"  .venv/bin/sluice ui --lakehouse {cfg.lakehouse_dir}          # Dagster on http://127.0.0.1:{cfg.dagster.ui_port}")
@@ -456,7 +456,7 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     cfg = _config(args)
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     port = str(args.port or cfg.mlflow.ui_port)
-    print(f"MLflow UI on http://127.0.0.1:{port} ({cfg.mlflow_tracking_uri})", file=sys.stderr)
+    print(f"MLflow UI on http://127.0.0.1:{port} ({redact_uri(cfg.mlflow_tracking_uri)})", file=sys.stderr)
     os.execv(exe, [exe, "ui", "--backend-store-uri", cfg.mlflow_tracking_uri, "--default-artifact-root", cfg.mlflow_artifact_root, "-h", "127.0.0.1", "-p", port])
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any, Literal
 
 import yaml
@@ -140,6 +141,15 @@ class SluiceConfig(BaseSettings):
 
     def table_uri(self, name: str) -> str:
         return str(self.lakehouse_path / name)
+
+
+def redact_uri(uri: str) -> str:
+    """A URI as it may be printed or logged: a password in it becomes ``***``."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc or ":" not in parts.netloc.rsplit("@", 1)[0]:
+        return uri
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
 
 
 class _YamlSource(PydanticBaseSettingsSource):
