@@ -457,7 +457,8 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     port = str(args.port or cfg.mlflow.ui_port)
     print(f"MLflow UI on http://127.0.0.1:{port} ({redact_uri(cfg.mlflow_tracking_uri)})", file=sys.stderr)
-    os.execv(exe, [exe, "ui", "--backend-store-uri", cfg.mlflow_tracking_uri, "--default-artifact-root", cfg.mlflow_artifact_root, "-h", "127.0.0.1", "-p", port])
+    os.environ["MLFLOW_BACKEND_STORE_URI"] = cfg.mlflow_tracking_uri  # not in argv, where `ps` would show a password
+    os.execv(exe, [exe, "ui", "--default-artifact-root", cfg.mlflow_artifact_root, "-h", "127.0.0.1", "-p", port])
     return 0
 
 
