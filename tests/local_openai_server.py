@@ -19,6 +19,7 @@ class LocalOpenAIServer:
         self.delay_s = delay_s
         self.fail_first = fail_first  # answer the first N requests with 503 (tests the retries)
         self.requests = 0
+        self.authorizations: set[str | None] = set()  # the Authorization headers seen
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,6 +28,7 @@ class LocalOpenAIServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.authorizations.add(self.headers.get("Authorization"))
                 with server.lock:
                     server.requests += 1
                     failing = server.requests <= server.fail_first

@@ -228,7 +228,9 @@ def scores_for(files, tmp: Path) -> str:
     return str(tmp / "scores.parquet")
 
 
-def test_rewrite_in_process_and_over_http_with_retries_and_resume(models, tmp_path):
+def test_rewrite_in_process_and_over_http_with_retries_and_resume(models, tmp_path, monkeypatch):
+    api_key = "sk-test-Planted-0c9e"  # read from the environment variable the config names; written nowhere
+    monkeypatch.setenv("OPENAI_API_KEY", api_key)
     files = docs_files(tmp_path / "docs", 60, files=1)
     scores = scores_for(files, tmp_path)
     candidates = {f"d{i:05d}" for i in range(60) if i % 3}
@@ -251,6 +253,9 @@ def test_rewrite_in_process_and_over_http_with_retries_and_resume(models, tmp_pa
                 proc.wait()
                 summary = finish(job("rewrite", params, tmp))
                 assert summary["chunks_skipped"] >= 1
+                assert server.authorizations == {f"Bearer {api_key}"}
+            assert api_key not in json.dumps(summary) + json.dumps(params)
+            assert not [p for p in tmp.rglob("*") if p.is_file() and api_key.encode() in p.read_bytes()]
         # The job leaves finished chunks (the asset stages, gates and publishes them).
         rows = [r for f in summary["files"]["part"] for r in pq.read_table(f).to_pylist()]
         rej = [r for f in summary["files"]["rej"] for r in pq.read_table(f).to_pylist()]
