@@ -122,13 +122,14 @@ def main() -> int:
     ap.add_argument("--modes", nargs="+", default=["local", "cluster"], choices=["local", "cluster"])
     ap.add_argument("--workers", type=int, default=2, help="cluster workers (1 core each)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--report", action="store_true", help="only print the table and plot of the runs recorded in --out")
     args = ap.parse_args()
     from spark_jobs.sample_crawl import generate_crawl
 
     work = args.out or Path(tempfile.mkdtemp(prefix="sluice-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, dict]] = {}
-    for mode in args.modes:
+    results: dict[str, dict[str, dict]] = json.loads((work / "scaling.json").read_text()) if args.report else {}
+    for mode in ([] if args.report else args.modes):
         master, pids, env = None, [], {**os.environ, "SLUICE_SPARK_CLUSTER_DIR": str(work / "spark-cluster")}
         script = REPO / "infra" / "spark" / "local-cluster.sh"
         if mode == "cluster":
@@ -162,6 +163,7 @@ def main() -> int:
             print(f"{s:<20}" + "".join(f"{c['seconds']:>10.1f} ({c['peak_bytes'] / 2**30:4.1f})" for c in cells)
                   + f"{b:>12.2f}" + ("" if b <= 1.1 else "  > 1.1"))
         total = [sum(by_pages[str(p)][s]["seconds"] for s in STAGES if s in by_pages[str(p)]) for p in pages]
+        # the stages' seconds, not `sluice run`'s wall time (which adds JVM start-up and Dagster)
         if len(pages) > 1:
             print(f"{'all stages':<20}" + "".join(f"{t:>10.1f}{'':8s}" for t in total) + f"{exponent(pages, total):>12.2f}")
     plot(results, work / "scaling.png")
