@@ -89,6 +89,17 @@ class GpuLauncher(ConfigurableResource):
     namespace: str = "default"
     gpus: int = 1
     env: dict[str, str] = {}
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, str]] = []
+
+    def pod_spec(self) -> dict[str, Any]:
+        """The base pod spec of a GPU job: the GPU limit, on the selected GPU nodes, tolerating their taints."""
+        spec: dict[str, Any] = {"containers": [{"name": "main", "resources": {"limits": {"nvidia.com/gpu": self.gpus}}}]}
+        if self.node_selector:
+            spec["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            spec["tolerations"] = [dict(t) for t in self.tolerations]
+        return spec
 
     def run(self, context, module: str, params: dict[str, Any]) -> dict[str, Any]:
         from dagster import Failure
@@ -103,7 +114,7 @@ class GpuLauncher(ConfigurableResource):
             invocation = PipesK8sClient().run(
                 context=context, image=self.image, command=["python", "-m", module], namespace=self.namespace,
                 extras={"params": params}, env=dict(self.env),
-                base_pod_spec={"containers": [{"name": "main", "resources": {"limits": {"nvidia.com/gpu": self.gpus}}}]},
+                base_pod_spec=self.pod_spec(),
             )
         elif self.launcher == "subprocess":
             from dagster import PipesSubprocessClient

@@ -38,3 +38,26 @@ def test_missing_config_file_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(CONFIG_ENV, "/nonexistent/sluice.yaml")
     with pytest.raises(FileNotFoundError, match="no such config file"):
         SluiceConfig()
+
+
+def test_gpu_pods_go_to_the_selected_gpu_nodes(tmp_path, monkeypatch):
+    """The pod spec handed to dagster-k8s's Pipes client for a GPU job (k8s itself is not here)."""
+    from orchestration.resources import build_resources
+
+    f = tmp_path / "sluice.yaml"
+    f.write_text("lakehouse_dir: " + str(tmp_path) + "\ngpu:\n  launcher: k8s\n  image: sluice:1\n  gpus: 2\n"
+                 "  node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}\n")
+    monkeypatch.setenv(CONFIG_ENV, "")
+    spec = build_resources(load_config(f))["gpu"].pod_spec()
+    assert spec["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 2}
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_uris_are_shown_without_their_password():
+    from orchestration.config import redact_uri
+
+    assert redact_uri("postgresql://sluice:s3cret@db:5432/mlflow") == "postgresql://sluice:***@db:5432/mlflow"
+    assert redact_uri("postgresql+psycopg2://u:p%40ss@h/db?sslmode=require") == "postgresql+psycopg2://u:***@h/db?sslmode=require"
+    assert redact_uri("sqlite:////lake/_mlflow/mlflow.db") == "sqlite:////lake/_mlflow/mlflow.db"
+    assert redact_uri("http://mlflow:5000") == "http://mlflow:5000"
