@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from documents.decontam import DecontamOptions
@@ -85,6 +85,10 @@ class LakehouseSettings(BaseModel):
     stray_grace_seconds: float = 0.0
 
 
+_SYSTEM_DIRS = frozenset({"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/sbin", "/srv",
+                           "/sys", "/tmp", "/usr", "/var", "/mnt", "/media"})
+
+
 class SluiceConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLUICE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -108,6 +112,29 @@ class SluiceConfig(BaseSettings):
     decontamination: DecontamOptions = Field(default_factory=DecontamOptions)
     mixing: MixingOptions = Field(default_factory=MixingOptions)
     gpu: GpuLaunchSettings = Field(default_factory=GpuLaunchSettings)
+
+    @field_validator("lakehouse_dir", "landing_dir", mode="before")
+    @classmethod
+    def _local_folder(cls, v: object) -> object:
+        if isinstance(v, str) and "://" in v:
+            raise ValueError(f"{v!r}: the lakehouse and landing folders are local (or mounted) paths; object storage URIs "
+                             "are not supported yet (Spark here has no S3 connector; see infra/README.md)")
+        return v
+
+    @model_validator(mode="after")
+    def _safe_folders(self) -> "SluiceConfig":
+        """Refuse folders whose misuse would be destructive: a takedown rewrites files under the
+        lakehouse and the Dagster home, and stray cleanup deletes files in the tables' folders."""
+        named = {"lakehouse_dir": self.lakehouse_path, "landing_dir": Path(self.landing_dir).expanduser().resolve()}
+        if self.dagster.home:
+            named["dagster.home"] = Path(self.dagster.home).expanduser().resolve()
+        for name, p in named.items():
+            if p == Path(p.anchor) or p == Path.home() or str(p) in _SYSTEM_DIRS:
+                raise ValueError(f"{name} is {p}: refusing a system or home folder (Sluice writes, rewrites and deletes files there)")
+        lake, landing = named["lakehouse_dir"], named["landing_dir"]
+        if lake == landing or lake in landing.parents or landing in lake.parents:
+            raise ValueError(f"lakehouse_dir ({lake}) and landing_dir ({landing}) must not contain one another")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -61,3 +61,21 @@ def test_uris_are_shown_without_their_password():
     assert redact_uri("postgresql+psycopg2://u:p%40ss@h/db?sslmode=require") == "postgresql+psycopg2://u:***@h/db?sslmode=require"
     assert redact_uri("sqlite:////lake/_mlflow/mlflow.db") == "sqlite:////lake/_mlflow/mlflow.db"
     assert redact_uri("http://mlflow:5000") == "http://mlflow:5000"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"lakehouse_dir": "s3://bucket/lake"}, "object storage URIs are not supported yet"),
+    ({"lakehouse_dir": "/"}, "lakehouse_dir is /: refusing a system or home folder"),
+    ({"lakehouse_dir": "/etc"}, "refusing a system or home folder"),
+    ({"dagster": {"home": "~"}}, "dagster.home is"),
+    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x/landing"}, "must not contain one another"),
+    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x"}, "must not contain one another"),
+])
+def test_configured_folders_are_validated(settings, message, monkeypatch):
+    """A takedown rewrites files under the lakehouse and the Dagster home, and stray cleanup
+    deletes files: a folder that would make that destructive is refused with a clear error."""
+    from pydantic import ValidationError
+
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    with pytest.raises(ValidationError, match=message):
+        SluiceConfig(**settings)
