@@ -124,7 +124,8 @@ class SluiceConfig(BaseSettings):
     @model_validator(mode="after")
     def _safe_folders(self) -> "SluiceConfig":
         """Refuse folders whose misuse would be destructive: a takedown rewrites files under the
-        lakehouse and the Dagster home, and stray cleanup deletes files in the tables' folders."""
+        lakehouse and the Dagster home, and stray cleanup deletes files in the tables' folders.
+        (A lakehouse inside the landing folder is fine: crawl folders are those with WARC files.)"""
         named = {"lakehouse_dir": self.lakehouse_path, "landing_dir": Path(self.landing_dir).expanduser().resolve()}
         if self.dagster.home:
             named["dagster.home"] = Path(self.dagster.home).expanduser().resolve()
@@ -132,8 +133,8 @@ class SluiceConfig(BaseSettings):
             if p == Path(p.anchor) or p == Path.home() or str(p) in _SYSTEM_DIRS:
                 raise ValueError(f"{name} is {p}: refusing a system or home folder (Sluice writes, rewrites and deletes files there)")
         lake, landing = named["lakehouse_dir"], named["landing_dir"]
-        if lake == landing or lake in landing.parents or landing in lake.parents:
-            raise ValueError(f"lakehouse_dir ({lake}) and landing_dir ({landing}) must not contain one another")
+        if lake == landing or lake in landing.parents:  # a takedown would rewrite the crawls' own WARC files
+            raise ValueError(f"landing_dir ({landing}) must not be the lakehouse_dir ({lake}) or inside it")
         return self
 
     @classmethod

@@ -68,8 +68,8 @@ def test_uris_are_shown_without_their_password():
     ({"lakehouse_dir": "/"}, "lakehouse_dir is /: refusing a system or home folder"),
     ({"lakehouse_dir": "/etc"}, "refusing a system or home folder"),
     ({"dagster": {"home": "~"}}, "dagster.home is"),
-    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x/landing"}, "must not contain one another"),
-    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x"}, "must not contain one another"),
+    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x/landing"}, "must not be the lakehouse_dir"),
+    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x"}, "must not be the lakehouse_dir"),
 ])
 def test_configured_folders_are_validated(settings, message, monkeypatch):
     """A takedown rewrites files under the lakehouse and the Dagster home, and stray cleanup
@@ -79,3 +79,4 @@ def test_configured_folders_are_validated(settings, message, monkeypatch):
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     with pytest.raises(ValidationError, match=message):
         SluiceConfig(**settings)
+    SluiceConfig(lakehouse_dir="/data/crawls/lake", landing_dir="/data/crawls")  # a lakehouse beside the crawls is fine
