@@ -161,7 +161,7 @@ def main() -> int:
             cells = [by_pages[str(p)][s] for p in pages]
             b = exponent(pages, [c["seconds"] for c in cells]) if len(pages) > 1 else float("nan")
             print(f"{s:<20}" + "".join(f"{c['seconds']:>10.1f} ({c['peak_bytes'] / 2**30:4.1f})" for c in cells)
-                  + f"{b:>12.2f}" + ("" if b <= 1.1 else "  > 1.1"))
+                  + f"{b:>12.2f}" + ("  > 1.1" if b > 1.1 else ""))
         total = [sum(by_pages[str(p)][s]["seconds"] for s in STAGES if s in by_pages[str(p)]) for p in pages]
         # the stages' seconds, not `sluice run`'s wall time (which adds JVM start-up and Dagster)
         if len(pages) > 1:

@@ -190,6 +190,10 @@ class ExtractCrashed(Exception):
     """The extraction process died on a page (a crash in native parsing code)."""
 
 
+class ExtractError(Exception):
+    """The extractor raised on a page, in the child process (the message names the original error)."""
+
+
 def _frame_send(stream, obj: object) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(struct.pack("<Q", len(data)) + data)
@@ -290,7 +294,7 @@ class IsolatedExtractor:
             raise ExtractTimeout(f"> {self.o.max_seconds:g} s")
         status, value = reply
         if status == "error":
-            raise RuntimeError(value)
+            raise ExtractError(value)
         return value
 
     def extract(self, html: bytes, charset: str | None = None) -> str:

@@ -22,7 +22,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 from documents import quality_rules as Q
-from documents.extract import ExtractCrashed, ExtractOptions, ExtractTimeout, dom_depth, make_extractor
+from documents.extract import ExtractCrashed, ExtractError, ExtractOptions, ExtractTimeout, dom_depth, make_extractor
 from documents.language import LanguageIdentifier, LanguageOptions
 from documents.pii import PiiOptions, redact
 from documents.url_filter import UrlFilter, UrlFilterOptions
@@ -92,6 +92,8 @@ def _extract(doc: Doc, o: ExtractOptions, state: Any) -> Verdict | None:
         return ("extract.timeout", str(e), o.max_seconds)
     except ExtractCrashed as e:
         return ("extract.crashed", str(e), None)
+    except ExtractError as e:  # raised in the child: its message already names the error
+        return ("extract.failed", str(e)[:300], None)
     except Exception as e:  # an undecodable or unparseable page is explained, never fatal
         return ("extract.failed", f"{type(e).__name__}: {e}"[:300], None)
     doc.text = text.strip()

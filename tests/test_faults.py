@@ -78,3 +78,47 @@ def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(tmp_path):
         assert on_disk == referenced, (table, on_disk - referenced)
         assert not [p for p in (root / STAGING).iterdir() if p.name != "commit.lock"]
     assert table_exists(lake / "filtered")
+
+
+def test_killed_while_the_gpu_job_writes_its_chunks_the_rerun_resumes(tmp_path):
+    """SIGKILL to the whole `sluice run` (the Dagster run and its Pipes GPU job) once the scoring
+    job has finished some chunks: `quality_scored` was never committed; the rerun scores only the
+    chunks left, and the table has every document of `deduplicated` exactly once."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from spark_jobs.sample_crawl import generate_crawl
+
+    crawl = tmp_path / "landing" / "crawl-g"
+    generate_crawl(crawl, 700, seed=52, pages_per_file=350)
+    lake = tmp_path / "lake"
+    conf = tmp_path / "sluice.yaml"
+    conf.write_text(f"lakehouse_dir: {lake}\nlanding_dir: {crawl.parent}\nspark: {{master: 'local[2]', driver_memory: 1g}}\n"
+                    "scoring: {rows_per_chunk: 16}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("SLUICE_CONFIG", "DAGSTER_HOME", "SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR")}
+    cmd = [str(Path(sys.executable).parent / "sluice"), "run", "--config", str(conf), "--crawl", str(crawl), "--select"]
+    proc = subprocess.Popen(cmd + ["raw_crawl,filtered,deduplicated,quality_classifier,quality_scored"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, chunks = time.time() + 400, []
+    while time.time() < deadline and proc.poll() is None:
+        chunks = list((lake / "quality_scored" / ".resume").glob("*/part-*.parquet"))
+        if chunks:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its GPU job, mid-write
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert chunks, "the scoring job finished before it could be killed"
+    assert not table_exists(lake / "quality_scored")
+
+    rerun = subprocess.run(cmd + ["quality_scored"], env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    part = {"crawl_id": "crawl-g"}
+    scored = read_arrow(lake / "quality_scored", partition=part, columns=["doc_id"]).column("doc_id").to_pylist()
+    docs = read_arrow(lake / "deduplicated", partition=part, columns=["doc_id"]).column("doc_id").to_pylist()
+    assert sorted(scored) == sorted(docs) and len(set(scored)) == len(scored)
+    client = MlflowClient(f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sluice")
+    runs = client.search_runs([exp.experiment_id], "tags.`dagster.asset` = 'quality_scored'")
+    assert max(r.data.metrics.get("chunks_skipped", 0) for r in runs) >= 1  # resumed, not recomputed
+    assert not list((lake / "quality_scored" / ".resume").glob("*/*.parquet"))  # published chunks are cleaned up
