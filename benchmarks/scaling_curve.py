@@ -100,11 +100,11 @@ def plot(results: dict, out: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
     for mode, by_pages in results.items():
         pages = sorted(int(p) for p in by_pages)
-        for s in STAGES:
+        for i, s in enumerate(STAGES):
             if all(s in by_pages[str(p)] for p in pages):
-                style = "-" if mode == "local" else "--"
-                ax1.plot(pages, [by_pages[str(p)][s]["seconds"] for p in pages], style, marker="o", label=f"{s} ({mode})")
-                ax2.plot(pages, [by_pages[str(p)][s]["peak_bytes"] / 2**30 for p in pages], style, marker="o", label=f"{s} ({mode})")
+                style = dict(color=f"C{i}", marker="o" if mode == "local" else "s", linestyle="-" if mode == "local" else "--")
+                ax1.plot(pages, [by_pages[str(p)][s]["seconds"] for p in pages], label=f"{s} ({mode})", **style)
+                ax2.plot(pages, [by_pages[str(p)][s]["peak_bytes"] / 2**30 for p in pages], label=f"{s} ({mode})", **style)
     for ax, title in ((ax1, "seconds per stage"), (ax2, "peak resident memory per stage (GiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log" if ax is ax1 else "linear")
