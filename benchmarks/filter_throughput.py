@@ -14,7 +14,8 @@ per-page timeout; the timeout is raised to ``--timeout`` seconds and its stats a
 pages counted as processed were really extracted.
 
 Comparisons: Sluice's default extractor vs DataTrove (Trafilatura, its FineWeb setup), and
-Trafilatura on both sides.
+Trafilatura on both sides. Sluice, like DataTrove, extracts in a child process with a per-page time
+limit by default; the same run with extraction in-process (``extract.max_seconds: 0``) prices that.
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ def pack_warcs(out: Path, records: int, per_file: int) -> int:
     return len(pages)
 
 
-def sluice_options(backend: str):
+def sluice_options(backend: str, max_seconds: float | None = None):
+    from documents.extract import ExtractOptions
     from documents.rules import FilterOptions
 
-    return FilterOptions(url={"enabled": False}, language={"enabled": False}, pii={"enabled": False}, extract={"backend": backend})
+    extract = {"backend": backend, "max_seconds": ExtractOptions().max_seconds if max_seconds is None else max_seconds}
+    return FilterOptions(url={"enabled": False}, language={"enabled": False}, pii={"enabled": False}, extract=extract)
 
 
-def run_sluice(spark, crawl: Path, lake: Path, backend: str) -> dict:
+def run_sluice(spark, crawl: Path, lake: Path, backend: str, max_seconds: float | None = None) -> dict:
     from storage.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
     from spark_jobs.filter_job import filter_documents
@@ -78,7 +81,7 @@ def run_sluice(spark, crawl: Path, lake: Path, backend: str) -> dict:
         rt.commit("replace", empty_schema=REJECTIONS.schema())
     with Transaction(lake / "filtered", part) as kt, Transaction(lake / "rejections", {**part, "stage": "filter"}) as ft:
         paths = [f.path for f in snapshot_files(lake / "raw_crawl", raw.version, part)]
-        s = filter_documents(spark, paths, sluice_options(backend), kt.staging_uri, ft.staging_uri, "bench")
+        s = filter_documents(spark, paths, sluice_options(backend, max_seconds), kt.staging_uri, ft.staging_uri, "bench")
         kept = kt.commit("replace")
         ft.commit("replace")
     return {"docs_in": raw.rows, "kept": kept.rows, "reasons": s.reasons}
@@ -145,14 +148,17 @@ def main() -> int:
         pack_warcs(warm, 40, 10)
         run_sluice(spark, warm, work / "warm-lake", ExtractOptions().backend)
 
-        comparisons = [("default", ExtractOptions().backend), ("trafilatura", "trafilatura")]
+        # (label, backend, extract.max_seconds): the default extracts in a child process per worker
+        # with a time limit; the in-process run (0) prices that isolation.
+        comparisons = [("default", ExtractOptions().backend, None), ("default", f"{ExtractOptions().backend}, in-process", 0.0),
+                       ("trafilatura", "trafilatura", None)]
         sluice_runs = {}
-        for label, backend in comparisons:
+        for label, backend, max_seconds in comparisons:
             if args.only and args.only != label:
                 continue
             with measure() as m:
-                r = run_sluice(spark, crawl, work / f"lake-{label}", backend)
-            sluice_runs[label] = (r, m)
+                r = run_sluice(spark, crawl, work / f"lake-{label}-{max_seconds}", backend.split(",")[0], max_seconds)
+            sluice_runs[backend] = (r, m)
             print(f"sluice[{backend}]: {m.seconds:.1f}s, kept {r['kept']} of {r['docs_in']}", file=sys.stderr)
         spark.stop()
         with measure() as md:
@@ -160,15 +166,15 @@ def main() -> int:
         print(f"datatrove[trafilatura]: {md.seconds:.1f}s, kept {dt['kept']}", file=sys.stderr)
 
         print(f"\n{'side':40s} {'seconds':>8s} {'docs/s':>8s} {'kept':>7s} {'peak RSS MB':>12s}")
-        for label, backend in comparisons:
-            if label in sluice_runs:
-                r, m = sluice_runs[label]
+        for label, backend, _ in comparisons:
+            if backend in sluice_runs:
+                r, m = sluice_runs[backend]
                 print(f"{'sluice, ' + backend:40s} {m.seconds:8.1f} {args.records / m.seconds:8.1f} {r['kept']:7d} {m.peak_rss_mb:12.0f}")
         print(f"{'datatrove, trafilatura (2 workers)':40s} {md.seconds:8.1f} {args.records / md.seconds:8.1f} {dt['kept']:7d} {md.peak_rss_mb:12.0f}")
         print()
-        for label, backend in comparisons:
-            if label in sluice_runs:
-                print(f"ratio sluice[{backend}] / datatrove[trafilatura]: {md.seconds / sluice_runs[label][1].seconds:.2f}x docs/s")
+        for label, backend, _ in comparisons:
+            if backend in sluice_runs:
+                print(f"ratio sluice[{backend}] / datatrove[trafilatura]: {md.seconds / sluice_runs[backend][1].seconds:.2f}x docs/s")
         ext = {k: v for k, v in dt["stats"].items() if "Trafilatura" in k or "xtract" in k}
         print(f"datatrove extractor stats (timeouts must be 0): {json.dumps(ext)}")
         results = {
