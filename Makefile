@@ -58,9 +58,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dedup_throughput.py --docs 200000
 	$(BIN)/python benchmarks/dedup_quality.py
 	$(BIN)/python benchmarks/scorer_quality.py
+	$(BIN)/python benchmarks/quality_signal_study.py
 	$(BIN)/python benchmarks/decontam_throughput.py --docs 200000
 	$(BIN)/python benchmarks/audit_latency.py --crawls 3 --pages 20000
 	$(BIN)/python benchmarks/stage_timing.py --pages 10000
+	$(BIN)/python benchmarks/scaling_curve.py --pages 10000 50000 200000 --modes local cluster
 
 ui: $(STAMP)
 	$(BIN)/sluice ui --config demo.yaml
