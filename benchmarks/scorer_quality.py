@@ -153,7 +153,8 @@ def main() -> None:
     print(f"{len(ids)} labelled English documents ({int(y.sum())} positive, {int((1 - y).sum())} negative); "
           f"unlabelled pool {len(docs)} documents")
 
-    kept = np.array([k in filter_survivors(dict(zip(ids, texts))) for k in ids])
+    survivors = filter_survivors(dict(zip(ids, texts)))
+    kept = np.array([k in survivors for k in ids])
     print(f"{int(kept.sum())} of them pass the `filtered` stage's rules ({int(y[kept].sum())} positive)")
     sig = [measure(t, "en") for t in texts]
     rows: dict[str, np.ndarray] = {
