@@ -26,6 +26,16 @@ DAGSTER_RUN_TAG = "dagster.run_id"
 # Registry versions carry the gate's verdict; versions registered before the tag existed were only
 # registered when they passed, hence the default.
 GATE_TAG, APPROVED_ALIAS = "sluice.gate", "approved"
+NOTE_TAG = "mlflow.note.content"  # the description the MLflow UI shows for an experiment or a run
+EXPERIMENT_NOTE = (
+    "Lineage of the Sluice pipeline (web crawl to pretraining corpus). One parent run per Dagster run "
+    "(a crawl's stages, or a mixture), tagged with the crawl or mixture and the config hash, with summary "
+    "metrics per stage; one nested run per stage materialization, with its options (params), counts "
+    "(metrics), the Delta table versions it read and wrote (datasets) and its gate report (artifact). "
+    "Audit and mixture-search runs sit beside them. Registered models: the quality classifiers."
+)
+# Summary metrics a parent run takes from its stage runs (per stage: <asset>.<metric>).
+SUMMARY_METRICS = ("documents_in", "documents", "rejected", "seconds")
 
 
 def _verdict(mv) -> str:
@@ -157,9 +167,12 @@ class LineageResource(ConfigurableResource):
             with self._store_lock():
                 exp = client.get_experiment_by_name(self.experiment)
                 if exp is None:
-                    self._experiment_id = client.create_experiment(self.experiment, artifact_location=self.artifact_root or None)
+                    self._experiment_id = client.create_experiment(self.experiment, artifact_location=self.artifact_root or None,
+                                                                   tags={NOTE_TAG: EXPERIMENT_NOTE})
                 else:
                     self._experiment_id = exp.experiment_id
+                    if not exp.tags.get(NOTE_TAG):
+                        client.set_experiment_tag(exp.experiment_id, NOTE_TAG, EXPERIMENT_NOTE)
         return self._experiment_id
 
     def _find_parent(self, dagster_run_id: str) -> str | None:
@@ -173,15 +186,23 @@ class LineageResource(ConfigurableResource):
         found = self._find_parent(dagster_run_id)
         if found:
             return found
+        tags = dict(tags or {})
+        job, key = tags.get("sluice.job", ""), tags.get("sluice.partition", "")
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"dagster-{dagster_run_id[:8]}",
-            tags={DAGSTER_RUN_TAG: dagster_run_id, "sluice.level": "dagster_run", "sluice.git_sha": git_sha(), **(tags or {})},
+            run_name=f"{job}[{key}]-{dagster_run_id[:8]}" if job else f"dagster-{dagster_run_id[:8]}",
+            tags={DAGSTER_RUN_TAG: dagster_run_id, "sluice.level": "dagster_run", "sluice.git_sha": git_sha(), **tags},
         )
+        params = {"dagster_run_id": dagster_run_id, "job": job, "partition": key, "config_hash": tags.get("sluice.config_hash", ""),
+                  "git_sha": git_sha()}
+        StageRun(self, run.info.run_id).log_params({k: v for k, v in params.items() if v})
         return run.info.run_id
 
-    def start_stage(self, dagster_run_id: str, asset: str, partition: str | None, tags: dict[str, str] | None = None) -> StageRun:
-        parent = self.parent_run(dagster_run_id, {"dagster.partition": partition or ""})
+    def start_stage(self, dagster_run_id: str, asset: str, partition: str | None, tags: dict[str, str] | None = None,
+                    description: str = "", parent_tags: dict[str, str] | None = None) -> StageRun:
+        parent = self.parent_run(dagster_run_id, {"dagster.partition": partition or "", **(parent_tags or {})})
+        if description:
+            tags = {NOTE_TAG: description, **(tags or {})}
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{asset}[{partition}]" if partition else asset,
@@ -198,9 +219,16 @@ class LineageResource(ConfigurableResource):
         return StageRun(self, run.info.run_id)
 
     def finish_parent(self, dagster_run_id: str, status: str = "FINISHED") -> bool:
-        """End the MLflow run standing for a Dagster run, if one was opened; True when it was."""
+        """End the MLflow run standing for a Dagster run, if one was opened, with its stages' summary
+        metrics (``<asset>.documents`` …, ``stages``, ``stages_gate_passed``); True when it was."""
         found = self._find_parent(dagster_run_id)
         if found:
+            stages = self.client.search_runs([self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{found}'", max_results=500)
+            summary: dict[str, float] = {"stages": len(stages), "stages_gate_passed": sum(r.data.metrics.get("gate_passed", 0.0) for r in stages)}
+            for r in stages:
+                asset = r.data.tags.get("dagster.asset", r.info.run_name)
+                summary.update({f"{asset}.{m}": r.data.metrics[m] for m in SUMMARY_METRICS if m in r.data.metrics})
+            StageRun(self, found).log_metrics(summary)
             self.client.set_terminated(found, status=status)
         return found is not None
 

@@ -54,7 +54,8 @@ def work(ctx: StageContext) -> Outcome:
     summary = ingest.ingest_warc_files(ctx.spark, files, opts, ctx.output("raw_crawl").staging_uri,
                                        ctx.output("rejections").staging_uri, ctx.dagster.run_id, blocklist)
     for s in summary.unreadable:
-        ctx.log.warning(f"{s['warc_file']}: {s['detail']}")
+        ctx.log.warning(f"{s['warc_file']}: a damaged WARC file, counted as an `unreadable` rejection (the records before the "
+                        f"damage are kept): {s['detail']}")
     docs, rejected = ctx.output("raw_crawl").staged_rows(), ctx.output("rejections").staged_rows()
     return Outcome(
         gate=raw_crawl_gate(T.RAW_CRAWL.schema().names),

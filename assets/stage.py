@@ -251,8 +251,19 @@ def follow_upstreams() -> AutomationCondition:
     return AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
 
 
-def column_schema(schema: pa.Schema) -> TableSchema:
-    return TableSchema(columns=[TableColumn(f.name, str(f.type)) for f in schema])
+def column_schema(schema: pa.Schema, table: T.TableSpec | None = None) -> TableSchema:
+    """The Dagster column schema, each column described from the table contract."""
+    return TableSchema(columns=[TableColumn(f.name, str(f.type), description=table.describe(f.name) if table else None) for f in schema])
+
+
+def parent_run_tags(context: AssetExecutionContext) -> dict[str, str]:
+    """What the MLflow run standing for the Dagster run says about it: job, crawl or mixture, config."""
+    key = context.partition_key if context.has_partition_key else ""
+    job = context.job_name
+    what = f"mixture {key}" if job.startswith("mixture") else f"crawl {key}" if key else "no partition"
+    return {"sluice.job": job, "sluice.partition": key, "sluice.config_hash": context.run.tags.get("sluice/config_hash", ""),
+            "mlflow.note.content": f"Dagster run {context.run_id} of job {job} for {what}: one nested MLflow run per stage "
+                                   "(params, input and output table versions, metrics, gate report)."}
 
 
 def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config: Any) -> AssetsDefinition:
@@ -269,7 +280,8 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
     body.__name__ = spec.name
     metadata: dict[str, Any] = {}
     if spec.table is not None:
-        metadata = {"dagster/table_name": spec.table.name, "dagster/column_schema": column_schema(spec.table_schema(spec.table, options))}
+        metadata = {"dagster/table_name": spec.table.name,
+                    "dagster/column_schema": column_schema(spec.table_schema(spec.table, options), spec.table)}
     return asset(
         name=spec.name,
         partitions_def=spec.partitions(config) if spec.partitions else crawl_partitions,
@@ -316,9 +328,10 @@ def pinned_upstream(context: AssetExecutionContext, table: str, optional: bool =
 
 
 @contextlib.contextmanager
-def stage_run(lineage: LineageResource, context: AssetExecutionContext, name: str) -> Iterator[StageRun]:
+def stage_run(lineage: LineageResource, context: AssetExecutionContext, name: str, description: str = "") -> Iterator[StageRun]:
     """An MLflow run nested under the Dagster run's; marked FAILED if the body raises."""
-    run = lineage.start_stage(context.run_id, name, context.partition_key if context.has_partition_key else None)
+    run = lineage.start_stage(context.run_id, name, context.partition_key if context.has_partition_key else None,
+                              description=description, parent_tags=parent_run_tags(context))
     context.log.info(f"MLflow run {run.run_id} ({run.url})")
     try:
         yield run
@@ -326,7 +339,10 @@ def stage_run(lineage: LineageResource, context: AssetExecutionContext, name: st
         run.end("FAILED")
         raise
     else:
-        run.end("FINISHED")
+        try:
+            run.end("FINISHED")
+        except Exception as e:  # noqa: BLE001 - the stage is done (and maybe published): a note, not a retry
+            context.log.warning(f"{name}: could not end MLflow run {run.run_id}: {type(e).__name__}: {e}")
 
 
 def _partition(spec: StageSpec, t: T.TableSpec, key: str) -> dict[str, str]:
@@ -341,13 +357,41 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
     lh: LakehouseResource = resources["lakehouse"]
     lineage: LineageResource = resources["lineage"]
     if spec.skip is not None and (why := spec.skip(options)):
-        context.log.info(why)
+        context.log.info(f"{spec.name} skipped (expected, not an error): {why}")
         return MaterializeResult(
             metadata={"status": "skipped", "skipped": why, "gate_passed": True},
-            check_results=[AssetCheckResult(asset_key=spec.name, check_name="gate", passed=True, description=why)],
+            check_results=[AssetCheckResult(asset_key=spec.name, check_name="gate", passed=True, description=f"skipped: {why}")],
         )
     key = context.partition_key
-    with stage_run(lineage, context, spec.name) as run, contextlib.ExitStack() as stack:
+    if context.retry_number > 0 and (done := _published_by_run(lh, spec, key, context.run_id)):
+        # Belt and braces: a retry of a step whose tables this run already committed publishes nothing again.
+        context.log.warning(f"{spec.name}: retry {context.retry_number} of a step that already committed "
+                            f"{', '.join(f'{n} v{v}' for n, v in done.items())} in this run; not published again")
+        md = {"status": "published", "gate_passed": True, "tables": MetadataValue.json({n: {"version": v} for n, v in done.items()}),
+              "post_commit_warnings": MetadataValue.md(f"- retry {context.retry_number}: the tables were committed by an earlier "
+                                                       "attempt of this run; nothing was published again")}
+        if spec.table is not None and spec.table.name in done:
+            md["delta_version"] = done[spec.table.name]
+        return MaterializeResult(metadata=md, check_results=[AssetCheckResult(
+            asset_key=spec.name, check_name="gate", passed=True, description="passed in an earlier attempt of this run")])
+    warnings: list[str] = []
+    commits: dict[str, CommitResult] = {}
+
+    def after_commit(what: str, fn: Callable[..., Any], *args: Any, default: Any = None) -> Any:
+        """Work after the tables are committed cannot fail the step: a retry would publish again.
+        Its failure becomes a recorded warning (log, metadata ``post_commit_warnings``, MLflow tag)."""
+        if not commits:
+            return fn(*args)
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - anything: the commit stands, the step must not be retried
+            published = ", ".join(f"{n} v{c.version}" for n, c in commits.items())
+            msg = f"{what} failed after {published} was committed (kept; not retried): {type(e).__name__}: {e}"
+            context.log.warning(f"{spec.name}: {msg}")
+            warnings.append(msg)
+            return default
+
+    with stage_run(lineage, context, spec.name, spec.description) as run, contextlib.ExitStack() as stack:
         run.log_params({spec.partition_column: key, "code_version": version, **_jsonable(options)})
         txns = {t.name: stack.enter_context(lh.transaction(t, _partition(spec, t, key))) for t in spec.outputs}
         for txn in txns.values():
@@ -368,7 +412,6 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         staged_rows = {n: txn.staged_rows() for n, txn in txns.items()}
         extra_md: dict[str, Any] = {}
         quarantined: dict[str, str] = {}
-        commits: dict[str, CommitResult] = {}
         try:
             if gate.success:
                 info = {"dagster_run_id": context.run_id, "asset": spec.name, "dagster_partition": key,
@@ -379,7 +422,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
                     context.log.info(f"{name} v{commits[name].version}: {commits[name].rows} rows in {commits[name].files} files "
                                      f"(commit {time.time() - t_commit:.1f}s)")
                 for hook in out.on_publish:
-                    extra_md.update(hook(commits) or {})
+                    extra_md.update(after_commit(f"post-commit step {_hook_name(hook)}", hook, commits) or {})
             else:
                 note = {"gate": gate.gate, "failures": gate.failed, "gate_report": gate.result_json, "dagster_run_id": context.run_id,
                         "mlflow_run_id": run.run_id, "code_version": version}
@@ -393,7 +436,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
                     extra_md.update(hook(gate.failed) or {})
         finally:
             for fn in out.cleanup:
-                fn()
+                after_commit(f"clean-up {_hook_name(fn)}", fn)
 
         rows = {n: (commits[n].rows if n in commits else staged_rows[n]) for n in txns}
         rejected = rows.get(T.REJECTIONS.name, 0) if T.REJECTIONS in spec.outputs else None
@@ -406,12 +449,12 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
             **{f"rejected.{k}": v for k, v in out.reasons.items()},
             **out.metrics,
         }
-        run.log_metrics(metrics)
+        after_commit("MLflow metrics", run.log_metrics, metrics)
         for name, res in commits.items():
-            run.log_table(name, lh.uri(name), res.version, "output", res.rows)
-        run.log_artifact(gate.result_json, "gates")
+            after_commit(f"MLflow dataset {name}", run.log_table, name, lh.uri(name), res.version, "output", res.rows)
+        after_commit("MLflow gate report", run.log_artifact, gate.result_json, "gates")
         for path, folder in out.artifacts:
-            run.log_artifact(path, folder)
+            after_commit(f"MLflow artifact {Path(path).name}", run.log_artifact, path, folder)
 
         md: dict[str, Any] = {"status": "published" if gate.success else "quarantined", "code_version": version}
         if ctx.inputs:
@@ -422,8 +465,11 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
                 md["delta_version"] = current
             md["dagster/table_name"] = primary.name
             md["dagster/uri"] = MetadataValue.path(lh.uri(primary.name))
-            schema = open_table(lh.uri(primary.name)).schema().to_arrow() if primary.name in commits else staged_schema
-            md["dagster/column_schema"] = column_schema(pa.schema(schema))
+            schema = staged_schema
+            if primary.name in commits:
+                schema = after_commit("reading the committed schema", lambda: open_table(lh.uri(primary.name)).schema().to_arrow(),
+                                      default=staged_schema)
+            md["dagster/column_schema"] = column_schema(pa.schema(schema), primary)
             if gate.success:
                 md["dagster/row_count"] = rows[primary.name]
             else:
@@ -443,7 +489,33 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         md.update(extra_md)
         md.update({"seconds": round(seconds, 2), "mlflow_run": MetadataValue.url(run.url), "mlflow_run_id": run.run_id,
                    "gate_report": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
+        if warnings:
+            md["post_commit_warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings))
+            after_commit("MLflow warning tag", run.client.set_tag, run.run_id, "sluice.post_commit_warnings", "\n".join(warnings)[:5000])
     return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate, spec.gate_blocking)])
+
+
+def _hook_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _published_by_run(lh: LakehouseResource, spec: StageSpec, key: str, run_id: str) -> dict[str, int] | None:
+    """Versions of every output table that this Dagster run already committed for this stage and
+    partition (an earlier attempt of the step), or None when it has not committed them all."""
+    found: dict[str, int] = {}
+    for t in spec.outputs:
+        uri = lh.uri(t.name)
+        if not table_exists(uri):
+            return None
+        for c in open_table(uri).history(limit=50):
+            meta = c.get("sluice") or {}
+            meta = json.loads(meta) if isinstance(meta, str) else meta
+            if meta.get("dagster_run_id") == run_id and meta.get("asset") == spec.name and meta.get("dagster_partition") == key:
+                found[t.name] = int(c["version"])
+                break
+        else:
+            return None
+    return found or None
 
 
 def _current_version(uri: str) -> int | None:

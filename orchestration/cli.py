@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -18,6 +19,9 @@ from orchestration.config import SluiceConfig, load_config, redact_uri
 
 DAGSTER_YAML = """# Written by sluice: a local instance with its storage in this folder.
 telemetry:
+  enabled: false
+# No first-visit "Join the Dagster community" dialog in the UI.
+nux:
   enabled: false
 """
 
@@ -34,8 +38,11 @@ def _config(args: argparse.Namespace, **extra) -> SluiceConfig:
 def prepare_dagster_home(cfg: SluiceConfig) -> Path:
     home = cfg.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    yaml = home / "dagster.yaml"
+    if not yaml.exists():
+        yaml.write_text(DAGSTER_YAML)
+    elif yaml.read_text().startswith("# Written by sluice") and "nux:" not in yaml.read_text():
+        yaml.write_text(DAGSTER_YAML)  # an instance made by an earlier version: same settings, plus nux
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -105,7 +112,10 @@ def _follow(instance, token: str, total: int, done: threading.Event, out: TextIO
                 entry = rec.event_log_entry
                 ev = entry.dagster_event
                 if ev is None:
-                    if entry.step_key == step and entry.user_message:
+                    if entry.user_message and entry.level >= logging.WARNING:
+                        # A warning gets a line of its own, said once, not the progress line for seconds.
+                        bar.write(f"   note from {entry.step_key or 'the run'}: {entry.user_message.splitlines()[0][:300]}", file=out)
+                    elif entry.step_key == step and entry.user_message:
                         last_line = entry.user_message.splitlines()[0][:70]
                 elif ev.event_type == DagsterEventType.STEP_START:
                     step, last_line = ev.step_key, ""
@@ -148,10 +158,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
     prepare_dagster_home(cfg)
 
-    from dagster import DagsterInstance, materialize
+    from dagster import AssetKey, DagsterInstance
 
     from assets.partitions import crawl_partitions
-    from orchestration.definitions import build_definitions
+    from orchestration.definitions import CRAWL_JOB, MIXTURE_JOB, build_definitions
     from orchestration.resources import build_resources
     from orchestration.sensors import run_tags
     from storage.tables import LOGS
@@ -159,47 +169,99 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(crawl_partitions.name, [c for c in crawl_ids if not instance.has_dynamic_partition(crawl_partitions.name, c)])
     defs = build_definitions(cfg)
-    all_assets = list(defs.assets or [])
     # Crawl stages run once per crawl; mixtures (partitioned by mixture name) after every crawl.
-    per_crawl = [a for a in all_assets if a.partitions_def == crawl_partitions]
-    per_mixture = [a for a in all_assets if a.partitions_def != crawl_partitions]
+    jobs = {n: defs.resolve_job_def(n) for n in (CRAWL_JOB, MIXTURE_JOB) if n in {j.name for j in defs.jobs or []}}
     selected = set(args.select.split(",")) if args.select else None
-    resources = build_resources(cfg)
+    lineage = build_resources(cfg)["lineage"]
+    order = [a.key for a in defs.assets or []]  # pipeline order
     ok = True
     log_path = cfg.lakehouse_path / LOGS / f"sluice-run-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.log"
     with _quiet_console(log_path, args.verbose) as out:
-        def one_run(assets: list, key: str, label: str) -> bool:
-            names = [a.key.to_user_string() for a in assets if selected is None or a.key.to_user_string() in selected]
+        def one_run(job_name: str, key: str, label: str) -> bool:
+            job = jobs.get(job_name)
+            in_job = set(job.asset_layer.selected_asset_keys) if job is not None else set()
+            keys = [k.to_user_string() for k in order if k in in_job]
+            names = [n for n in keys if selected is None or n in selected]
             if not names:
                 return True
-            print(f"== {label}: materializing {', '.join(names)} into {cfg.lakehouse_path}", file=out)
+            print(f"== {label}: {job_name} materializing {', '.join(names)} into {cfg.lakehouse_path}", file=out)
             token = uuid.uuid4().hex
             done = threading.Event()
             follower = threading.Thread(target=_follow, args=(instance, token, len(names), done, out), daemon=True)
             follower.start()
             try:
-                result = materialize(assets, instance=instance, resources=resources, partition_key=key, selection=names,
-                                     tags={"sluice/cli": token, **run_tags(cfg)}, raise_on_error=False)
+                with _runs_of_the_code_location(instance, job_name):
+                    result = job.execute_in_process(instance=instance, partition_key=key, asset_selection=[AssetKey(n) for n in names],
+                                                    tags={"sluice/cli": token, **run_tags(cfg)}, raise_on_error=False)
             finally:
                 done.set()
                 follower.join()
-            resources["lineage"].finish_parent(result.run_id, "FINISHED" if result.success else "FAILED")
-            for ev in result.get_asset_check_evaluations():
-                status = "passed" if ev.passed else "FAILED" if ev.severity.value == "ERROR" else "failed (a warning: the model is not promoted)"
-                print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=out)
-            if not result.success:
-                print(f"   run {result.run_id} did not succeed; see `sluice ui` or {log_path} for its logs", file=out)
+            lineage.finish_parent(result.run_id, "FINISHED" if result.success else "FAILED")
+            _report_run(result, out, log_path)
             return result.success
 
         for crawl_id in crawl_ids:
-            ok &= one_run(per_crawl, crawl_id, f"crawl {crawl_id}")
+            ok &= one_run(CRAWL_JOB, crawl_id, f"crawl {crawl_id}")
         if ok:
             for m in cfg.mixing.mixtures:
-                ok &= one_run(per_mixture, m.name, f"mixture {m.name}")
+                ok &= one_run(MIXTURE_JOB, m.name, f"mixture {m.name}")
     _print_summary(cfg)
     if not args.verbose:
         print(f"Log of the run (Dagster, Spark, models): {log_path}")
     return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def _runs_of_the_code_location(instance, job_name: str) -> Iterator[None]:
+    """Runs created meanwhile carry the origin of the job in the code location the UIs load
+    (``-m orchestration.definitions``), as a run launched from the UI would: the Overview timeline
+    only lists runs with an origin, and the run page then links to the job."""
+    from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    module = "orchestration.definitions"
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=module, working_directory=os.getcwd()), location_name=module)
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
+    create = instance.create_run_for_job
+
+    def with_origin(*args, **kwargs):
+        kwargs.setdefault("remote_job_origin", origin)
+        return create(*args, **kwargs)
+
+    instance.create_run_for_job = with_origin
+    try:
+        yield
+    finally:
+        del instance.create_run_for_job
+
+
+def _report_run(result, out: TextIO, log_path: Path) -> None:
+    """The run's outcome in plain words: checks, skipped stages, warnings; on failure the stage, its
+    error and where to read the rest."""
+    from dagster import DagsterEventType
+
+    for ev in result.get_asset_check_evaluations():
+        status = "passed" if ev.passed else "FAILED" if ev.severity.value == "ERROR" else "failed (a warning: the model is not promoted)"
+        print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=out)
+    for ev in result.get_asset_materialization_events():
+        md = ev.materialization.metadata
+        name = ev.asset_key.to_user_string()
+        if "skipped" in md:
+            print(f"   {name}: skipped (expected: {md['skipped'].value})", file=out)
+        if "post_commit_warnings" in md:
+            print(f"   {name}: published, with warnings after the commit (not retried):", file=out)
+            for line in md["post_commit_warnings"].value.splitlines():
+                print(f"     {line}", file=out)
+    if result.success:
+        return
+    for ev in result.all_events:
+        if ev.event_type == DagsterEventType.STEP_FAILURE:
+            err = ev.step_failure_data.error if ev.step_failure_data else None
+            first = (err.message.strip().splitlines() or ["?"])[0] if err else "?"
+            print(f"   FAILED {ev.step_key}: {err.cls_name + ': ' if err and err.cls_name else ''}{first[:300]}", file=out)
+    print(f"   run {result.run_id} did not succeed. The full error and the stage's log: {log_path} (search for the run id "
+          f"or STEP_FAILURE), or the run page in `sluice ui`", file=out)
 
 
 def _print_summary(cfg: SluiceConfig) -> None:
@@ -432,7 +494,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     prepare_dagster_home(cfg)
     exe = shutil.which("dagster-webserver", path=str(Path(sys.executable).parent)) or "dagster-webserver"
     port = str(args.port or cfg.dagster.ui_port)
-    print(f"Dagster UI on http://127.0.0.1:{port} (instance {cfg.dagster_home})", file=sys.stderr)
+    os.environ["SLUICE_DAGSTER__DAEMON"] = "false"  # the sensors show as stopped, and say why
+    print(f"Dagster UI on http://127.0.0.1:{port} (instance {cfg.dagster_home}). This is the webserver alone: sensors and "
+          "automation do not run here; `sluice serve` runs them (webserver and daemon).", file=sys.stderr)
     os.execv(exe, [exe, "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
     return 0
 
@@ -444,6 +508,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["SLUICE_LANDING_DIR"] = str(Path(cfg.landing_dir).resolve())
     Path(cfg.landing_dir).mkdir(parents=True, exist_ok=True)
     home = prepare_dagster_home(cfg)
+    os.environ["SLUICE_DAGSTER__DAEMON"] = "true"
     exe = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     port = str(args.port or cfg.dagster.ui_port)
     print(f"Dagster webserver and daemon on http://127.0.0.1:{port} (instance {home}); watching {Path(cfg.landing_dir).resolve()} "

@@ -52,14 +52,20 @@ class DagsterSettings(BaseModel):
     # exponential backoff from this delay.
     retries: int = 2
     retry_delay_seconds: float = 30.0
+    # Whether a Dagster daemon runs the sensors (``sluice serve``: yes). ``sluice ui`` is the webserver
+    # alone and sets it false, so that the UI shows the sensors stopped and says what runs them.
+    daemon: bool = True
 
 
 class QualitySettings(BaseModel):
     """Gate behaviour. Results (JSON, Data Docs) land in ``<lakehouse>/_quality``."""
 
     preview_rows: int = 5
-    # quality_classifier's gate: the held-out ROC-AUC a trained classifier needs before it scores.
+    # quality_classifier's gate, measured on crawl documents the classifier did not train on: the
+    # ROC-AUC against hand labels when given (classifier.validation_labels_path), else the ROC-AUC
+    # of agreement with the signals score's top and bottom 30% (see quality/suites.py).
     min_classifier_auc: float = 0.7
+    min_classifier_agreement: float = 0.6
 
 
 class GpuLaunchSettings(BaseModel):

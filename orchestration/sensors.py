@@ -1,7 +1,8 @@
 """What runs without a click: the landing sensor turns each new crawl folder into a partition and a
 ``raw_crawl`` run; the automation sensor evaluates every asset's automation condition (the chain
 follows each partition through its gates; mixtures on their cron); run-status sensors close the
-MLflow parent run of every finished run with its status. All are running by default."""
+MLflow parent run of every finished run with its status. They run under ``sluice serve``, which runs
+Dagster's daemon; under ``sluice ui`` (the webserver alone) they show as stopped and say so."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import hashlib
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DagsterRunStatus,
@@ -37,6 +39,17 @@ def run_tags(config) -> dict[str, str]:
     return {"sluice/config_hash": config_hash(config)}
 
 
+NO_DAEMON = "Stopped here: `sluice ui` is the webserver alone, and sensors need Dagster's daemon; run `sluice serve` to have it run. "
+
+
+def _status(config) -> DefaultSensorStatus:
+    return DefaultSensorStatus.RUNNING if config.dagster.daemon else DefaultSensorStatus.STOPPED
+
+
+def _describe(config, text: str) -> str:
+    return text if config.dagster.daemon else NO_DAEMON + text
+
+
 def landed_crawls(landing: Path, globs: list[str], settle_seconds: float) -> list[str]:
     """Crawl folders holding WARC files that have not changed for ``settle_seconds`` (so a folder
     still being copied is not picked up half-way)."""
@@ -53,10 +66,14 @@ def landed_crawls(landing: Path, globs: list[str], settle_seconds: float) -> lis
     return out
 
 
-def build_landing_sensor(config, job_name: str = "__ASSET_JOB"):
-    @sensor(name="crawl_landing_sensor", minimum_interval_seconds=config.dagster.sensor_interval_seconds, asset_selection=["raw_crawl"],
-            default_status=DefaultSensorStatus.RUNNING,
-            description="Adds a crawl partition, and requests its run, for every new crawl folder in the landing folder.")
+def build_landing_sensor(config, job=None):
+    """``job``: the crawl job whose ``raw_crawl`` it runs (named in the UI); else the asset alone."""
+    target = {"job": job} if job is not None else {"asset_selection": ["raw_crawl"]}
+
+    @sensor(name="crawl_landing_sensor", minimum_interval_seconds=config.dagster.sensor_interval_seconds, **target,
+            default_status=_status(config),
+            description=_describe(config, "Adds a crawl partition, and requests its raw_crawl run, for every new crawl folder "
+                                          f"in the landing folder ({config.landing_dir})."))
     def crawl_landing_sensor(context: SensorEvaluationContext):
         crawls = landed_crawls(Path(config.landing_dir).resolve(), config.ingest.file_globs, config.landing_settle_seconds)
         known = set(context.instance.get_dynamic_partitions(crawl_partitions.name))
@@ -64,7 +81,8 @@ def build_landing_sensor(config, job_name: str = "__ASSET_JOB"):
         if not new:
             return SkipReason(f"no new crawl folder in {config.landing_dir}")
         return SensorResult(
-            run_requests=[RunRequest(partition_key=c, run_key=f"crawl-{c}", tags={**run_tags(config), "sluice/crawl": c}) for c in new],
+            run_requests=[RunRequest(partition_key=c, run_key=f"crawl-{c}", tags={**run_tags(config), "sluice/crawl": c},
+                                     asset_selection=[AssetKey("raw_crawl")] if job is not None else None) for c in new],
             dynamic_partitions_requests=[crawl_partitions.build_add_request(new)],
         )
 
@@ -74,18 +92,21 @@ def build_landing_sensor(config, job_name: str = "__ASSET_JOB"):
 def build_automation_sensor(config) -> AutomationConditionSensorDefinition:
     """Evaluates the assets' automation conditions (see ``assets.stage.follow_upstreams``)."""
     return AutomationConditionSensorDefinition(
-        "sluice_automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
+        "sluice_automation", target=AssetSelection.all(), default_status=_status(config),
         minimum_interval_seconds=max(10, config.dagster.sensor_interval_seconds // 2), run_tags=run_tags(config),
-        description="Runs each stage of a crawl once its upstreams are updated and their gates passed; mixtures on their cron.",
+        description=_describe(config, "Runs each stage of a crawl once its upstreams are updated and their gates passed; "
+                                      "mixtures on their cron."),
     )
 
 
-def build_lineage_sensors() -> list:
+def build_lineage_sensors(config=None) -> list:
     """Each finished run ends its MLflow parent run with the run's status (also on failure)."""
+    status_default = _status(config) if config is not None else DefaultSensorStatus.RUNNING
 
     def make(status: DagsterRunStatus, mlflow_status: str):
-        @run_status_sensor(run_status=status, name=f"close_mlflow_run_on_{status.value.lower()}", default_status=DefaultSensorStatus.RUNNING,
-                           description=f"Ends the MLflow parent run of a {status.value.lower()} run as {mlflow_status}.")
+        text = f"Ends the MLflow parent run of a {status.value.lower()} run as {mlflow_status}, with its stages' summary metrics."
+        @run_status_sensor(run_status=status, name=f"close_mlflow_run_on_{status.value.lower()}", default_status=status_default,
+                           description=_describe(config, text) if config is not None else text)
         def close(context: RunStatusSensorContext, lineage: LineageResource):
             lineage.finish_parent(context.dagster_run.run_id, mlflow_status)
 

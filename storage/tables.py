@@ -66,6 +66,16 @@ class TableSpec:
         """The Delta table's schema: data columns, then the partition columns (strings)."""
         return pa.schema(list(self.data_schema(options)) + [(c, pa.string()) for c in self.partition_by])
 
+    def describe(self, column: str) -> str:
+        """What a column means (``COLUMN_DOCS``, below); a scorer's columns (``<name>``,
+        ``<name>_label``) by pattern. Empty when undocumented (a test keeps that from happening)."""
+        doc = COLUMN_DOCS.get(self.name, {}).get(column)
+        if doc is None and self.extra_columns is not None:
+            if column.endswith("_label"):
+                return f"the argmax label of scorer `{column[:-len('_label')]}`"
+            return f"scorer `{column}`: the probability of its chosen label, or its regression output"
+        return doc or ""
+
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -161,3 +171,183 @@ TAKEDOWNS = TableSpec("takedowns", TAKEDOWN_COLUMNS, (), "sluice takedown",
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_CRAWL, REJECTIONS, FILTERED, DEDUPLICATED, DEDUP_CLUSTERS, DEDUP_SIGNATURES, QUALITY_SCORED, REWRITTEN, DECONTAMINATED, MIXED,
     TAKEDOWNS)}
+
+
+# ---- column descriptions: the one place they are written (Dagster's column schema, the README) ----
+
+_PROVENANCE_DOCS = {
+    "doc_id": "stable id: first 32 hex of SHA-256 of the WARC-Record-ID (of file@offset when a record has none)",
+    "url": "WARC-Target-URI",
+    "host": "the URL's host",
+    "warc_date": "WARC-Date (UTC)",
+    "warc_record_id": "WARC-Record-ID",
+    "warc_file": "the WARC file, relative to the crawl folder",
+    "warc_offset": "byte offset of the record's gzip member in its WARC file",
+}
+_CRAWL_DOC = {"crawl_id": "partition: the crawl snapshot (landing folder name)"}
+_SIGNAL_DOCS = {
+    "extractor": "the path that produced `text`: `cascade:resiliparse_blocks` or `cascade:trafilatura` (default backend), "
+                 "else `resiliparse_blocks`, `resiliparse`, `trafilatura`",
+    "language": "ISO 639-1 code of the identified language",
+    "language_score": "the language model's probability for `language`",
+    **{n: f"Gopher repetition: {d}" for n, d in {
+        "dup_line_frac": "share of lines that duplicate another line", "dup_line_char_frac": "share of characters in duplicated lines",
+        "dup_para_frac": "share of paragraphs that duplicate another", "dup_para_char_frac": "share of characters in duplicated paragraphs",
+        **{f"top_{k}gram_char_frac": f"character share of the most frequent {k}-gram" for k in (2, 3, 4)},
+        **{f"dup_{k}gram_char_frac": f"character share of duplicated {k}-grams" for k in range(5, 11)}}.items()},
+    "mean_word_length": "Gopher quality: mean word length in characters",
+    "symbol_word_ratio": "Gopher quality: hash and ellipsis symbols per word",
+    "bullet_lines_ratio": "Gopher quality: share of lines starting with a bullet",
+    "ellipsis_lines_ratio": "Gopher quality: share of lines ending with an ellipsis",
+    "alpha_words_ratio": "Gopher quality: share of words with a letter",
+    "stop_word_count": "Gopher quality: English stop words (the, be, to, of, and, that, have, with) in the text",
+    "c4_lines_removed": "C4: lines removed (no terminal punctuation, javascript, policy boilerplate)",
+    "sentence_count": "C4: sentences in the text",
+    "line_punct_ratio": "FineWeb: share of lines ending in punctuation (on the C4-cleaned text)",
+    "short_line_ratio": "FineWeb: share of lines of at most 30 characters",
+    "char_dup_ratio": "FineWeb: share of characters in duplicated lines",
+    "newline_word_ratio": "FineWeb: newlines per word",
+    "pii_emails": "e-mail addresses redacted (replaced by `<EMAIL>`)",
+    "pii_ips": "IP addresses redacted (replaced by `<IP_ADDRESS>`)",
+    "pii_phones": "phone numbers redacted",
+    "word_count": "words of the final text",
+    "char_count": "characters of the final text",
+    "line_count": "lines of the final text",
+}
+COLUMN_DOCS: dict[str, dict[str, str]] = {
+    "raw_crawl": {
+        **_PROVENANCE_DOCS,
+        "content_type": "MIME type from the HTTP Content-Type header",
+        "charset": "charset from the HTTP Content-Type header (empty when none)",
+        "http_status": "HTTP status: always 200 here",
+        "payload_digest": "WARC-Payload-Digest",
+        "content_length": "bytes of `html`",
+        "html": "the HTTP body, de-chunked and content-decoded, bytes as served (charset decoding is extraction's job)",
+        **_CRAWL_DOC,
+    },
+    "rejections": {
+        "doc_id": "the record or document rejected",
+        "url": "its URL",
+        "reason": "why, as `<stage rule>.<signal>` (filter: `url.blocked_domain`, `extract.no_text`, `language.low_score`, "
+                  "`gopher_rep.<signal>`, `gopher_quality.<signal>`, `c4.<rule>`, `fineweb.<signal>`; dedup: `dedup.exact`, "
+                  "`dedup.near`) or an ingest reason (`not_response`, `not_http`, `http_status`, `not_html`, `truncated`, "
+                  "`too_large`, `decoded_too_large`, `unparseable`, `undecodable_body`, `empty_payload`, `unreadable`, `takedown`)",
+        "detail": "what was seen (record type, status and redirect target, content type, error) or the bound crossed (`< 50`)",
+        "value": "the measured value of the rule that fired (e.g. the language score; dedup: the Jaccard estimate)",
+        "related_doc_id": "dedup: the cluster's kept document",
+        "warc_file": "the WARC file of the record",
+        "warc_offset": "byte offset of the record in its WARC file",
+        "run_id": "the Dagster run",
+        **_CRAWL_DOC,
+        "stage": "partition: the stage that rejected (`ingest`, `filter`, `dedup`, `rewrite`, `decontam`)",
+    },
+    "filtered": {
+        **{c: f"{d} (from `raw_crawl`)" for c, d in _PROVENANCE_DOCS.items()},
+        "text": "extracted main text, after C4's line removals and with PII replaced by `<EMAIL>` / `<IP_ADDRESS>`",
+        **_SIGNAL_DOCS,
+        **_CRAWL_DOC,
+    },
+    "dedup_clusters": {
+        "doc_id": "a document of the crawl in a cluster of two or more",
+        "cluster_id": "the cluster (= its kept document's `doc_id`)",
+        "kept": "whether this document is the cluster's kept copy",
+        "reason": "`dedup.exact` or `dedup.near` for a removed document",
+        "jaccard": "Jaccard similarity to the kept document, estimated from the two MinHash signatures",
+        "cluster_size": "documents in the cluster, this crawl's and earlier crawls'",
+        **_CRAWL_DOC,
+    },
+    "dedup_signatures": {
+        "doc_id": "a kept document",
+        "seq": "the order in which crawls were deduplicated",
+        "exact_hash": "64-bit hash of the normalised text",
+        "quality": "the value of `dedup.keep.quality_column` (which copy of a cluster is kept)",
+        "warc_date": "WARC-Date (UTC)",
+        "minhash": "MinHash signature (112 × int32)",
+        "band_keys": "LSH band keys (14 × int64)",
+        **_CRAWL_DOC,
+    },
+    "quality_scored": {
+        "doc_id": "the document (of `deduplicated`)",
+        "model_uri": "JSON by scorer: the model each score came from",
+        "model_version": "JSON by scorer: its registry version (null when not from the registry)",
+        **_CRAWL_DOC,
+    },
+    "rewritten": {
+        "doc_id": "the rewrite's own id",
+        "source_doc_id": "the document rewritten",
+        "url": "the source document's URL",
+        "text": "the rewritten text",
+        "rewriter_model": "the generative model",
+        "prompt_version": "the versioned prompt (`gpu_jobs/prompts/<version>.txt`)",
+        "generation_params": "JSON: sampling parameters",
+        "score_before": "the source's score by `rewrite.score_column`",
+        "score_after": "the rewrite's score by the same scorer",
+        "source_words": "words of the source",
+        "output_words": "words of the rewrite",
+        **_CRAWL_DOC,
+    },
+    "decontaminated": {
+        "doc_id": "the document",
+        "source": "its text layer: `deduplicated` or `rewritten`",
+        "source_doc_id": "the document itself, or a rewrite's source",
+        "url": "its URL",
+        "text": "its text",
+        "language": "ISO 639-1 code",
+        "word_count": "words of `text`",
+        "warc_file": "the WARC file it came from",
+        "warc_offset": "byte offset of its record in that file",
+        **_CRAWL_DOC,
+    },
+    "mixed": {
+        "doc_id": "the document",
+        "repeat": "0-based epoch of this copy",
+        "source": "the mixture's bucket",
+        "origin": "the text layer: `deduplicated` or `rewritten`",
+        "source_doc_id": "the document itself, or a rewrite's source",
+        "crawl_id": "the crawl it came from",
+        "url": "its URL",
+        "text": "its text",
+        "token_count": "tokens of `text` by the mixture's tokenizer",
+        "mixture_name": "partition: the configured mixture",
+    },
+    "takedowns": {
+        "takedown_id": "`td-<time>-<hex>`; also in the commit info of every commit the takedown made",
+        "kind": "`url`, `domain` or `doc_id`",
+        "target": "the domain (a URL or id is not kept in clear)",
+        "target_sha256": "SHA-256 of what was named",
+        "url_sha256": "SHA-256 of the URL of every document removed: what ingest matches",
+        "doc_sha256": "SHA-256 of every document id removed: `sluice trace ID` still answers \"taken down\" for them",
+        "reason": "why",
+        "ticket": "the tracking ticket",
+        "requested_at": "when",
+        "documents": "documents in the closure",
+        "rows_removed": "JSON per table: rows removed, the version after, old files purged",
+        "files_purged": "old data files deleted",
+        "files_scrubbed": "other files rewritten or deleted to remove the text",
+        "exports_flagged": "JSON: each export rewritten without the documents (documents and tokens removed)",
+    },
+}
+COLUMN_DOCS["deduplicated"] = {
+    **COLUMN_DOCS["filtered"],
+    "exact_hash": "64-bit hash of the normalised text: lower case, punctuation trimmed from words, single spaces",
+    "dup_cluster_id": "the cluster (= the kept document's `doc_id`)",
+    "dup_cluster_size": "documents in the cluster, this crawl's and earlier crawls'",
+}
+
+
+def readme_contract() -> str:
+    """The README's column reference, rendered from the contract (a test keeps the README equal to it):
+    ``python -m storage.tables`` prints it."""
+    out = []
+    for t in TABLES.values():
+        part = f", partitioned by {', '.join(f'`{c}`' for c in t.partition_by)}" if t.partition_by else ", unpartitioned"
+        out += [f"**`{t.name}`** — {t.description}{part}; written by {t.stage}.", "", "| column | type | meaning |", "|---|---|---|"]
+        cols = [*t.columns[:1], *([("<scorer>", pa.float64()), ("<scorer>_label", pa.string())] if t.extra_columns else []),
+                *t.columns[1:], *[(c, pa.string()) for c in t.partition_by]]
+        out += [f"| `{c}` | {typ} | {t.describe(c)} |" for c, typ in cols]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(readme_contract(), end="")

@@ -87,6 +87,29 @@ def test_readme_documents_every_contract_column():
         assert not missing, (spec.name, missing)
 
 
+def test_every_column_is_described_once_and_the_readme_shows_the_same():
+    """Descriptions live in storage/tables.py (COLUMN_DOCS); the README's column reference is generated
+    from it, and the Dagster column schema of every table asset carries them."""
+    for spec in T.TABLES.values():
+        opts = SluiceConfig().scoring if spec.extra_columns else None
+        undescribed = [c for c in spec.schema(opts).names if not spec.describe(c)]
+        assert not undescribed, (spec.name, undescribed)
+        stale = set(T.COLUMN_DOCS.get(spec.name, {})) - set(spec.schema(opts).names)
+        assert not stale, (spec.name, "described but not in the schema", stale)
+    readme = (REPO / "README.md").read_text()
+    m = re.search(r"<!-- BEGIN table contract[^\n]*-->\n(.*?)<!-- END table contract -->", readme, re.S)
+    assert m, "the README has no generated table contract block"
+    assert m.group(1) == T.readme_contract(), "README's table contract differs from storage/tables.py: paste `python -m storage.tables`"
+
+
+def test_dagster_column_schemas_carry_the_descriptions(tmp_path):
+    graph = build_definitions(SluiceConfig(lakehouse_dir=tmp_path / "lh")).resolve_asset_graph()
+    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "decontaminated"):
+        cols = graph.get(AssetKey(name)).metadata["dagster/column_schema"].columns
+        assert all(c.description for c in cols), (name, [c.name for c in cols if not c.description])
+    assert graph.get(AssetKey("filtered")).metadata["dagster/column_schema"].columns[0].description.startswith("stable id")
+
+
 def test_import_contracts():
     """orchestration → assets → (quality | gpu_jobs | spark_jobs) → lakehouse → documents; no
     Dagster below assets, no Spark in the storage, document and GPU layers; scorers without cycles."""
