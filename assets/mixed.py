@@ -36,9 +36,21 @@ SPEC = StageSpec(
     partitions=lambda cfg: StaticPartitionsDefinition([m.name for m in cfg.mixing.mixtures]),
     partition_column="mixture_name",
     enabled=lambda cfg: bool(cfg.mixing.mixtures),
-    # Rebuilt on a schedule from whatever crawls have been decontaminated by then.
-    automation=lambda cfg: AutomationCondition.on_cron(cfg.dagster.mixture_cron),
+    automation=lambda cfg: rebuild_on_cron(cfg.dagster.mixture_cron),
 )
+
+
+def rebuild_on_cron(cron: str, tz: str = "UTC") -> AutomationCondition:
+    """At each tick of ``cron``, rebuild a mixture whose inputs changed since it was last built (or
+    asked for), or that was never built while its inputs exist; otherwise leave it alone.
+
+    Not Dagster's ``on_cron``: that waits until *every* dependency is updated after the tick, and a
+    mixture reads crawls finished long before, so it would never fire."""
+    A = AutomationCondition
+    inputs_changed = A.any_deps_match(A.newly_updated()).since(A.newly_requested() | A.newly_updated())
+    never_built = A.missing() & A.any_deps_match(~A.missing())
+    return (A.cron_tick_passed(cron, tz) & (inputs_changed | never_built) & ~A.in_progress()).with_label(
+        f"at {cron} ({tz}) when its inputs changed since it was built")
 
 NOT_SCORES = {"doc_id", "model_uri", "model_version", "crawl_id"}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
@@ -63,7 +64,9 @@ def _words(lake: Lake, table: str, crawl: str, ids: list[str] | None = None) -> 
         return None
     expr = ds.field("crawl_id") == crawl
     if ids is not None:
-        expr = expr & ds.field("doc_id").isin(ids)
+        if not ids:  # nothing rejected (a crawl with no duplicates): an empty list has no type to compare with
+            return 0
+        expr = expr & ds.field("doc_id").isin(pa.array(ids, pa.string()))
     t = d.to_table(columns=["word_count"], filter=expr)
     return int(pc.sum(t.column("word_count")).as_py() or 0)
 
@@ -76,6 +79,28 @@ def _reasons(lake: Lake, crawl: str, stage: str) -> tuple[dict[str, int], list[s
     counts = t.group_by("reason").aggregate([("reason", "count")]).to_pylist()
     return ({r["reason"]: r["reason_count"] for r in sorted(counts, key=lambda r: -r["reason_count"])},
             t.column("doc_id").to_pylist())
+
+
+def _rewrite_words(lake: Lake, crawl: str, ids: list[str]) -> int:
+    """Words of the rewrites among ``ids`` (a rewrite's words are its ``output_words``)."""
+    if not ids or not lake.has(T.REWRITTEN.name):
+        return 0
+    d, _ = lake.dataset(T.REWRITTEN.name)
+    t = d.to_table(columns=["output_words"], filter=(ds.field("crawl_id") == crawl) & ds.field("doc_id").isin(pa.array(ids, pa.string())))
+    return int(pc.sum(t.column("output_words")).as_py() or 0)
+
+
+STRUCTURE = "not_response"  # WARC request, metadata, warcinfo records: the archive's bookkeeping, not pages
+
+
+def _structure(lake: Lake, crawl: str) -> dict[str, int]:
+    """The crawl's non-response WARC records by WARC-Type (they accompany every response)."""
+    if not lake.has(T.REJECTIONS.name):
+        return {}
+    d, _ = lake.dataset(T.REJECTIONS.name)
+    t = d.to_table(columns=["detail"], filter=(ds.field("crawl_id") == crawl) & (ds.field("stage") == T.INGEST)
+                   & (ds.field("reason") == STRUCTURE))
+    return {r["values"] or "?": r["counts"] for r in t.column("detail").value_counts().to_pylist()}
 
 
 def _latest_gate(root: Path, asset: str, crawl: str) -> dict[str, Any] | None:
@@ -99,6 +124,8 @@ def crawl_funnel(root: str | Path, crawl: str, tracking_uri: str | None = None) 
     for s in stages:
         s.kept = _count(lake, s.table, crawl)
         s.reasons, rejected_ids = _reasons(lake, crawl, s.rejection_stage)
+        if s.name == "ingest":  # the funnel starts at HTTP responses; WARC bookkeeping is listed apart
+            s.reasons.pop(STRUCTURE, None)
         s.rejected = sum(s.reasons.values())
         s.docs_in = _count(lake, s.source, crawl) if s.source else s.kept + s.rejected
         s.words_kept = _words(lake, s.table, crawl)
@@ -110,6 +137,8 @@ def crawl_funnel(root: str | Path, crawl: str, tracking_uri: str | None = None) 
         if s.name == "decontam":
             # its input: every text layer of the crawl (deduplicated documents and rewrites)
             s.docs_in = s.kept + s.rejected
+            s.words_rejected = (_words(lake, T.DEDUPLICATED.name, crawl, rejected_ids) or 0) + _rewrite_words(lake, crawl, rejected_ids)
+            s.words_in = (s.words_kept or 0) + s.words_rejected
         if lake.has(s.table):
             log = lake.log(s.table)
             ours = [c for c in log.commits.values() if (c.info.get("dagster_partition") == crawl or
@@ -140,9 +169,10 @@ def write_report(root: str | Path, crawl: str, out_dir: str | Path, tracking_uri
     """The HTML report and its PNGs in ``out_dir``; returns a summary (what the CLI prints, what
     the Dagster metadata and MLflow run get)."""
     stages = crawl_funnel(root, crawl, tracking_uri)
+    structure = _structure(Lake(root), crawl)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    steps = [("records read", stages[0].docs_in)] + [(f"after {s.name}", s.kept) for s in stages]
+    steps = [("HTTP responses", stages[0].docs_in)] + [(f"after {s.name}", s.kept) for s in stages]
     funnel = funnel_png(steps, f"funnel — {crawl}", out / "funnel.png")
     reasons = {f"{s.name}: {r}": n for s in stages for r, n in s.reasons.items()}
     reasons_plot = reasons_png(reasons, f"rejections by reason — {crawl}", out / "reasons.png") if reasons else None
@@ -150,7 +180,7 @@ def write_report(root: str | Path, crawl: str, out_dir: str | Path, tracking_uri
     for s in stages:
         g = s.gate
         gate = "-" if g is None else ("passed" if g["success"] else "FAILED: " + ", ".join(g["failed"][:5]))
-        fmt = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
+        fmt = lambda v: "n/a¹" if v is None else f"{v:,}"  # noqa: E731
         rows.append(f"<tr><td>{s.name}</td><td>{s.docs_in:,}</td><td>{s.kept:,}</td><td>{s.rejected:,}</td>"
                     f"<td>{'✓' if s.conserved else '✗ ' + str(s.docs_in - s.kept - s.rejected)}</td>"
                     f"<td>{fmt(s.words_in)}</td><td>{fmt(s.words_kept)}</td><td>{fmt(s.words_rejected)}</td>"
@@ -164,17 +194,21 @@ def write_report(root: str | Path, crawl: str, out_dir: str | Path, tracking_uri
 td:first-child,th:first-child{{text-align:left}}</style></head><body>
 <h1>Audit of crawl {html.escape(crawl)}</h1>
 <p>Lakehouse {html.escape(str(Path(root).resolve()))}. Conservation: each stage's input equals what it kept plus what it rejected.</p>
-<h2>Funnel</h2><img src="funnel.png" alt="funnel">
+<h2>Funnel</h2><p>The funnel starts at the crawl's HTTP responses. The WARC files also hold {sum(structure.values()):,} records that
+are the archive's own bookkeeping, not pages ({html.escape(", ".join(f"{k}: {v:,}" for k, v in sorted(structure.items())) or "none")}):
+they are recorded in <code>rejections</code> (stage ingest, reason {STRUCTURE}) and counted here apart.</p>
+<img src="funnel.png" alt="funnel">
 <table><tr><th>stage</th><th>documents in</th><th>kept</th><th>rejected</th><th>in = kept + rejected</th><th>words in</th>
 <th>words kept</th><th>words rejected</th><th>gate</th><th>table version</th><th>seconds</th><th>dagster run</th><th>code</th></tr>
 {''.join(rows)}</table>
+<p>¹ not measured: a record has no text before extraction, and the filters do not keep the text of what they reject.</p>
 <h2>Rejections by reason</h2>{'<img src="reasons.png" alt="reasons">' if reasons_plot else ''}
 <table><tr><th>stage</th><th>reason</th><th>documents</th><th>share of the stage's input</th></tr>{reason_rows}</table>
 </body></html>"""
     (out / "audit.html").write_text(page, encoding="utf-8")
     summary = {
         "crawl": crawl, "report": str(out / "audit.html"), "plots": [str(funnel)] + ([str(reasons_plot)] if reasons_plot else []),
-        "conserved": all(s.conserved for s in stages), "gates_passed": all(s.gate is None or s.gate["success"] for s in stages),
+        "warc_structure_records": structure, "conserved": all(s.conserved for s in stages), "gates_passed": all(s.gate is None or s.gate["success"] for s in stages),
         "stages": [{"stage": s.name, "in": s.docs_in, "kept": s.kept, "rejected": s.rejected, "conserved": s.conserved,
                     "words_in": s.words_in, "words_kept": s.words_kept, "words_rejected": s.words_rejected, "reasons": s.reasons,
                     "table": s.table, "version": s.version, "seconds": s.seconds, "gate": s.gate, "runs": s.commit} for s in stages],
@@ -200,5 +234,9 @@ def render(summary: dict[str, Any]) -> str:
         gate = "-" if g is None else "passed" if g["success"] else "FAILED"
         top = ", ".join(f"{r} {n}" for r, n in list(s["reasons"].items())[:3])
         lines.append(f"{s['stage']:<9} {s['in']:>9,} {s['kept']:>9,} {s['rejected']:>9,}  {'yes' if s['conserved'] else 'NO':<9}  {gate:<6}  {top}")
+    structure = summary.get("warc_structure_records") or {}
+    if structure:
+        lines.append(f"(not pages: {sum(structure.values()):,} WARC structure records, "
+                     + ", ".join(f"{k} {v:,}" for k, v in sorted(structure.items())) + ")")
     lines.append(f"report: {summary['report']}")
     return "\n".join(lines)
