@@ -235,6 +235,12 @@ class LineageResource(ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{self.experiment_id}/runs/{run_id}"
 
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """A run's artifact as the MLflow UI serves it (``sluice mlflow-ui``): plots shown inline in Dagster."""
+        from urllib.parse import quote
+
+        return f"{self.ui_url}/get-artifact?path={quote(path)}&run_uuid={run_id}"
+
     # ---- the model registry ------------------------------------------------------------------
 
     def log_model(self, run_id: str, model_dir: str | Path) -> None:

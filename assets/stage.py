@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import inspect
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -488,11 +489,101 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         md.update(out.metadata)
         md.update(extra_md)
         md.update({"seconds": round(seconds, 2), "mlflow_run": MetadataValue.url(run.url), "mlflow_run_id": run.run_id,
-                   "gate_report": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
+                   "gate_report": MetadataValue.url(run.lineage.artifact_url(run.run_id, f"gates/{Path(gate.result_json).name}")),
+                   "gate_report_file": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
+        md = after_commit("laying out metadata for the UI", lambda: ui_metadata(md, run, lh), default=md)
         if warnings:
             md["post_commit_warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings))
             after_commit("MLflow warning tag", run.client.set_tag, run.run_id, "sluice.post_commit_warnings", "\n".join(warnings)[:5000])
     return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate, spec.gate_blocking)])
+
+
+# Dagster's asset page shows a Markdown value inline only below this many characters (else behind
+# "[Show Markdown]"); a table value always inline.
+INLINE_MARKDOWN_CHARS = 1000
+_DATA_IMAGE = re.compile(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
+
+
+def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The pipe tables of a Markdown text: (header, rows) each."""
+    out: list[tuple[list[str], list[list[str]]]] = []
+    lines = [line.strip() for line in text.splitlines()]
+    i = 0
+    while i + 1 < len(lines):
+        if lines[i].startswith("|") and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1] or ""):
+            cells = lambda line: [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]  # noqa: E731
+            header, rows = cells(lines[i]), []
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(cells(lines[i]))
+                i += 1
+            out.append((header, rows))
+        else:
+            i += 1
+    return out
+
+
+def _table_value(header: list[str], rows: list[list[str]]) -> Any:
+    from dagster import TableRecord
+
+    def value(cell: str) -> Any:
+        plain = cell.replace(",", "")
+        for cast in (int, float):
+            try:
+                return cast(plain)
+            except ValueError:
+                pass
+        return cell
+
+    names = [h or f"column {i + 1}" for i, h in enumerate(header)]
+    records = [TableRecord({n: value(c) for n, c in zip(names, r)}) for r in rows]
+    types = {n: ("int" if all(isinstance(r.data.get(n), int) for r in records) and records else
+                 "float" if all(isinstance(r.data.get(n), (int, float)) for r in records) and records else "string") for n in names}
+    records = [TableRecord({n: (str(v) if types[n] == "string" else v) for n, v in r.data.items()}) for r in records]
+    return MetadataValue.table(records, schema=TableSchema(columns=[TableColumn(n, types[n]) for n in names]))
+
+
+def ui_metadata(md: dict[str, Any], run: StageRun, lh: LakehouseResource) -> dict[str, Any]:
+    """Metadata laid out for Dagster's asset page, which shows tables and short Markdown inline and
+    everything else behind a button. A Markdown table becomes a table value (inline, every column
+    shown). A plot embedded in Markdown (``<name>``, kept: it needs no server) gains ``<name>_plot``,
+    the image inline as the MLflow UI serves it from the stage run's artifacts, and ``<name>_table``,
+    its table inline. A local PNG path becomes the URL the MLflow UI serves it at (``<name>_file``:
+    the path)."""
+    import base64
+    import tempfile
+
+    out: dict[str, Any] = {}
+    inline: dict[str, Any] = {}
+    for key, value in md.items():
+        path = getattr(value, "path", None) if type(value).__name__ == "PathMetadataValue" else None
+        if path and str(path).endswith(".png") and Path(path).is_file():
+            run.log_artifact(path, "plots")
+            out[key] = MetadataValue.url(run.lineage.artifact_url(run.run_id, "plots/" + Path(path).name))
+            out[f"{key}_file"] = value
+            continue
+        text = getattr(value, "md_str", None) if type(value).__name__ == "MarkdownMetadataValue" else None
+        if text is None:
+            out[key] = value
+            continue
+        images = _DATA_IMAGE.findall(text)
+        tables = markdown_tables(text)
+        if not images:
+            only_table = len(tables) == 1 and all(line.strip().startswith("|") for line in text.strip().splitlines())
+            out[key] = _table_value(*tables[0]) if only_table else value
+            continue
+        alt, data = images[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            png = Path(tmp) / f"{key}.png"
+            png.write_bytes(base64.b64decode(data))
+            run.log_artifact(png, "plots")
+        url = run.lineage.artifact_url(run.run_id, f"plots/{key}.png")
+        inline[f"{key}_plot"] = MetadataValue.md(f"![{alt or key}]({url})\n\nServed by the MLflow UI (`sluice mlflow-ui`); without it, "
+                                                 f"the same plot is behind `{key}` → Show Markdown.")
+        for i, table in enumerate(tables):
+            inline[f"{key}_table" if i == 0 else f"{key}_table_{i + 1}"] = _table_value(*table)
+        out[key] = value
+    return {**inline, **out}
 
 
 def _hook_name(fn: Callable[..., Any]) -> str:
@@ -560,7 +651,9 @@ def gate_check(asset_name: str, gate_result: GateResult, blocking: bool = True) 
             "evaluated": gate_result.evaluated,
             "failed": len(gate_result.failed),
             "result_json": MetadataValue.path(gate_result.result_json),
-            "data_docs": MetadataValue.url(gate_result.docs_pages[0]) if gate_result.docs_pages else MetadataValue.text("-"),
+            # Great Expectations Data Docs: a local HTML file (a browser on this machine opens it; the UIs do not serve it).
+            "data_docs_file": MetadataValue.path(gate_result.docs_pages[0].removeprefix("file://")) if gate_result.docs_pages
+            else MetadataValue.text("-"),
             "failures": MetadataValue.md("\n".join(f"- {f}" for f in gate_result.failed) or "none"),
         },
     )
