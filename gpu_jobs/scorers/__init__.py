@@ -1,5 +1,5 @@
 """Document scorers, one module per kind: ``hf`` (sequence classifiers), ``fasttext``, ``signals``
-(the built-in formula). :func:`load_scorer` is the one way in; the kinds import only ``base``."""
+(the built-in formula), ``toxicity`` (alt-profanity-check). :func:`load_scorer` is the one way in; the kinds import only ``base``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ def load_scorer(kind: str, path: str, max_length: int = 512, label: str | None =
         from gpu_jobs.scorers.signals import SignalScorer
 
         return SignalScorer(path)
+    if kind == "toxicity":
+        from gpu_jobs.scorers.toxicity import ToxicityScorer
+
+        return ToxicityScorer(path)
     if kind == "fasttext":
         from gpu_jobs.scorers.fasttext import FastTextClassifier
 
