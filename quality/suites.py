@@ -130,8 +130,13 @@ def classifier_reasons(f: dict, min_auc: float, min_agreement: float) -> list[st
     if f.get("labelled_auc") is not None:
         if f["labelled_auc"] < min_auc:
             out.append(f"hand-label ROC-AUC {f['labelled_auc']:.3f} < {min_auc} on {f['labelled_documents']} labelled pages")
-    elif f.get("agreement_auc") is not None and f["agreement_auc"] < min_agreement:
-        out.append(f"agreement with {f['agreement_with']} ROC-AUC {f['agreement_auc']:.3f} < {min_agreement}")
+    elif f.get("agreement_auc") is not None:
+        if f["agreement_auc"] < min_agreement:
+            out.append(f"agreement with {f['agreement_with']} ROC-AUC {f['agreement_auc']:.3f} < {min_agreement}")
+    elif "agreement_with" in f:  # neither hand labels nor a signal that separates the documents: no evidence of accuracy
+        spread = "-" if f.get("signals_p90") is None else f"{f['signals_p90'] - f['signals_p10']:.3g}"
+        out.append(f"no evidence of accuracy (no hand labels; {f['agreement_with']} does not separate these documents: "
+                   f"p90 - p10 = {spread} < {CLASSIFIER_MIN_SPREAD})")
     return out
 
 

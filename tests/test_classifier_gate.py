@@ -38,8 +38,17 @@ def test_collapsed_high_no_spread_and_one_class():
     assert classifier_reasons(figures(np.full(50, 0.97)), MIN_AUC, MIN_AGREEMENT)[0].startswith("scores collapsed high")
     flat = classifier_reasons(figures(np.linspace(0.40, 0.43, 50)), MIN_AUC, MIN_AGREEMENT)
     assert flat[0].startswith("no spread") and any(r.startswith("all one class (low") for r in flat)
-    one = classifier_reasons(figures(np.linspace(0.55, 0.95, 50)), MIN_AUC, MIN_AGREEMENT)
+    one = classifier_reasons(figures(np.linspace(0.55, 0.95, 50), signals=np.linspace(0, 1, 50)), MIN_AUC, MIN_AGREEMENT)
     assert one == ["all one class (high for all 50)"]
+
+
+def test_no_hand_labels_and_no_signal_spread_is_no_evidence():
+    """The sample crawl: every page a good article, the signals all above 0.97: nothing to agree with."""
+    rng = np.random.default_rng(3)
+    f = figures(rng.uniform(0, 1, 100), signals=rng.uniform(0.97, 0.99, 100))
+    assert f["agreement_auc"] is None and f["labelled_auc"] is None
+    [why] = classifier_reasons(f, MIN_AUC, MIN_AGREEMENT)
+    assert why.startswith("no evidence of accuracy (no hand labels; builtin:signals-v1 does not separate these documents")
 
 
 def test_agreement_with_the_signals_decides_without_hand_labels():
