@@ -158,6 +158,7 @@ class StageContext:
         self.lineage: LineageResource = resources["lineage"]
         self.run = run
         self.key = context.partition_key  # the crawl, or the mixture
+        self.partition_key = self.key
         self.crawl_id = self.key
         self.partition = {spec.partition_column: self.key}
         self.run_key = f"{spec.name}-{self.key}-{context.run_id[:8]}"
@@ -267,10 +268,23 @@ def parent_run_tags(context: AssetExecutionContext) -> dict[str, str]:
                                    "(params, input and output table versions, metrics, gate report)."}
 
 
+def plain_description(text: str) -> str:
+    """A module docstring as the UIs render it (Markdown): reST ````x```` and ``:func:`x``` become `x`."""
+    text = re.sub(r":(?:func|class|meth|mod|attr):`~?([^`]+)`", r"`\1`", text or "")
+    return re.sub(r"``([^`]+)``", r"`\1`", text).strip()
+
+
 def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config: Any) -> AssetsDefinition:
     """The Dagster asset of a stage, its options taken from ``config`` (the Sluice configuration)."""
     options = spec.options(config)
     version = code_version(spec, options)
+    description = plain_description(spec.description)
+    kinds = set(spec.kinds)
+    if spec.skip is not None and (why := spec.skip(options)):
+        # It still materializes (downstream pins read that it was skipped), but the catalog and the
+        # graph say at once that it does nothing in this configuration.
+        description = f"**Skipped in this configuration** ({why}): each run records a skipped materialization.\n\n{description}"
+        kinds.add("skipped")
 
     def body(context: AssetExecutionContext, **resources: Any) -> MaterializeResult:
         return run_stage(spec, work, options, version, context, resources)
@@ -289,15 +303,15 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
         # A mixture reads every crawl partition of its upstreams.
         deps=[AssetDep(u, partition_mapping=AllPartitionMapping()) if spec.partitions else AssetKey(u) for u in spec.upstreams],
         group_name=spec.group,
-        kinds=set(spec.kinds),
+        kinds=kinds,
         pool=spec.pool,
         owners=OWNERS,
         code_version=version,
         metadata=metadata,
         automation_condition=spec.automation(config) if spec.automation else None,
         retry_policy=RetryPolicy(max_retries=config.dagster.retries, delay=config.dagster.retry_delay_seconds, backoff=Backoff.EXPONENTIAL),
-        check_specs=[AssetCheckSpec("gate", asset=spec.name, blocking=spec.gate_blocking, description=spec.gate_description)],
-        description=spec.description,
+        check_specs=[AssetCheckSpec("gate", asset=spec.name, blocking=spec.gate_blocking, description=plain_description(spec.gate_description))],
+        description=description,
     )(body)
 
 
@@ -392,7 +406,7 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
             warnings.append(msg)
             return default
 
-    with stage_run(lineage, context, spec.name, spec.description) as run, contextlib.ExitStack() as stack:
+    with stage_run(lineage, context, spec.name, plain_description(spec.description)) as run, contextlib.ExitStack() as stack:
         run.log_params({spec.partition_column: key, "code_version": version, **_jsonable(options)})
         txns = {t.name: stack.enter_context(lh.transaction(t, _partition(spec, t, key))) for t in spec.outputs}
         for txn in txns.values():
@@ -535,11 +549,19 @@ def _table_value(header: list[str], rows: list[list[str]]) -> Any:
                 pass
         return cell
 
+    if len(header) > 5 and len(rows) < len(header) and rows:
+        # Wide and short (a mixture's plan: a row per source, nine columns): one row per column
+        # instead, so that it fits the asset page's value cell, which clips what is wider.
+        header, rows = [header[0], *[r[0] for r in rows]], [[h, *[r[i] for r in rows]] for i, h in enumerate(header) if i > 0]
     names = [h or f"column {i + 1}" for i, h in enumerate(header)]
-    records = [TableRecord({n: value(c) for n, c in zip(names, r)}) for r in rows]
-    types = {n: ("int" if all(isinstance(r.data.get(n), int) for r in records) and records else
-                 "float" if all(isinstance(r.data.get(n), (int, float)) for r in records) and records else "string") for n in names}
-    records = [TableRecord({n: (str(v) if types[n] == "string" else v) for n, v in r.data.items()}) for r in records]
+    parsed = [[value(c) for c in r] for r in rows]
+    types = []
+    for i in range(len(names)):
+        col = [r[i] for r in parsed if i < len(r)]
+        types.append("int" if col and all(isinstance(v, int) for v in col) else
+                     "float" if col and all(isinstance(v, (int, float)) for v in col) else "string")
+    records = [TableRecord({n: (v if t != "string" else raw) for n, t, v, raw in zip(names, types, p, r)}) for p, r in zip(parsed, rows)]
+    types = dict(zip(names, types))
     return MetadataValue.table(records, schema=TableSchema(columns=[TableColumn(n, types[n]) for n in names]))
 
 

@@ -85,11 +85,18 @@ def cluster_sizes_table(sizes: dict[int, int]) -> str:
 def histogram_png(values: dict[str, list[float]], title: str, out: str | Path, bins: int = 40) -> Path:
     """One histogram per named score (e.g. each classifier of `quality_scored`)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, max(1, len(values)), figsize=(5 * max(1, len(values)), 3.4), dpi=100, squeeze=False)
-    for ax, (name, v) in zip(axes[0], values.items()):
+    # At most two panels a row, 1,000 px wide: a third panel side by side ran past the UI's dialog.
+    n = max(1, len(values))
+    cols = min(2, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.0 * rows + 0.4), dpi=100, squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax, (name, v) in zip(flat, values.items()):
         ax.hist([x for x in v if x is not None], bins=bins, color="#3b7dd8")
         ax.set_xlabel(name)
         ax.set_ylabel("documents")
+    for ax in flat[len(values):]:
+        ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     return _save(fig, out)
 

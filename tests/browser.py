@@ -71,10 +71,61 @@ class Browser:
             if b.is_displayed():
                 b.click()
 
-    def click_row_button(self, label: str, button: str) -> None:
-        """Click the ``button`` in the table row whose first cell says ``label`` (a metadata entry)."""
+    def click_row_button(self, label: str, button: str, timeout: float = 30) -> None:
+        """Click the ``button`` in the table row whose first cell says ``label`` (a metadata entry),
+        once it is there and nothing covers it (a dialog is cleared first)."""
+        from selenium.common.exceptions import ElementClickInterceptedException, NoSuchElementException
+
         xp = f"//tr[td[1][normalize-space()='{label}']]//*[contains(normalize-space(text()), '{button}')]"
-        self.driver.find_element("xpath", xp).click()
+        deadline = time.time() + timeout
+        while True:
+            self._dismiss_dialogs()
+            try:
+                el = self.driver.find_element("xpath", xp)
+                self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+                el.click()
+                return
+            except (ElementClickInterceptedException, NoSuchElementException):
+                if time.time() > deadline:
+                    self.screenshot("click_failed")
+                    raise
+                time.sleep(0.3)
+
+    def wait_for_dialog_shown(self, timeout: float = 10) -> None:
+        """Until the open dialog has finished fading in (opacity 1), so a screenshot shows it."""
+        js = ("const d = document.querySelector(\"div[role='dialog']\"); if (!d) return false;"
+              "let e = d; while (e) { if (parseFloat(getComputedStyle(e).opacity) < 1) return false; e = e.parentElement; } return true;")
+        self._until(lambda: self.driver.execute_script(js), timeout, "the dialog to be shown")
+
+    def assert_fully_visible(self, text: str, timeout: float = 10) -> None:
+        """The element showing exactly ``text`` lies inside every clipping box around it (a table
+        column not cut off by its container)."""
+        js = ("const xp = `//*[normalize-space(text())=${JSON.stringify(arguments[0])}]`;"
+              "const el = document.evaluate(xp, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;"
+              "if (!el) return 'not found'; const r = el.getBoundingClientRect();"
+              "if (r.width === 0) return 'not rendered'; if (r.right > window.innerWidth + 1) return `right edge ${r.right} past the window`;"
+              "let a = el.parentElement; while (a) { const s = getComputedStyle(a);"
+              "  if (s.overflowX !== 'visible') { const b = a.getBoundingClientRect();"
+              "    if (r.right > b.right + 1 || r.left < b.left - 1) return `clipped by ${a.tagName}.${a.className}`; }"
+              "  a = a.parentElement; } return 'ok';")
+        last = {"why": ""}
+
+        def ok() -> bool:
+            last["why"] = self.driver.execute_script(js, text)
+            return last["why"] == "ok"
+
+        try:
+            self._until(ok, timeout, f"{text!r} fully visible")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {last['why']}") from None
+
+    def _until(self, condition, timeout: float, what: str) -> None:
+        deadline = time.time() + timeout
+        while not condition():
+            if time.time() > deadline:
+                self.screenshot("timeout")
+                raise AssertionError(f"{self.driver.current_url}: waited {timeout:.0f}s for {what}")
+            time.sleep(0.2)
 
     def dialog_images(self, timeout: float = 20) -> list[tuple[int, int]]:
         """(natural width, height) of the images shown in the open dialog, once they have loaded."""

@@ -113,7 +113,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     mix = materialize(mixed_asset, instance=instance, resources=build_resources(cfg_mix), partition_key="demo", raise_on_error=False)
     assert mix.success and all(c.passed for c in mix.get_asset_check_evaluations())
     mmd = mix.asset_materializations_for_node("mixed")[0].metadata
-    assert set(mmd["upstream"].value) == {"decontaminated", "quality_scored", "rejections"} and "high" in [r.data["source"] for r in mmd["plan"].records]
+    assert set(mmd["upstream"].value) == {"decontaminated", "quality_scored", "rejections"} and "high" in [c.name for c in mmd["plan"].schema.columns]
     rows = read_arrow(cfg.table_uri("mixed"), partition={"mixture_name": "demo"}).to_pylist()
     assert {r["source"] for r in rows} == {"high", "rest"} and {r["doc_id"] for r in rows} <= {r["doc_id"] for r in dec}
     for var in ("SLUICE_CONFIG", "SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR"):  # the CLI exports these: restored after the test

@@ -60,6 +60,9 @@ def served(sample_landing, tmp_path_factory):
     conf.write_text(json.dumps({  # JSON is YAML
         "lakehouse_dir": str(lake), "landing_dir": str(landing), "landing_settle_seconds": 1,
         "dagster": {"sensor_interval_seconds": 5, "retries": 0},
+        # One small mixture, so that the UI has a `mixed` plan to show (launched by the browser test).
+        "mixing": {"mixtures": [{"name": "demo", "token_budget": 20000, "seed": 7,
+                                 "sources": [{"name": "all", "where": "true", "weight": 1.0}]}]},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
     }))
     port = free_port()
@@ -166,32 +169,114 @@ def test_backfill_over_two_crawls_through_the_webserver(served):
         assert run.tags.get("dagster/backfill") == res["backfillId"]
 
 
-def test_the_ui_in_a_real_browser(served):
-    """The Dagster UI as a person sees it, in headless Chromium: the layers on the asset graph, an
-    asset's description, owners, columns, metadata and plot, its gate check and its automation."""
-    from tests.browser import Browser, missing_browser
+LAUNCH = """mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}"""
 
-    if why := missing_browser():
-        pytest.skip(why)
-    shots = served["lake"] / "_reports" / "ui"
+
+def mixed_materialized(served) -> None:
+    """The `mixed` asset of the configured mixture, launched as the UI's Materialize would (the
+    mixture_pipeline job, partition demo), unless it is there already."""
+    from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
+
+    instance, port = served["instance"], served["port"]
+    has = lambda: instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("mixed"), asset_partitions=["demo"]),  # noqa: E731
+                                                  limit=1).records
+    if has():
+        return
+    r = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60, json={"query": LAUNCH, "variables": {"params": {
+        "selector": {"repositoryLocationName": "orchestration.definitions", "repositoryName": "__repository__",
+                     "jobName": "mixture_pipeline"},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo"}]}}}})
+    r.raise_for_status()
+    res = r.json()["data"]["launchRun"]
+    assert res["__typename"] == "LaunchRunSuccess", res
+    run_id = res["run"]["runId"]
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run.is_finished:
+            break
+        time.sleep(3)
+    assert run.status == DagsterRunStatus.SUCCESS, served["log"].read_text()[-3000:]
+    assert has()
+
+
+def check_ui_in_browser(served, shots: Path) -> None:
+    """One fresh headless Chromium (a first visit) through the screens a person checks after a run.
+    Every step waits for what must be shown, never for a fixed time."""
+    from tests.browser import Browser
+
     b = Browser(f"http://127.0.0.1:{served['port']}", shots)
     try:
+        # No first-visit dialog (dagster.yaml: nux disabled): nothing covers the page.
+        nux = requests.post(f"http://127.0.0.1:{served['port']}/graphql", json={"query": "{ shouldShowNux }"}, timeout=30).json()
+        assert nux["data"]["shouldShowNux"] is False
         b.open("/asset-groups", "bronze", "silver", "gold", "models")
         b.screenshot("asset_graph")
 
-        # The page fills in as its queries return: wait for everything a person should see.
-        b.open("/assets/filtered", "Description", "filtered (silver)", "Owners", "data-platform", "silver", "Columns", "doc_id",
-               "mean_word_length", "Row count", "delta_version", "rejections_by_reason", "docs_per_s", "mlflow_run", "gate_passed",
-               "sluice_automation", timeout=120)
+        # The Overview timeline lists the runs under their job's name.
+        b.open("/overview/activity/timeline", "crawl_pipeline", "mixture_pipeline", timeout=120)
+        b.screenshot("timeline")
+
+        # An asset: its description (clean Markdown), columns with their descriptions from the
+        # table contract, metadata, the funnel's table inline, and the plot behind its button.
+        text = b.open("/assets/filtered", "Description", "filtered (silver)", "Owners", "data-platform", "Columns", "doc_id",
+                      "mean_word_length", "Gopher quality: mean word length in characters", "stable id: first 32 hex",
+                      "Row count", "delta_version", "rejections_by_reason", "funnel_table", "docs_per_s", "mlflow_run",
+                      "gate_passed", "sluice_automation", timeout=120)
+        assert "``" not in text
         b.screenshot("filtered")
         b.click_row_button("funnel", "Show Markdown")
         [(w, h)] = b.dialog_images()
         assert w >= 300 and h >= 200  # the funnel plot, rendered
-        time.sleep(1)  # the dialog's fade-in
+        b.wait_for_dialog_shown()
         b.screenshot("filtered_funnel")
+
+        # The mixture's plan: every column shown, none cut off.
+        b.open("/assets/mixed", "plan", "source", "target tokens", "epochs", "delivered tokens", "share", timeout=120)
+        b.assert_fully_visible("delivered tokens")
+        b.screenshot("mixed")
+
+        # The sensors: running, because `sluice serve` runs the daemon.
+        b.open("/automation", "crawl_landing_sensor", "sluice_automation", "close_mlflow_run_on_success", "Running")
+        b.screenshot("sensors")
+
+        # A run page: the crawl job's run of crawl-a, succeeded.
+        from dagster import RunsFilter
+
+        run = served["instance"].get_runs(RunsFilter(job_name="crawl_pipeline", tags={"dagster/partition": "crawl-a"}), limit=1)[0]
+        b.open(f"/runs/{run.run_id}", "crawl_pipeline", "raw_crawl", "Success", timeout=120)
+        b.screenshot("run")
 
         b.open("/assets/deduplicated?view=checks", "gate", "This is a blocking asset check", "Passed", "expectations passed")
         b.screenshot("deduplicated_checks")
     finally:
         b.close()
-    assert {p.name for p in shots.glob("*.png")} >= {"asset_graph.png", "filtered.png", "filtered_funnel.png", "deduplicated_checks.png"}
+
+
+def test_the_ui_in_a_real_browser(served):
+    """The Dagster UI as a person sees it, in headless Chromium: the asset graph, the Overview
+    timeline, an asset with its column descriptions and plot, the `mixed` plan, the sensors, a run
+    page and a gate check. SLUICE_BROWSER_REPEAT=N runs the browser part N times on the same server
+    (each a first visit), to show it does not flake."""
+    from tests.browser import missing_browser
+
+    if why := missing_browser():
+        pytest.skip(why)
+    mixed_materialized(served)
+    repeat = int(os.environ.get("SLUICE_BROWSER_REPEAT", "1"))
+    passed = 0
+    for i in range(repeat):
+        shots = served["lake"] / "_reports" / "ui" / (f"try-{i + 1}" if repeat > 1 else "")
+        check_ui_in_browser(served, shots)
+        passed += 1
+        print(f"browser check {i + 1}/{repeat} passed", file=sys.stderr)
+        assert {p.name for p in shots.glob("*.png")} >= {"asset_graph.png", "timeline.png", "filtered.png", "filtered_funnel.png",
+                                                       "mixed.png", "sensors.png", "run.png", "deduplicated_checks.png"}
+    assert passed == repeat
