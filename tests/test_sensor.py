@@ -39,3 +39,18 @@ def test_a_folder_still_being_copied_waits(tmp_path):
     old = time.time() - 120
     os.utime(f, (old, old))
     assert landed_crawls(landing, ["*.warc.gz"], settle_seconds=60) == ["c1"]
+
+
+def test_sensors_say_they_are_stopped_without_a_daemon(tmp_path, make_config):
+    """`sluice ui` is the webserver alone: its sensors show stopped and say that `sluice serve` runs them."""
+    from dagster import DefaultSensorStatus
+
+    from orchestration.sensors import build_automation_sensor, build_lineage_sensors
+
+    cfg = make_config(tmp_path / "landing")
+    served = [build_landing_sensor(cfg), build_automation_sensor(cfg), *build_lineage_sensors(cfg)]
+    assert {s.default_status for s in served} == {DefaultSensorStatus.RUNNING}
+    cfg.dagster.daemon = False
+    alone = [build_landing_sensor(cfg), build_automation_sensor(cfg), *build_lineage_sensors(cfg)]
+    assert {s.default_status for s in alone} == {DefaultSensorStatus.STOPPED}
+    assert all("sluice serve" in s.description for s in alone)

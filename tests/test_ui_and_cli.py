@@ -71,7 +71,27 @@ def test_cli_sample_crawl_run_and_tables(spark, tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     row = next(l for l in lines if l.startswith("raw_crawl"))
     assert row.split()[1] == "0" and "c1" in row
-    assert (tmp_path / "lh" / "_dagster" / "dagster.yaml").exists()
+    yaml = (tmp_path / "lh" / "_dagster" / "dagster.yaml").read_text()
+    assert "nux:\n  enabled: false" in yaml and "telemetry:\n  enabled: false" in yaml  # no first-visit dialog
+    # The runs are the named crawl job's, with the origin the UI's timeline needs.
+    from dagster import DagsterInstance
+
+    runs = DagsterInstance.from_config(str(tmp_path / "lh" / "_dagster")).get_runs()
+    assert runs and {r.job_name for r in runs} == {"crawl_pipeline"}
+    assert all(r.remote_job_origin.repository_origin.code_location_origin.location_name == "orchestration.definitions" for r in runs)
+    # MLflow tells the story: the experiment and every run described; the parent run with the crawl,
+    # the config hash and summary metrics.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'lh' / '_mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sluice")
+    assert exp.tags.get("mlflow.note.content")
+    [parent] = client.search_runs([exp.experiment_id], "tags.`sluice.level` = 'dagster_run'")
+    assert parent.data.params["partition"] == "c1" and len(parent.data.params["config_hash"]) == 12
+    assert parent.data.params["job"] == "crawl_pipeline" and parent.data.tags.get("mlflow.note.content")
+    assert parent.data.metrics["raw_crawl.documents"] > 0 and parent.data.metrics["stages"] >= 6
+    stages = client.search_runs([exp.experiment_id], "tags.`sluice.level` = 'stage'")
+    assert stages and all(r.data.tags.get("mlflow.note.content") and "``" not in r.data.tags["mlflow.note.content"] for r in stages)
     assert main(["run", "--crawl", "landing/nope"]) == 2
 
 
