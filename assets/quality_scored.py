@@ -45,7 +45,7 @@ def crawl_classifier(ctx: StageContext) -> dict | None:
     from dagster import AssetKey, AssetRecordsFilter
 
     records = ctx.dagster.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("quality_classifier"), asset_partitions=[ctx.partition_key]), limit=1).records
+        AssetRecordsFilter(asset_key=AssetKey("quality_classifier"), asset_partitions=[ctx.key]), limit=1).records
     if not records:
         return None
     md = records[0].asset_materialization.metadata
