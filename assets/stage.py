@@ -271,7 +271,10 @@ def parent_run_tags(context: AssetExecutionContext) -> dict[str, str]:
 def plain_description(text: str) -> str:
     """A module docstring as the UIs render it (Markdown): reST ````x```` and ``:func:`x``` become `x`."""
     text = re.sub(r":(?:func|class|meth|mod|attr):`~?([^`]+)`", r"`\1`", text or "")
-    return re.sub(r"``([^`]+)``", r"`\1`", text).strip()
+    text = re.sub(r"``([^`]+)``", r"`\1`", text).strip()
+    # The catalog lists the first line as plain text: no code marks there.
+    first, sep, rest = text.partition("\n")
+    return first.replace("`", "") + sep + rest
 
 
 def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config: Any) -> AssetsDefinition:
@@ -283,7 +286,7 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
     if spec.skip is not None and (why := spec.skip(options)):
         # It still materializes (downstream pins read that it was skipped), but the catalog and the
         # graph say at once that it does nothing in this configuration.
-        description = f"**Skipped in this configuration** ({why}): each run records a skipped materialization.\n\n{description}"
+        description = f"Skipped in this configuration ({why}): each run records a skipped materialization.\n\n{description}"
         kinds.add("skipped")
 
     def body(context: AssetExecutionContext, **resources: Any) -> MaterializeResult:

@@ -260,8 +260,14 @@ def _report_run(result, out: TextIO, log_path: Path) -> None:
             err = ev.step_failure_data.error if ev.step_failure_data else None
             first = (err.message.strip().splitlines() or ["?"])[0] if err else "?"
             print(f"   FAILED {ev.step_key}: {err.cls_name + ': ' if err and err.cls_name else ''}{first[:300]}", file=out)
-    print(f"   run {result.run_id} did not succeed. The full error and the stage's log: {log_path} (search for the run id "
-          f"or STEP_FAILURE), or the run page in `sluice ui`", file=out)
+    sys.stderr.flush()
+    where = str(log_path)
+    if log_path.is_file():
+        with open(log_path, errors="replace") as fh:
+            hit = next((i for i, line in enumerate(fh, 1) if result.run_id in line and "STEP_FAILURE" in line), None)
+        where = f"{log_path}:{hit}" if hit else where
+    print(f"   run {result.run_id} did not succeed. Read the error and the stage's log at {where}, or the run's page "
+          f"in `sluice ui`", file=out)
 
 
 def _print_summary(cfg: SluiceConfig) -> None:
