@@ -130,8 +130,10 @@ class Tracer:
         rewrites = self._find(T.REWRITTEN.name, {"doc_id": [doc_id], "source_doc_id": [doc_id]},
                               columns=[c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"])
         for r in [r for r in rewrites if r["source_doc_id"] == doc_id]:
-            step("rewrite", f"rewritten as {r['doc_id']} by {r['rewriter_model']} ({r['prompt_version']}): score "
-                            f"{r['score_before']:.3f} → {r['score_after']:.3f}", r, rewrite_doc_id=r["doc_id"])
+            after = "null" if r["score_after"] is None else f"{r['score_after']:.3f}"
+            before = "null" if r["score_before"] is None else f"{r['score_before']:.3f}"
+            step("rewrite", f"rewritten as {r['doc_id']} by {r['rewriter_model']} ({r['prompt_version']}, {r.get('style') or '-'}): "
+                            f"score {before} → {after}", r, rewrite_doc_id=r["doc_id"])
         for r in [r for r in rewrites if r["doc_id"] == doc_id]:
             step("rewrite", f"is a rewrite of {r['source_doc_id']} by {r['rewriter_model']} ({r['prompt_version']})", r,
                  source_doc_id=r["source_doc_id"])

@@ -161,9 +161,9 @@ class RewriteOptions(BaseModel):
     # CPU caps, per crawl (None = none): the first documents by the keyed hash order, their first
     # words, and the new tokens per rewrite. Chosen so the demo's rewriting (the sample crawl, 2
     # cores) takes well under a minute; the caps are reported in the asset's metadata and log.
-    cpu_max_documents: int | None = Field(12, ge=1)
-    cpu_max_input_words: int = Field(160, ge=10)
-    cpu_max_new_tokens: int = Field(192, ge=1)
+    cpu_max_documents: int | None = Field(8, ge=1)
+    cpu_max_input_words: int = Field(120, ge=10)
+    cpu_max_new_tokens: int = Field(160, ge=1)
     temperature: float = Field(0.0, ge=0)  # 0 = greedy
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int = 0

@@ -50,6 +50,49 @@ def resolve_model_ref(ref: str) -> tuple[str, str | None]:
     return (str(getter()) if getter else str(root)), None
 
 
+def model_cache_dir() -> Path:
+    """Where dequantized checkpoints are kept: ``$SLUICE_MODEL_CACHE``, else ~/.cache/sluice/models."""
+    import os
+
+    return Path(os.environ.get("SLUICE_MODEL_CACHE") or Path.home() / ".cache" / "sluice" / "models").expanduser()
+
+
+def dequantized(gguf: Path) -> str:
+    """A folder with the GGUF checkpoint dequantized to a transformers checkpoint (safetensors), made
+    once per machine: dequantizing SmolLM2's 272 tensors takes about 20 s on two idle cores (minutes
+    on busy ones), reading the result back well under a second, and every rewrite job is a new
+    process. Keyed by the file's name, size and modification time; written to a temporary folder
+    and renamed, so a concurrent or killed writer never leaves a half checkpoint."""
+    import os
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    st = gguf.stat()
+    out = model_cache_dir() / f"{gguf.stem}-{st.st_size}-{int(st.st_mtime)}"
+    if (out / "config.json").is_file():
+        return str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # Dequantized on load, the weights are plain tensors; transformers still marks the model as
+        # GGUF-quantized and refuses to save it, so the mark goes (the saved weights are identical).
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        try:
+            os.rename(tmp, out)
+        except OSError:  # another process finished first: theirs is as good
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)
+
+
 _CAUSAL_LMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
 
@@ -66,6 +109,8 @@ def load_causal_lm(ref: str, device, dtype=None):
     if key not in _CAUSAL_LMS:
         folder, file = resolve_model_ref(ref)
         kw = {"gguf_file": file} if file else {}
+        if file and file.endswith(".gguf"):
+            folder, kw = dequantized(Path(folder) / file), {}
         tok = AutoTokenizer.from_pretrained(folder, padding_side="left", **kw)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
