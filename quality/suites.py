@@ -116,7 +116,7 @@ def classifier_reasons(f: dict, min_auc: float, min_agreement: float) -> list[st
     score its crawl; empty when it may. One short clause each, in order of importance."""
     n = f.get("documents") or 0
     if n < CLASSIFIER_MIN_DOCUMENTS:
-        return [f"measured on {n} crawl documents, {CLASSIFIER_MIN_DOCUMENTS} needed"]
+        return [f"too few crawl documents to measure it on ({n}, {CLASSIFIER_MIN_DOCUMENTS} needed)"]
     out = []
     p10, p90 = f["p10"], f["p90"]
     if p90 < CLASSIFIER_COLLAPSE:

@@ -80,9 +80,9 @@ def test_hand_labels_win_over_agreement():
 def test_too_few_documents_is_no_evidence():
     for n in (0, 1, CLASSIFIER_MIN_DOCUMENTS - 1):
         f = figures(np.linspace(0, 1, n))
-        assert classifier_reasons(f, MIN_AUC, MIN_AGREEMENT) == [f"measured on {n} crawl documents, {CLASSIFIER_MIN_DOCUMENTS} needed"]
+        assert classifier_reasons(f, MIN_AUC, MIN_AGREEMENT) == [f"too few crawl documents to measure it on ({n}, {CLASSIFIER_MIN_DOCUMENTS} needed)"]
         row = classifier_accounting({**f, "measured_on": f"{n} documents"}, MIN_AUC, MIN_AGREEMENT)
-        assert row["approved"] is False and row["verdict"].startswith("refused: measured on")
+        assert row["approved"] is False and row["verdict"].startswith("refused: too few crawl documents")
 
 
 def test_the_held_out_fold_is_a_fifth_and_never_trained_on(tmp_path):

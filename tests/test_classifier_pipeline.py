@@ -18,10 +18,15 @@ from tests.conftest import pipeline
 pytestmark = pytest.mark.integration
 
 UP_TO_SCORED = [AssetKey(a) for a in ("raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored")]
-PAGE = ("<html><head><title>The mill by the river</title></head><body><article>" + "".join(
-    f"<p>The old mill by the river was built in {1700 + i} and ground grain for the villages of the valley for more than a century. "
-    "When the railway came, the farmers sent their wheat to the city instead, and the wheel stood still until a group of neighbours "
-    "restored it as a museum that now opens on summer weekends.</p>" for i in range(6)) + "</article></body></html>").encode()
+def _page() -> bytes:
+    """One ordinary article page (the sample crawl's generator: it passes every filter)."""
+    import random
+
+    from spark_jobs.sample_crawl import text as T
+
+    title, paras = T.article(random.Random(7))
+    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+            + "".join(f"<p>{p}</p>" for p in paras) + "</article></body></html>").encode()
 
 
 def _warc(path, pages: list[tuple[str, bytes]]) -> None:
@@ -41,7 +46,7 @@ def _warc(path, pages: list[tuple[str, bytes]]) -> None:
 @pytest.mark.parametrize("source", ["shipped", "pseudo"])
 def test_tiny_crawls_end_cleanly_and_are_scored_without_the_classifier(spark, make_config, tmp_path, source):
     landing = tmp_path / "landing"
-    _warc(landing / "one-page" / "one-00000.warc.gz", [("https://mill.example/history", PAGE)])
+    _warc(landing / "one-page" / "one-00000.warc.gz", [("https://mill.example/history", _page())])
     _warc(landing / "empty" / "empty-00000.warc.gz", [])  # only the warcinfo record
     cfg = make_config(landing, classifier=ClassifierTraining(source=source))
     instance = DagsterInstance.ephemeral()
@@ -55,7 +60,7 @@ def test_tiny_crawls_end_cleanly_and_are_scored_without_the_classifier(spark, ma
         if source == "pseudo":
             assert md["model_verdict"].value == "not trained" and verdict.startswith("not trained:"), verdict
         else:
-            assert md["model_verdict"].value == "rejected" and verdict.startswith(f"refused: measured on {docs} crawl documents, 20 needed")
+            assert md["model_verdict"].value == "rejected" and verdict.startswith(f"refused: too few crawl documents to measure it on ({docs}, 20 needed)")
         assert "\n" not in verdict
         [check] = [c for c in res.get_asset_check_evaluations() if c.asset_key == AssetKey("quality_classifier")]
         assert not check.passed and check.severity.value == "WARN" and verdict in check.description
