@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import threading
@@ -258,8 +259,12 @@ def _report_run(result, out: TextIO, log_path: Path) -> None:
     for ev in result.all_events:
         if ev.event_type == DagsterEventType.STEP_FAILURE:
             err = ev.step_failure_data.error if ev.step_failure_data else None
-            first = (err.message.strip().splitlines() or ["?"])[0] if err else "?"
-            print(f"   FAILED {ev.step_key}: {err.cls_name + ': ' if err and err.cls_name else ''}{first[:300]}", file=out)
+            lines = [line for line in (err.message.strip().splitlines() if err else []) if line.strip()] or ["(no message)"]
+            lines[0] = re.sub(r"^[\w.]+\.(\w+(Error|Exception|Failure)): ", "", lines[0])  # the class is said once, below
+            kind = err.cls_name if err and err.cls_name else "error"
+            print(f"   FAILED {ev.step_key} ({kind}): {lines[0][:300]}", file=out)
+            for line in lines[1:6]:
+                print(f"     {line[:300]}", file=out)
     sys.stderr.flush()
     where = str(log_path)
     if log_path.is_file():
