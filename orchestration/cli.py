@@ -260,7 +260,7 @@ def _report_run(result, out: TextIO, log_path: Path) -> None:
         if ev.event_type == DagsterEventType.STEP_FAILURE:
             err = ev.step_failure_data.error if ev.step_failure_data else None
             lines = [line for line in (err.message.strip().splitlines() if err else []) if line.strip()] or ["(no message)"]
-            lines[0] = re.sub(r"^[\w.]+\.(\w+(Error|Exception|Failure)): ", "", lines[0])  # the class is said once, below
+            lines[0] = re.sub(r"^[\w.]+\.(\w*(Error|Exception|Failure)): ", "", lines[0])  # the class is said once, below
             kind = err.cls_name if err and err.cls_name else "error"
             print(f"   FAILED {ev.step_key} ({kind}): {lines[0][:300]}", file=out)
             for line in lines[1:6]:
