@@ -86,14 +86,14 @@ def served(sample_landing, tmp_path_factory):
         shutil.copytree(sample_landing / "crawl-t1", landing / "crawl-a")
         t0 = time.time()
         instance = DagsterInstance.from_config(str(home))
-        states = {"crawl-a": wait_for(instance, "crawl-a", proc, log, 600)}
+        states = {"crawl-a": wait_for(instance, "crawl-a", proc, log, 1500)}
         flow_a = time.time() - t0
         print(f"crawl-a (400 pages) flowed through in {flow_a:.0f}s", file=sys.stderr)
 
         # A second crawl: the same pages fetched again, plus new ones; deduplicated against the first.
         generate_crawl(tmp_path / "crawl-b", 150, seed=11, pages_per_file=150, recrawl=1)
         shutil.copytree(tmp_path / "crawl-b", landing / "crawl-b")
-        states["crawl-b"] = wait_for(instance, "crawl-b", proc, log, 600)
+        states["crawl-b"] = wait_for(instance, "crawl-b", proc, log, 1500)
         yield {"port": port, "instance": instance, "lake": lake, "proc": proc, "log": log, "states": states}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
