@@ -145,10 +145,10 @@ def classifier_verdict(f: dict, min_auc: float, min_agreement: float) -> str:
     reasons = classifier_reasons(f, min_auc, min_agreement)
     where = f.get("measured_on", f"{f.get('documents', 0)} crawl documents")
     if reasons:
-        return f"refused: {'; '.join(reasons)} — measured on {where}"
+        return f"refused: {'; '.join(reasons)} (measured on {where})"
     evidence = (f"hand-label ROC-AUC {f['labelled_auc']:.3f}" if f.get("labelled_auc") is not None
                 else f"agreement ROC-AUC {f['agreement_auc']:.3f}" if f.get("agreement_auc") is not None else "no agreement measurable")
-    return f"approved: p10/p50/p90 {f['p10']:.2f}/{f['p50']:.2f}/{f['p90']:.2f}, {evidence} — measured on {where}"
+    return f"approved: p10/p50/p90 {f['p10']:.2f}/{f['p50']:.2f}/{f['p90']:.2f}, {evidence} (measured on {where})"
 
 
 def classifier_gate(min_auc: float, min_agreement: float) -> GateSpec:
