@@ -151,10 +151,10 @@ class RewriteOptions(BaseModel):
     # the formats share the candidates evenly. One entry = that format for every document.
     styles: list[Literal["article", "qa", "student", "summary"]] = Field(default_factory=lambda: list(REWRITE_STYLES), min_length=1)
     # Candidates: documents scoring below ``threshold`` on the ``score_column`` scorer (the ones a
-    # filter on that scorer would discard). Default: the crawl's trained classifier below 0.5 (its
-    # decision boundary). The built-in ``quality`` score is not the default here: on the sample
-    # crawl every page scores above 0.97 on it, so it would select nothing (demo.yaml, issue 22).
-    score_column: str = "classifier"
+    # filter on that scorer would discard). Default: the built-in signals score, the one scorer every
+    # crawl has (a classifier's column is null where its gate refused it), below 0.5. The demo
+    # (demo.yaml) sets its own line: the sample crawl's pages all score above 0.97 on it.
+    score_column: str = "quality"
     threshold: float = 0.5  # rewrite documents scoring below this
     max_input_words: int = Field(1500, ge=10)
     max_new_tokens: int = Field(1024, ge=1)

@@ -215,7 +215,7 @@ def test_rewrite_gate_catches_degenerate_outputs():
 
 
 def rewrite_params(models, files, score_file, tmp, **opts):
-    o = RewriteOptions(model=str(models["llama"]), threshold=0.99, max_new_tokens=24, rows_per_chunk=8, min_length_ratio=0.0,
+    o = RewriteOptions(model=str(models["llama"]), prompt_version="rewire-v1", cpu_max_documents=None, threshold=0.99, max_new_tokens=24, rows_per_chunk=8, min_length_ratio=0.0,
                        max_length_ratio=100.0, max_dup_4gram_frac=1.0, check_language=False, **opts)
     return {"doc_files": files, "score_files": [score_file], "output_uri": str(tmp / "rewritten"), "options": o.model_dump(),
             "scorer": {"kind": "hf", "path": str(models["classifier"]), "label": "high", "max_length": 128}, "run_id": "r1"}

@@ -141,3 +141,19 @@ def test_chat_template_of_the_default_model():
     prompt = prompt_template("rewire-v2", "qa").replace("{document}", SOURCE)
     text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
     assert text.endswith("<|im_start|>assistant\n") and f"<|im_start|>user\n{prompt}<|im_end|>" in text
+
+
+def test_default_model_rewrites_deterministically_in_its_chat_format():
+    """The real default model, twice on the same prompts (greedy, one seed): the same text and token
+    counts; a generation cut by the token limit says so."""
+    from gpu_jobs.generators import HFGenerator
+
+    gen = HFGenerator(SMOLLM2, 24, batch_size=2, device="cpu")
+    prompts = [prompt_template("rewire-v2", st).replace("{document}", source_text(SOURCE, 60)) for st in ("qa", "summary")]
+    assert gen.format(prompts[0]).endswith("<|im_start|>assistant\n")
+    first, again = gen.generate(prompts), gen.generate(list(prompts))
+    assert [(g.text, g.new_tokens, g.finished) for g in first] == [(g.text, g.new_tokens, g.finished) for g in again]
+    assert all(g.text and 0 < g.new_tokens <= 24 for g in first)
+    assert all(not g.finished for g in first if g.new_tokens == 24)
+    short = gen.generate(prompts[:1], max_new_tokens=4)[0]
+    assert short.new_tokens == 4 and not short.finished
