@@ -12,7 +12,7 @@ share under its cap, every row traceable to a `decontaminated` row, none contami
 
 import shutil
 
-from dagster import AutomationCondition, Failure, MetadataValue, StaticPartitionsDefinition
+from dagster import AssetSelection, AutomationCondition, Failure, MetadataValue, StaticPartitionsDefinition
 
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.mixture import file_sha256, static_problems, tokenizer_file
@@ -48,9 +48,11 @@ def rebuild_on_cron(cron: str, tz: str = "UTC") -> AutomationCondition:
     mixture reads crawls finished long before, so it would never fire."""
     A = AutomationCondition
     inputs_changed = A.any_deps_match(A.newly_updated()).since(A.newly_requested() | A.newly_updated())
-    never_built = A.missing() & A.any_deps_match(~A.missing())
-    return (A.cron_tick_passed(cron, tz) & (inputs_changed | never_built) & ~A.in_progress()).with_label(
-        f"at {cron} ({tz}) when its inputs changed since it was built")
+    # the text it mixes: at least one crawl decontaminated (quality_scored alone is not enough)
+    has_text = A.any_deps_match(~A.missing()).allow(AssetSelection.assets("decontaminated"))
+    # a crawl half-way through its stages waits for the next tick rather than be mixed half-done
+    return (A.cron_tick_passed(cron, tz) & has_text & (inputs_changed | A.missing()) & ~A.in_progress()
+            & ~A.any_deps_in_progress()).with_label(f"at {cron} ({tz}) when its inputs changed since it was built")
 
 NOT_SCORES = {"doc_id", "model_uri", "model_version", "crawl_id"}
 

@@ -38,14 +38,16 @@ def test_a_mixture_is_rebuilt_on_its_tick_only_when_its_inputs_changed(make_conf
             cursor = r.cursor
             return set(r.get_requested_partitions(mixed))
 
-        assert tick(t) == set()  # nothing to mix yet
-        _materialize(instance, "decontaminated", "c1")
+        at = lambda h, m: t.replace(hour=h, minute=m)  # noqa: E731 - the cron ticks on the hour
+        assert tick(at(10, 10)) == set()  # nothing to mix yet
         _materialize(instance, "quality_scored", "c1")
-        assert tick(t + timedelta(minutes=5)) == set()  # inputs changed, but no tick has passed
-        assert tick(t + timedelta(minutes=55)) == {"m"}  # the 11:00 tick: the crawl decontaminated earlier is mixed
+        assert tick(at(11, 1)) == set()  # the 11:00 tick: scores, but no decontaminated text yet
+        _materialize(instance, "decontaminated", "c1")
+        assert tick(at(11, 5)) == set()  # inputs changed, but no tick since
+        assert tick(at(12, 1)) == {"m"}  # the 12:00 tick: the crawl decontaminated earlier is mixed
         _materialize(instance, "mixed", "m")
-        assert tick(t + timedelta(minutes=60)) == set()
-        assert tick(t + timedelta(minutes=115)) == set()  # 12:00: nothing changed since it was built
+        assert tick(at(12, 5)) == set()
+        assert tick(at(13, 1)) == set()  # 13:00: nothing changed since it was built
         _materialize(instance, "decontaminated", "c2")  # a second crawl finishes
-        assert tick(t + timedelta(minutes=120)) == set()
-        assert tick(t + timedelta(minutes=175)) == {"m"}  # 13:00: rebuilt with it
+        assert tick(at(13, 5)) == set()
+        assert tick(at(14, 1)) == {"m"}  # 14:00: rebuilt with it
