@@ -518,6 +518,8 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
 # Dagster's asset page shows a Markdown value inline only below this many characters (else behind
 # "[Show Markdown]"); a table value always inline.
 INLINE_MARKDOWN_CHARS = 1000
+# The value column of the asset page's metadata table at a 1600-pixel window (measured on the screenshots).
+INLINE_PLOT_WIDTH = 480
 _DATA_IMAGE = re.compile(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
 
 
@@ -602,13 +604,25 @@ def ui_metadata(md: dict[str, Any], run: StageRun, lh: LakehouseResource) -> dic
             png = Path(tmp) / f"{key}.png"
             png.write_bytes(base64.b64decode(data))
             run.log_artifact(png, "plots")
-        url = run.lineage.artifact_url(run.run_id, f"plots/{key}.png")
-        inline[f"{key}_plot"] = MetadataValue.md(f"![{alt or key}]({url})\n\nServed by the MLflow UI (`sluice mlflow-ui`); without it, "
-                                                 f"the same plot is behind `{key}` → Show Markdown.")
+            small = _fit_width(png, Path(tmp) / f"{key}-inline.png")
+            run.log_artifact(small, "plots")
+        url = run.lineage.artifact_url(run.run_id, f"plots/{small.name}")
+        inline[f"{key}_plot"] = MetadataValue.md(f"![{alt or key}]({url})\n\nvia `sluice mlflow-ui`; full size: `{key}`")
         for i, table in enumerate(tables):
             inline[f"{key}_table" if i == 0 else f"{key}_table_{i + 1}"] = _table_value(*table)
         out[key] = value
     return {**inline, **out}
+
+
+def _fit_width(png: Path, out: Path, width: int = INLINE_PLOT_WIDTH) -> Path:
+    """The plot scaled down to the asset page's value column (wider images are clipped there)."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        if im.width > width:
+            im = im.resize((width, max(1, round(im.height * width / im.width))), Image.LANCZOS)
+        im.save(out)
+    return out
 
 
 def _hook_name(fn: Callable[..., Any]) -> str:

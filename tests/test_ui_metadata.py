@@ -24,7 +24,17 @@ class _Run:
         self.logged.append((open(path, "rb").read(), folder))
 
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (700, 300), "white").save(buf, "PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
 
 
 def test_markdown_tables_are_parsed_with_escaped_pipes():
@@ -49,11 +59,16 @@ def test_tables_inline_plots_served_and_embedded_copy_kept(tmp_path):
     assert type(table).__name__ == "TableMetadataValue"
     assert [r.data["reason"] for r in table.records] == ["a", "b"] and table.records[0].data["rows"] == 3
     assert out["funnel"] is md["funnel"]  # the embedded plot stays (it needs no server)
-    assert "get-artifact?path=plots/funnel.png&run_uuid=r1" in out["funnel_plot"].value and len(out["funnel_plot"].value) < 1000
+    assert "get-artifact?path=plots/funnel-inline.png&run_uuid=r1" in out["funnel_plot"].value and len(out["funnel_plot"].value) < 1000
     assert [r.data["documents"] for r in out["funnel_table"].records] == [10, 7]
     assert out["funnel_png"].value.endswith("plots/f.png&run_uuid=r1") and out["funnel_png_file"].value == str(png)
     assert out["note"] is md["note"] and out["rows"] == 5
-    assert [f for _, f in run.logged] == ["plots", "plots"] and all(b == PNG for b, _ in run.logged)
+    assert [f for _, f in run.logged] == ["plots", "plots", "plots"] and run.logged[0][0] == PNG and run.logged[2][0] == PNG
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert Image.open(BytesIO(run.logged[1][0])).size == (480, 206)  # the inline copy fits the value column
     assert list(out)[:2] == ["funnel_plot", "funnel_table"]  # what shows inline comes first
 
 
