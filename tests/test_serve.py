@@ -229,7 +229,7 @@ def check_ui_in_browser(served, shots: Path) -> None:
         text = b.open("/assets/filtered", "Description", "filtered (silver)", "Owners", "data-platform", "Columns", "doc_id",
                       "mean_word_length", "Gopher quality: mean word length in characters", "stable id: first 32 hex",
                       "Row count", "delta_version", "rejections_by_reason", "funnel_table", "docs_per_s", "mlflow_run",
-                      "gate_passed", "sluice_automation", timeout=120)
+                      "gate_passed", "Jobs", "crawl_pipeline", timeout=120)
         assert "``" not in text
         b.screenshot("filtered")
         b.click_row_button("funnel", "Show Markdown")
