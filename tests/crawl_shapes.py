@@ -75,16 +75,18 @@ def _html(text: str) -> bytes:
 
 def build_shapes(landing: Path, distinct: int = 25) -> dict[str, Path]:
     """Write one crawl folder per shape; returns {shape: folder}. Every shape's folder name is its crawl id."""
-    pages = real_pages(distinct)
+    # dedup is across crawls: the pages of one shape appear in no other
+    pages = real_pages(distinct + 2)
+    single, copied, pages = pages[-1], pages[-2], pages[:distinct]
     shapes: dict[str, list[tuple[str, bytes, str]]] = {
         # real pages, no two alike
         "no-dups": [(f"https://news{i}.example/story/{i}", p, "text/html; charset=utf-8") for i, p in enumerate(pages)],
         # one page served under twelve URLs: dedup keeps one
-        "all-dups": [(f"https://mirror{i}.example/copy", pages[0], "text/html; charset=utf-8") for i in range(12)],
+        "all-dups": [(f"https://mirror{i}.example/copy", copied, "text/html; charset=utf-8") for i in range(12)],
         # twenty twelve-word stubs: every one dropped by the quality rules
         "all-rejected": [(f"https://stub{i}.example/", _html(f"Welcome to stub page number {i} please log in to continue reading this."),
                           "text/html; charset=utf-8") for i in range(20)],
-        "one-page": [("https://single.example/only", pages[1 % len(pages)], "text/html; charset=utf-8")],
+        "one-page": [("https://single.example/only", single, "text/html; charset=utf-8")],
         # a WARC with only its warcinfo record
         "empty": [],
         # responses that are not HTML: ingest rejects every one
