@@ -1,7 +1,7 @@
 """What the default rewriter does to the real pages a quality filter would discard, per format.
 
     .venv/bin/python benchmarks/rewrite_quality.py [--pages 4] [--styles article,qa,student,summary]
-        [--max-new-tokens 192] [--max-input-words 160] [--batch 16] [--levers] [--dump FILE]
+        [--max-new-tokens 160] [--max-input-words 120] [--batch 16] [--threads N] [--levers] [--dump FILE]
 
 Data: the English pages of ../shared/data (trafilatura-eval pages, Readability sources, the WARC
 files' HTML responses), extracted with the pipeline's own extractor (as benchmarks/scorer_quality.py
@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--levers", action="store_true", help="also measure the CPU speed levers")
     ap.add_argument("--lever-tokens", type=int, default=48)
     ap.add_argument("--dump", type=Path)
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is faster on oversubscribed cores")
     args = ap.parse_args()
     if not SHARED.exists():
         sys.exit(f"{SHARED} is absent: this benchmark reads real pages from ../shared/data")
@@ -109,6 +110,8 @@ def main() -> None:
 
     from gpu_jobs.generators import HFGenerator
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     o = RewriteOptions()
     gate = bounds(o)
     styles = args.styles.split(",")

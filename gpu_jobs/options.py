@@ -177,14 +177,24 @@ class RewriteOptions(BaseModel):
     timeout_s: float = Field(300.0, gt=0)
     retries: int = Field(3, ge=0)
     rows_per_chunk: int = Field(64, ge=1)
-    # The fidelity gate (gpu_jobs/fidelity.py), calibrated on real SmolLM2 rewrites of the real pages
-    # of ../shared/data by benchmarks/rewrite_quality.py (numbers in the README's rewriting section).
+    # The fidelity gate (gpu_jobs/fidelity.py). Calibrated on 16 real SmolLM2 rewrites (4 formats x
+    # the 4 lowest-scoring English pages of ../shared/data with >= 60 words, signals 0.03..0.11; CPU
+    # caps), read one by one (`benchmarks/rewrite_quality.py --pages 4 --dump`):
+    # - length: 0.34..1.38 observed; the bounds are guards, not binding there: 0.15 lets a summary
+    #   of a 120-word source be 18 words, 3.0 stops a runaway.
     min_length_ratio: float = 0.15
     max_length_ratio: float = 3.0
+    # - loops: the two looping Q&A outputs (one question repeated) measured 0.48 and 0.58; the
+    #   highest usable output (a numbered recipe) 0.27.
     max_dup_4gram_frac: float = 0.3
     check_language: bool = True
+    # - invented: the usable outputs had at most 2 facts absent from the source (misspelt source
+    #   names) and a share <= 0.12 (one Q&A with a single fact: 1 of 1); the two hallucinating
+    #   ones (a made-up song title; "God", "TV") had 3 at 0.43 and 2 at 0.50.
     max_invented_facts: int = Field(2, ge=0)
     max_invented_frac: float = Field(0.25, ge=0, le=1)
+    # - coverage: the usable outputs kept 0.42..1.0 of their source's facts, the two vague ones
+    #   0.07 and 0.11; a source needs 5 facts for the share to mean something.
     min_fact_coverage: float = Field(0.2, ge=0, le=1)
     min_source_facts: int = Field(5, ge=1)
     device: str = "auto"
