@@ -545,6 +545,8 @@ def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
 def _table_value(header: list[str], rows: list[list[str]]) -> Any:
     from dagster import TableRecord
 
+    rows = [[c[1:-1] if len(c) > 1 and c[0] == c[-1] == "`" else c for c in r] for r in rows]  # code marks: plain text in a table
+
     def value(cell: str) -> Any:
         plain = cell.replace(",", "")
         for cast in (int, float):
