@@ -56,7 +56,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
 
     client = MlflowClient(cfg.mlflow_tracking_uri)
     mv = client.get_model_version("sluice-quality", "1")
-    assert mv.tags["validated_on"] == "deduplicated@v0" and mv.tags["sluice.gate"] == "rejected" and "MLmodel" in {
+    assert mv.tags["validated_on"] == "deduplicated@v0" and mv.tags["sluice.gate"] == "rejected" and "model/MLmodel" in {
         a.path for a in client.list_artifacts(mv.run_id, "model")} and mv.description.startswith("Quality classifier for crawl crawl-t1")
     md = res.asset_materializations_for_node("quality_scored")[0].metadata
     run = client.get_run(md["mlflow_run_id"].value)
