@@ -46,6 +46,21 @@ def wait_for(instance, crawl: str, proc: subprocess.Popen, log: Path, seconds: f
     pytest.fail(f"{crawl} did not flow through within {seconds:.0f}s: {state}\n{log.read_text()[-3000:]}")
 
 
+def wait_for_mixture(instance, after, proc: subprocess.Popen, log: Path, seconds: float):
+    """The `mixed` materialization of mixture demo newer than ``after`` (a record, or None), made
+    by the automation sensor, nothing else asking for it (bounded wait)."""
+    from dagster import AssetKey, AssetRecordsFilter
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        recs = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("mixed"), asset_partitions=["demo"]), limit=1).records
+        if recs and (after is None or recs[0].storage_id > after.storage_id):
+            return recs[0]
+        time.sleep(3)
+    pytest.fail(f"mixture demo was not rebuilt on its own within {seconds:.0f}s\n{log.read_text()[-3000:]}")
+
+
 @pytest.fixture(scope="module")
 def served(sample_landing, tmp_path_factory):
     """``sluice serve`` on an empty lakehouse; two crawl folders dropped, one after the other, each
@@ -59,8 +74,11 @@ def served(sample_landing, tmp_path_factory):
     conf = tmp_path / "sluice.yaml"
     conf.write_text(json.dumps({  # JSON is YAML
         "lakehouse_dir": str(lake), "landing_dir": str(landing), "landing_settle_seconds": 1,
-        "dagster": {"sensor_interval_seconds": 5, "retries": 0},
-        # One small mixture, so that the UI has a `mixed` plan to show (launched by the browser test).
+        # The mixture is rebuilt every minute when a crawl changed its inputs: the chain runs to its end unattended.
+        "dagster": {"sensor_interval_seconds": 5, "retries": 0, "mixture_cron": "* * * * *"},
+        # The default rewriter (a real LM on CPU) is tried by the demo and tests/test_rewrite*; here it would only cost minutes.
+        "rewrite": {"backend": "none"},
+        # One small mixture, so that the UI has a `mixed` plan to show.
         "mixing": {"mixtures": [{"name": "demo", "token_budget": 20000, "seed": 7,
                                  "sources": [{"name": "all", "where": "true", "weight": 1.0}]}]},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
@@ -89,12 +107,14 @@ def served(sample_landing, tmp_path_factory):
         states = {"crawl-a": wait_for(instance, "crawl-a", proc, log, 1500)}
         flow_a = time.time() - t0
         print(f"crawl-a (400 pages) flowed through in {flow_a:.0f}s", file=sys.stderr)
+        mixes = [wait_for_mixture(instance, None, proc, log, 600)]
 
         # A second crawl: the same pages fetched again, plus new ones; deduplicated against the first.
         generate_crawl(tmp_path / "crawl-b", 150, seed=11, pages_per_file=150, recrawl=1)
         shutil.copytree(tmp_path / "crawl-b", landing / "crawl-b")
         states["crawl-b"] = wait_for(instance, "crawl-b", proc, log, 1500)
-        yield {"port": port, "instance": instance, "lake": lake, "proc": proc, "log": log, "states": states}
+        mixes.append(wait_for_mixture(instance, mixes[0], proc, log, 600))
+        yield {"port": port, "instance": instance, "lake": lake, "proc": proc, "log": log, "states": states, "mixes": mixes}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -116,6 +136,16 @@ def test_dropped_crawls_flow_through_on_their_own(served):
     instance, lake = served["instance"], served["lake"]
     for crawl, state in served["states"].items():
         assert all(state.values()), (crawl, state)  # every gate passed (the rewriter materializes as skipped)
+    # ... to the end: the mixture was built after the first crawl and rebuilt after the second, by the
+    # automation sensor at its cron tick
+    for rec in served["mixes"]:
+        run = instance.get_run_by_id(rec.run_id)
+        assert run.tags.get("dagster/from_automation_condition") == "true", run.tags
+        assert rec.asset_materialization.metadata["gate_passed"].value is True
+    from storage.delta_table import read_arrow
+
+    crawls = {r["crawl_id"] for r in read_arrow(str(lake / "mixed"), partition={"mixture_name": "demo"}).to_pylist()}
+    assert "crawl-a" in crawls and crawls <= {"crawl-a", "crawl-b"}
     dedup_b = latest_md(instance, "deduplicated", "crawl-b").asset_materialization.metadata
     assert dedup_b["compared_with_crawls"].value == ["crawl-a"]
 
