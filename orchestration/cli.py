@@ -250,6 +250,8 @@ def _report_run(result, out: TextIO, log_path: Path) -> None:
         name = ev.asset_key.to_user_string()
         if "skipped" in md:
             print(f"   {name}: skipped (expected: {md['skipped'].value})", file=out)
+        if "verdict" in md:  # a model's gate: why it is used, or not, in one line
+            print(f"   {name}: {md['verdict'].value}", file=out)
         if "post_commit_warnings" in md:
             print(f"   {name}: published, with warnings after the commit (not retried):", file=out)
             for line in md["post_commit_warnings"].value.splitlines():
