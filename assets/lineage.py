@@ -22,6 +22,8 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
+from gpu_jobs.scorers.base import MODEL_CARD
+
 DAGSTER_RUN_TAG = "dagster.run_id"
 # Registry versions carry the gate's verdict; versions registered before the tag existed were only
 # registered when they passed, hence the default.
@@ -290,7 +292,7 @@ class LineageResource(ConfigurableResource):
                 raise LookupError(f"{model}: {name!r} has no version with alias {alias!r}") from e
         elif version in ("", "latest"):
             if not approved:
-                rejected = ", ".join(f"v{v.version} (roc_auc {v.tags.get('roc_auc', '?')})" for v in versions)
+                rejected = ", ".join(f"v{v.version} ({v.tags.get('verdict') or v.tags.get('roc_auc', '?')})" for v in versions)
                 raise LookupError(f"{model}: no approved version of {name!r}; every version failed its gate: {rejected}")
             mv = max(approved, key=lambda v: int(v.version))
         else:
@@ -301,7 +303,8 @@ class LineageResource(ConfigurableResource):
         if _verdict(mv) != "approved":
             raise LookupError(f"{model}: version {mv.version} of {name!r} failed its gate ({GATE_TAG}={_verdict(mv)})")
         dest = Path(cache_dir) / name / str(mv.version)
-        if not (dest / "config.json").exists() and not any(dest.glob("*.bin")):
+        # a transformers folder (config.json), a fastText .bin, or a model Sluice trained (its card says what it holds)
+        if not (dest / "config.json").exists() and not any(dest.glob("*.bin")) and not (dest / MODEL_CARD).exists():
             dest.mkdir(parents=True, exist_ok=True)
             mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest), tracking_uri=self.tracking_uri)
             # download_artifacts puts the folder's content under its last path component

@@ -262,7 +262,9 @@ def parent_run_tags(context: AssetExecutionContext) -> dict[str, str]:
     """What the MLflow run standing for the Dagster run says about it: job, crawl or mixture, config."""
     key = context.partition_key if context.has_partition_key else ""
     job = context.job_name
-    what = f"mixture {key}" if job.startswith("mixture") else f"crawl {key}" if key else "no partition"
+    # by the asset's partitions, not the job's name: the automation sensor's runs are all `__ASSET_JOB`
+    mixture = bool(key) and context.assets_def.partitions_def != crawl_partitions
+    what = f"mixture {key}" if mixture else f"crawl {key}" if key else "no partition"
     return {"sluice.job": job, "sluice.partition": key, "sluice.config_hash": context.run.tags.get("sluice/config_hash", ""),
             "mlflow.note.content": f"Dagster run {context.run_id} of job {job} for {what}: one nested MLflow run per stage "
                                    "(params, input and output table versions, metrics, gate report)."}

@@ -90,7 +90,7 @@ def _rewrite_words(lake: Lake, crawl: str, ids: list[str]) -> int:
     return int(pc.sum(t.column("output_words")).as_py() or 0)
 
 
-STRUCTURE = "not_response"  # WARC request, metadata, warcinfo records: the archive's bookkeeping, not pages
+STRUCTURE = T.NOT_RESPONSE  # WARC request, metadata, warcinfo records: the archive's bookkeeping, not pages
 
 
 def _structure(lake: Lake, crawl: str) -> dict[str, int]:

@@ -41,17 +41,24 @@ def in_holdout(doc_id: str) -> bool:
 def crawl_sample(files: list[str], holdout_only: bool, limit: int) -> tuple[list[str], list[str], list[str], int]:
     """(doc_ids, urls, texts) of at most ``limit`` documents (those with the smallest hash of
     their id: a uniform sample that does not depend on file order), and how many were eligible."""
+    import heapq
+
     import pyarrow.parquet as pq
 
-    rows = []
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(columns=["doc_id", "url", "text"], batch_size=4096):
-            for d, u, t in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "url", "text"))):
-                if t and (not holdout_only or in_holdout(d)):
-                    rows.append((hashlib.sha256(b"v" + d.encode()).hexdigest(), d, u, t))
-    eligible = len(rows)
-    rows = sorted(rows)[:limit]
-    return [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], eligible
+    eligible = 0
+
+    def rows():
+        nonlocal eligible
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(columns=["doc_id", "url", "text"], batch_size=4096):
+                for d, u, t in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "url", "text"))):
+                    if t and (not holdout_only or in_holdout(d)):
+                        eligible += 1
+                        yield hashlib.sha256(b"v" + d.encode()).hexdigest(), d, u, t
+
+    # a bounded heap: memory is `limit` documents, not the crawl
+    picked = heapq.nsmallest(limit, rows())
+    return [r[1] for r in picked], [r[2] for r in picked], [r[3] for r in picked], eligible
 
 
 def measure(scores: np.ndarray, labels: list, signals: np.ndarray | None, hand: dict[str, int], urls: list[str],

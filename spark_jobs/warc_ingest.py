@@ -28,7 +28,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from documents.blocklist import Blocklist
-from storage.tables import INGEST, RAW_CRAWL_COLUMNS, REJECTION_COLUMNS, TAKEDOWN
+from storage.tables import INGEST, NOT_RESPONSE, RAW_CRAWL_COLUMNS, REJECTION_COLUMNS, TAKEDOWN
 
 STAGE = INGEST
 
@@ -315,7 +315,7 @@ def _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType, b
     url = _clean_uri(h.get("WARC-Target-URI"))
     date = rec.record_date
     if rec.record_type != WarcRecordType.response:
-        return reject(rec_id, url, offset, "not_response", wtype, wtype, date)
+        return reject(rec_id, url, offset, NOT_RESPONSE, wtype, wtype, date)
     if blocklist and (takedown := blocklist.match(url)):
         return reject(rec_id, url, offset, TAKEDOWN, f"takedown {takedown}", wtype, date)
     if not (h.get("Content-Type") or "").lower().startswith("application/http"):

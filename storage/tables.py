@@ -25,6 +25,7 @@ DEDUP = "dedup"
 REWRITE = "rewrite"
 DECONTAM = "decontam"
 TAKEDOWN = "takedown"  # the reason ingest gives a record whose URL or domain was taken down
+NOT_RESPONSE = "not_response"  # the reason ingest gives WARC request, metadata and warcinfo records (bookkeeping, not pages)
 
 
 # ---- the lakehouse's folders (beside the tables) --------------------------------------------------

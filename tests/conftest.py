@@ -12,7 +12,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # Rewriting is on by default (SmolLM2 on CPU, ~20 s to load): off in every test run, CLI subprocesses
-# included, unless a test configures it explicitly (tests/test_rewrite_pipeline.py runs the default).
+# included, unless a test configures it explicitly (tests/test_rewrite.py and test_gpu_pipeline.py run the default).
 os.environ.setdefault("SLUICE_REWRITE__BACKEND", "none")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

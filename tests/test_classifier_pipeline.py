@@ -98,7 +98,7 @@ def test_the_demo_reference_classifier_is_refused_and_the_shipped_one_measured(s
     md2 = res2.asset_materializations_for_node("quality_classifier")[0].metadata
     assert md2["source"].value.startswith("shipped:quality-ref-v1") and "documents of deduplicated@v0, all documents" in md2["measured_on"].value
     rows = read_arrow(cfg2.table_uri("quality_scored")).to_pylist()
-    if md2["model_verdict"].value == "approved":
-        assert sorted(r["classifier"] for r in rows)[len(rows) // 2] >= 0.5  # the crawl's good pages scored as good
-    else:
-        assert md2["verdict"].value.startswith("refused: ") and all(r["classifier"] is None for r in rows)
+    # The sample crawl's pages are templated good articles: nothing there shows that a model ranks pages
+    # (the signals have no spread), so the shipped model is refused, says why, and scores nothing.
+    assert md2["model_verdict"].value != "approved"
+    assert md2["verdict"].value.startswith("refused: ") and all(r["classifier"] is None for r in rows)

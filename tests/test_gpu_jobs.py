@@ -17,7 +17,6 @@ import pytest
 
 from gpu_jobs.scorers.base import length_batches
 from gpu_jobs.scorers.hf import HFClassifier
-from gpu_jobs.degeneracy import judge
 from gpu_jobs.options import RewriteOptions, ScoringOptions
 from storage.delta_table import Transaction, read_arrow, table_exists
 from tests import tiny_models
@@ -201,17 +200,6 @@ def test_ensemble_column_is_the_mean_logit_of_the_members_that_scored():
     assert label.to_pylist() == ["high", "high", None]
     with pytest.raises(ValueError, match="not scorers"):
         ScoringOptions.model_validate({"ensembles": [{"name": "e", "of": ["quality", "nope"]}]})
-
-
-def test_rewrite_gate_catches_degenerate_outputs():
-    src = "The river rose after three days of rain and the town opened two shelters for families near the school."
-    assert judge(src, "", 0.3, 3.0, 0.3, True).reason == "rewrite.empty"
-    assert judge(src, "Rain.", 0.3, 3.0, 0.3, True).reason == "rewrite.length_ratio"
-    assert judge(src, "the river rose again " * 10, 0.3, 5.0, 0.3, True).reason == "rewrite.repetition"
-    fr = "La rivière a monté après trois jours de pluie et la ville a ouvert deux abris pour les familles près de l'école."
-    assert judge(src, fr, 0.3, 3.0, 0.3, True).reason == "rewrite.language_changed"
-    ok = "After three days of rain the river rose, and the town opened two shelters for families near the school."
-    assert judge(src, ok, 0.3, 3.0, 0.3, True).reason is None
 
 
 def rewrite_params(models, files, score_file, tmp, **opts):

