@@ -10,6 +10,7 @@ The shapes are built from real pages of ``../shared/data`` when present, else fr
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -38,7 +39,16 @@ def shapes_run(spark, tmp_path_factory):
         "mixing": {"mixtures": [{"name": "shapes", "token_budget": 20000, "seed": 1,
                                  "sources": [{"name": "all", "where": "true", "weight": 1.0}]}]},
     }))
-    rc = cli.main(["run", "--config", str(conf), *[a for s in shapes.values() for a in ("--crawl", str(s))]])
+    # `sluice run` exports its config, lakehouse and Dagster home to the environment (for its child
+    # processes): restored afterwards, or every later test of this run would read this config.
+    saved = dict(os.environ)
+    try:
+        for k in ("SLUICE_CONFIG", "SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "DAGSTER_HOME"):
+            os.environ.pop(k, None)
+        rc = cli.main(["run", "--config", str(conf), *[a for s in shapes.values() for a in ("--crawl", str(s))]])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return rc, tmp / "lake", shapes
 
 
