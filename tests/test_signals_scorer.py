@@ -71,7 +71,8 @@ def test_unknown_formula_and_the_default_scoring_columns():
         SignalScorer("builtin:signals-v9")
     assert isinstance(load_scorer("signals", "builtin:signals-v1"), SignalScorer)
     cols = {c.name: (c.kind, c.model) for c in ScoringOptions().classifiers}
-    assert cols == {"quality": ("signals", "builtin:signals-v1"), "classifier": ("hf", "models:/sluice-quality/latest")}
+    assert cols == {"quality": ("signals", "builtin:signals-v1"), "classifier": ("hf", "models:/sluice-quality/latest"),
+                    "toxicity": ("toxicity", "package:profanity_check")}
 
 
 def test_training_source_choice(tmp_path):
