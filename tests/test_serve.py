@@ -213,14 +213,14 @@ LAUNCH = """mutation($params: ExecutionParams!) {
 
 def mixed_materialized(served) -> None:
     """The `mixed` asset of the configured mixture, launched as the UI's Materialize would (the
-    mixture_pipeline job, partition demo), unless it is there already."""
+    mixture_pipeline job, partition demo): the automation sensor's runs are ad hoc, and the named job
+    must show on the timeline too."""
     from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
 
     instance, port = served["instance"], served["port"]
     has = lambda: instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("mixed"), asset_partitions=["demo"]),  # noqa: E731
                                                   limit=1).records
-    if has():
-        return
+    before = has()[0].storage_id if has() else -1
     r = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60, json={"query": LAUNCH, "variables": {"params": {
         "selector": {"repositoryLocationName": "orchestration.definitions", "repositoryName": "__repository__",
                      "jobName": "mixture_pipeline"},
@@ -236,7 +236,7 @@ def mixed_materialized(served) -> None:
             break
         time.sleep(3)
     assert run.status == DagsterRunStatus.SUCCESS, served["log"].read_text()[-3000:]
-    assert has()
+    assert has() and has()[0].storage_id > before
 
 
 def check_ui_in_browser(served, shots: Path) -> None:
