@@ -51,7 +51,7 @@ postgres:
 	else echo "no PostgreSQL server binaries and not root: the PostgreSQL test will skip (apt-get install postgresql)"; fi
 
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=15
 
 bench: $(STAMP)
 	$(BIN)/pip install -e '.[bench]'
