@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from storage import tables as T
@@ -157,7 +156,3 @@ class Lake:
             r["_commit"] = {"table": table, "version": c.version, **c.runs} if c else {"table": table}
             out.append(r)
         return out
-
-
-def contains(t: pa.Table, column: str, value: str) -> pa.Table:
-    return t.filter(pc.equal(t.column(column), value)) if t.num_rows else t

@@ -25,8 +25,6 @@ import pyarrow as pa
 from documents.mixture import MixtureSpec, plan, tokenizer_file
 from storage.tables import MIXED_COLUMNS
 
-BUCKETS = 1 << 16
-
 
 class MixtureInfeasible(ValueError):
     pass

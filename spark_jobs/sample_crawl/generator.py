@@ -52,7 +52,6 @@ KIND_SHARES: dict[str, float] = {
 # along the threshold are made by benchmarks/dedup_quality.py.
 NEAR_DUP_EDIT_RATES = (0.005, 0.01, 0.015)
 
-HTML_KINDS = {"article", "exact_dup", "near_dup", "spam", "short", "non_english", "pii", "benchmark"}
 MALFORMED_VARIANTS = ("bad_status_line", "cut_body", "warc_truncated")
 
 _PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\x00" * 32
