@@ -25,10 +25,10 @@ from typing import Any, Callable
 
 from warcio.warcwriter import WARCWriter
 
+from spark_jobs.sample_crawl import text as T
 from storage.tables import REFERENCE_CORPUS
 
 EVAL_SET = "eval_set.jsonl"
-from spark_jobs.sample_crawl import text as T
 
 # Share of each page kind (sums to 1). Ingestion keeps the first nine kinds (HTML 200 pages).
 KIND_SHARES: dict[str, float] = {
