@@ -20,15 +20,6 @@ from audit.lake import TableLog
 from storage import tables as T
 from storage.delta_table import LakehouseError, open_table
 
-# The columns that identify a row of each table (a document may repeat in `mixed`, and be rejected
-# by several stages in `rejections`).
-ROW_KEYS: dict[str, list[str]] = {
-    T.MIXED.name: ["doc_id", "repeat"],
-    T.REJECTIONS.name: ["doc_id", "reason"],
-    T.TAKEDOWNS.name: ["takedown_id"],
-}
-GROUP_BY = {T.REJECTIONS.name: "reason", T.MIXED.name: "source", T.DECONTAMINATED.name: "source"}
-
 
 def history(root: str | Path, table: str) -> list[dict[str, Any]]:
     """One entry per version: when, operation, asset, partition, runs, code, rows added/removed."""
@@ -115,8 +106,8 @@ def diff(root: str | Path, table: str, v1: int, v2: int) -> dict[str, Any]:
     prefix = str((root / table).resolve()).rstrip("/") + "/"
     rel = lambda uris: sorted(u.replace("file://", "").split(prefix, 1)[-1] for u in uris)  # noqa: E731
     spec = T.TABLES[table]
-    keys = ROW_KEYS.get(table, ["doc_id"])
-    group = GROUP_BY.get(table)
+    keys = list(spec.row_key)  # what tells rows apart, and what changes are counted by: the table contract's
+    group = spec.group_by
     parts = list(spec.partition_by)
     old = _key_table(root / table, rel(fa - fb), keys, group, parts)
     new = _key_table(root / table, rel(fb - fa), keys, group, parts)

@@ -114,29 +114,22 @@ def _latest_gate(root: Path, asset: str, crawl: str) -> dict[str, Any] | None:
 
 
 def crawl_funnel(root: str | Path, crawl: str, tracking_uri: str | None = None) -> list[Stage]:
+    """One funnel stage per table the contract puts in the funnel (``TableSpec.funnel``), in step order."""
     lake = Lake(root)
-    stages = [
-        Stage("ingest", T.RAW_CRAWL.name, None, T.INGEST),
-        Stage("filter", T.FILTERED.name, T.RAW_CRAWL.name, T.FILTER),
-        Stage("dedup", T.DEDUPLICATED.name, T.FILTERED.name, T.DEDUP),
-        Stage("decontam", T.DECONTAMINATED.name, None, T.DECONTAM),
-    ]
+    stages = [Stage(t.step, t.name, t.funnel_input, t.step) for t in T.funnel_tables()]
     for s in stages:
         s.kept = _count(lake, s.table, crawl)
         s.reasons, rejected_ids = _reasons(lake, crawl, s.rejection_stage)
-        if s.name == "ingest":  # the funnel starts at HTTP responses; WARC bookkeeping is listed apart
+        if s.name == T.INGEST:  # the funnel starts at HTTP responses; WARC bookkeeping is listed apart
             s.reasons.pop(STRUCTURE, None)
         s.rejected = sum(s.reasons.values())
         s.docs_in = _count(lake, s.source, crawl) if s.source else s.kept + s.rejected
         s.words_kept = _words(lake, s.table, crawl)
-        if s.name == "dedup":
-            s.words_rejected = _words(lake, T.FILTERED.name, crawl, rejected_ids)
-            s.words_in = _words(lake, T.FILTERED.name, crawl)
-        if s.name == "filter":
-            s.words_in = None
-        if s.name == "decontam":
+        if s.source:  # words are known where the input table has them (not raw_crawl: no text before extraction)
+            s.words_in = _words(lake, s.source, crawl)
+            s.words_rejected = _words(lake, s.source, crawl, rejected_ids)
+        if s.name == T.DECONTAM:
             # its input: every text layer of the crawl (deduplicated documents and rewrites)
-            s.docs_in = s.kept + s.rejected
             s.words_rejected = (_words(lake, T.DEDUPLICATED.name, crawl, rejected_ids) or 0) + _rewrite_words(lake, crawl, rejected_ids)
             s.words_in = (s.words_kept or 0) + s.words_rejected
         if lake.has(s.table):
@@ -146,7 +139,7 @@ def crawl_funnel(root: str | Path, crawl: str, tracking_uri: str | None = None) 
             if ours:
                 last = max(ours, key=lambda c: c.version)
                 s.version, s.commit = last.version, last.runs
-        s.gate = _latest_gate(Path(root), s.table if s.name != "ingest" else "raw_crawl", crawl)
+        s.gate = _latest_gate(Path(root), s.table, crawl)
     if tracking_uri:
         _timings(stages, tracking_uri)
     return stages

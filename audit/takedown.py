@@ -49,15 +49,10 @@ from storage import tables as T
 from storage.export import write_jsonl_shard
 from storage.delta_table import Transaction, current_version, snapshot_files, table_exists
 
-# Which columns name a document in each table (a row goes when any of them is a removed id).
-ID_COLUMNS: dict[str, tuple[str, ...]] = {
-    T.RAW_CRAWL.name: ("doc_id",), T.REJECTIONS.name: ("doc_id",), T.FILTERED.name: ("doc_id",),
-    T.DEDUPLICATED.name: ("doc_id",), T.DEDUP_CLUSTERS.name: ("doc_id",), T.DEDUP_SIGNATURES.name: ("doc_id",),
-    T.QUALITY_SCORED.name: ("doc_id",), T.REWRITTEN.name: ("doc_id", "source_doc_id"),
-    T.DECONTAMINATED.name: ("doc_id", "source_doc_id"), T.MIXED.name: ("doc_id", "source_doc_id"),
-}
-TEXT_SOURCES = {T.FILTERED.name: "text", T.DEDUPLICATED.name: "text", T.REWRITTEN.name: "text", T.DECONTAMINATED.name: "text",
-                T.MIXED.name: "text"}
+# Derived from the table contract (``TableSpec.id_columns``, ``text_column``): which columns name a
+# document in each table (a row goes when any of them is a removed id), and where the text is.
+ID_COLUMNS: dict[str, tuple[str, ...]] = {t.name: t.id_columns for t in T.takedown_tables()}
+TEXT_SOURCES: dict[str, str] = {t.name: t.text_column for t in T.takedown_tables() if t.text_column}
 
 
 @dataclass
@@ -109,11 +104,14 @@ def seed_ids(lake: Lake, req: Request) -> set[str]:
     the blocklist, for crawls to come)."""
     ids: set[str] = set()
     if req.kind == "doc_id":
-        for table in (T.RAW_CRAWL.name, T.REJECTIONS.name, T.REWRITTEN.name, T.DECONTAMINATED.name, T.MIXED.name):
+        # where a document first appears: a record (raw_crawl, or rejected at ingest) or a derived row
+        for table in (T.RAW_CRAWL.name, T.REJECTIONS.name, *[t.name for t in T.derived_tables()]):
             if _scan(lake, table, ds.field("doc_id") == req.value, ["doc_id"]).num_rows:
                 return {req.value}
         return ids
-    for table in (T.RAW_CRAWL.name, T.REJECTIONS.name, T.FILTERED.name, T.DECONTAMINATED.name, T.MIXED.name):
+    # the documents fetched from the URL or domain, and derived rows that carry its URL (the closure
+    # finds the rest of what derives from them)
+    for table in (T.RAW_CRAWL.name, T.REJECTIONS.name, T.FILTERED.name, *[t.name for t in T.derived_tables()]):
         if req.kind == "url":
             t = _scan(lake, table, ds.field("url") == req.value, ["doc_id"])
         else:
@@ -131,8 +129,8 @@ def closure(lake: Lake, seed: set[str]) -> set[str]:
     ids = set(seed)
     while True:
         new: set[str] = set()
-        for table in (T.REWRITTEN.name, T.DECONTAMINATED.name, T.MIXED.name):
-            t = _scan(lake, table, ds.field("source_doc_id").isin(sorted(ids)), ["doc_id"])
+        for table in [t.name for t in T.derived_tables()]:
+            t = _scan(lake, table, ds.field(T.SOURCE_ID).isin(sorted(ids)), ["doc_id"])
             new.update(x for x in t.column("doc_id").to_pylist() if x and x not in ids)
         if not new:
             return ids
@@ -446,7 +444,7 @@ def verify(root: Path, ids: set[str], needles: set[str], extra_roots: list[Path]
             continue
         d, _ = lake.dataset(table)
         expr = None
-        for c in cols + (("related_doc_id",) if table == T.REJECTIONS.name else ("cluster_id",) if table == T.DEDUP_CLUSTERS.name else ()):
+        for c in cols + T.TABLES[table].ref_columns:
             e = ds.field(c).isin(sorted(ids))
             expr = e if expr is None else expr | e
         n = d.count_rows(filter=expr)

@@ -21,7 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ["raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored", "rewritten", "decontaminated"]
+
+def stage_names() -> list[str]:
+    """Every stage of the registry, in pipeline order (a stage this run did not materialize is not printed)."""
+    from assets import stages
+
+    return [spec.name for spec, _ in stages()]
 
 
 def main() -> int:
@@ -54,7 +59,7 @@ def main() -> int:
         seconds[r.data.tags.get("dagster.asset")] = r.data.metrics.get("seconds")
     print(f"\n{args.pages} pages, classifier {args.model_kind}, 2 cores; sluice run {wall:.0f}s wall")
     base = seconds.get("filtered") or float("nan")
-    for s in STAGES:
+    for s in stage_names():
         if s in seconds and seconds[s] is not None:
             print(f"  {s:<20} {seconds[s]:8.1f} s   {seconds[s] / base:6.2f} × filtered")
     return 0

@@ -1,6 +1,9 @@
-"""The table contract: every table's name, Arrow schema, partitioning and owning stage, the stage
-names used as `rejections` partitions, and the lakehouse's sub-folders. Jobs write these schemas,
-gates check them, the Dagster metadata shows them, and a test holds the README to them.
+"""The table contract: every table's name, Arrow schema, partitioning and owning asset, the
+pipeline's steps (the `rejections` partitions and the steps of a trace), what audits need to know of
+each table (which columns name a document, its text, its row key, its step, whether trace, takedown
+and the crawl funnel cover it), and the lakehouse's sub-folders. Jobs write these schemas, gates check
+them, the Dagster metadata shows them, audits derive their table lists from them, and tests hold the
+README and the stage registry (``assets.stages``) to them.
 
 No Spark and no Dagster here: Spark tasks, GPU programs, assets and the CLI all read it.
 """
@@ -17,15 +20,25 @@ from documents.rules import PROVENANCE, SIGNAL_COLUMNS
 Columns = list[tuple[str, pa.DataType]]
 
 
-# ---- stages: the `stage` partition of `rejections` ------------------------------------------------
+# ---- steps: what a table's rows are the outcome of ------------------------------------------------
+# One vocabulary, in pipeline order: a table's ``step``, the `stage` partition of `rejections` (the
+# steps that reject) and the steps `sluice trace` shows.
 
 INGEST = "ingest"
 FILTER = "filter"
 DEDUP = "dedup"
+SCORING = "quality"
 REWRITE = "rewrite"
 DECONTAM = "decontam"
-TAKEDOWN = "takedown"  # the reason ingest gives a record whose URL or domain was taken down
+MIXTURE = "mixture"
+EXPORT = "export"  # not a table: shards and a manifest under _exports/
+TAKEDOWN = "takedown"  # also the reason ingest gives a record whose URL or domain was taken down
+STEPS = (INGEST, FILTER, DEDUP, SCORING, REWRITE, DECONTAM, MIXTURE, EXPORT, TAKEDOWN)
 NOT_RESPONSE = "not_response"  # the reason ingest gives WARC request, metadata and warcinfo records (bookkeeping, not pages)
+
+# The column through which a derived row (a rewrite, a layer's copy, a mixture row) names the document
+# it comes from: a takedown follows it to everything derived from what it removes.
+SOURCE_ID = "source_doc_id"
 
 
 # ---- the lakehouse's folders (beside the tables) --------------------------------------------------
@@ -49,6 +62,10 @@ REFERENCE_CORPUS = "reference_corpus.jsonl"
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A table: its schema and partitioning, and what every consumer needs to know of it. The
+    keyword-only facts have no default, so a new table cannot be declared without saying them;
+    ``tests/test_table_facts.py`` checks them against the columns and the stage registry."""
+
     name: str
     columns: Columns  # data columns, in file order (partition columns excluded)
     partition_by: tuple[str, ...]
@@ -58,6 +75,33 @@ class TableSpec:
     # the config section those options are (``scoring``).
     extra_columns: Callable[[object], Columns] | None = field(default=None, compare=False)
     options_key: str | None = None
+    # --- what the audits derive from (no default: a new table must decide each) ---
+    # The step (``STEPS``) its rows are the outcome of; None for `rejections`, written by every step.
+    step: str | None = field(kw_only=True)
+    # Columns that name a document: a takedown deletes a row when any holds a removed id (`` ()``:
+    # the table holds no documents, and no takedown touches it).
+    id_columns: tuple[str, ...] = field(kw_only=True)
+    # The document's text, which a takedown also scrubs from every other file (None: no text).
+    text_column: str | None = field(kw_only=True)
+    # The columns that tell one row from another within a partition (what `sluice diff` compares).
+    row_key: tuple[str, ...] = field(kw_only=True)
+    # Whether `sluice trace` reads it (``audit.trace`` has one reader per traced table).
+    traced: bool = field(kw_only=True)
+    # Columns that point at another document (a cluster's kept copy): a takedown re-points them when it
+    # promotes a duplicate, and its proof checks none still points at a removed id.
+    ref_columns: tuple[str, ...] = field(default=(), kw_only=True)
+    # What `sluice diff` counts added and removed rows by (None: rows).
+    group_by: str | None = field(default=None, kw_only=True)
+    # The crawl funnel (`sluice audit`): every input document of the step is kept in this table or
+    # rejected under its step; ``funnel_input``: the table whose rows of the crawl are that input
+    # (None: the input is counted as kept + rejected).
+    funnel: bool = field(default=False, kw_only=True)
+    funnel_input: str | None = field(default=None, kw_only=True)
+
+    @property
+    def taken_down(self) -> bool:
+        """Whether a takedown removes rows from it (it holds documents)."""
+        return bool(self.id_columns)
 
     def data_schema(self, options: object = None) -> pa.Schema:
         extra = self.extra_columns(options) if self.extra_columns is not None and options is not None else []
@@ -139,25 +183,42 @@ def score_columns(scoring_options: object) -> Columns:
 
 
 _CRAWL = ("crawl_id",)
-RAW_CRAWL = TableSpec("raw_crawl", RAW_CRAWL_COLUMNS, _CRAWL, "raw_crawl", "one row per HTTP 200 HTML response of a WARC file")
+_DOC = ("doc_id",)
+_DERIVED = ("doc_id", SOURCE_ID)
+RAW_CRAWL = TableSpec("raw_crawl", RAW_CRAWL_COLUMNS, _CRAWL, "raw_crawl", "one row per HTTP 200 HTML response of a WARC file",
+                      step=INGEST, id_columns=_DOC, text_column=None, row_key=_DOC, traced=True, funnel=True)
+# A document may be rejected by several steps (dedup, then its rewrite...): the row key is (doc_id, reason).
 REJECTIONS = TableSpec("rejections", REJECTION_COLUMNS, ("crawl_id", "stage"), "every stage",
-                       "why a record or document left the corpus, at which stage")
-FILTERED = TableSpec("filtered", FILTERED_COLUMNS, _CRAWL, "filtered", "documents that passed every filter, with their signals")
+                       "why a record or document left the corpus, at which stage",
+                       step=None, id_columns=_DOC, text_column=None, row_key=("doc_id", "reason"), traced=True,
+                       ref_columns=("related_doc_id",), group_by="reason")
+FILTERED = TableSpec("filtered", FILTERED_COLUMNS, _CRAWL, "filtered", "documents that passed every filter, with their signals",
+                     step=FILTER, id_columns=_DOC, text_column="text", row_key=_DOC, traced=True, funnel=True, funnel_input="raw_crawl")
 DEDUPLICATED = TableSpec("deduplicated", DEDUPLICATED_COLUMNS, _CRAWL, "deduplicated",
-                         "one document per exact or near-duplicate cluster, across every crawl deduplicated so far")
+                         "one document per exact or near-duplicate cluster, across every crawl deduplicated so far",
+                         step=DEDUP, id_columns=_DOC, text_column="text", row_key=_DOC, traced=True, funnel=True, funnel_input="filtered")
+# The dedup index tables: trace tells a document's dedup story from `deduplicated` and `rejections`.
 DEDUP_CLUSTERS = TableSpec("dedup_clusters", CLUSTER_COLUMNS, _CRAWL, "deduplicated",
-                           "cluster membership of the crawl's documents in clusters of two or more")
+                           "cluster membership of the crawl's documents in clusters of two or more",
+                           step=DEDUP, id_columns=_DOC, text_column=None, row_key=_DOC, traced=False, ref_columns=("cluster_id",))
 DEDUP_SIGNATURES = TableSpec("dedup_signatures", SIGNATURE_COLUMNS, _CRAWL, "deduplicated",
-                             "MinHash signature and band keys of every kept document (the index later crawls are checked against)")
+                             "MinHash signature and band keys of every kept document (the index later crawls are checked against)",
+                             step=DEDUP, id_columns=_DOC, text_column=None, row_key=_DOC, traced=False)
 QUALITY_SCORED = TableSpec("quality_scored", QUALITY_SCORED_COLUMNS, _CRAWL, "quality_scored",
                            "one row per document, one score column per configured scorer", extra_columns=score_columns,
-                           options_key="scoring")
-REWRITTEN = TableSpec("rewritten", REWRITTEN_COLUMNS, _CRAWL, "rewritten", "REWIRE-style rewrites of low-scoring documents")
+                           options_key="scoring", step=SCORING, id_columns=_DOC, text_column=None, row_key=_DOC, traced=True)
+# Rewrites add documents rather than filter the crawl's: not a funnel step.
+REWRITTEN = TableSpec("rewritten", REWRITTEN_COLUMNS, _CRAWL, "rewritten", "REWIRE-style rewrites of low-scoring documents",
+                      step=REWRITE, id_columns=_DERIVED, text_column="text", row_key=_DOC, traced=True)
 DECONTAMINATED = TableSpec("decontaminated", DECONTAMINATED_COLUMNS, _CRAWL, "decontaminated",
-                           "documents of every text layer (deduplicated, rewritten) with no benchmark n-gram overlap")
+                           "documents of every text layer (deduplicated, rewritten) with no benchmark n-gram overlap",
+                           step=DECONTAM, id_columns=_DERIVED, text_column="text", row_key=_DOC, traced=True, group_by="source",
+                           funnel=True)
 
+# A document repeats in `mixed` (one row per epoch): the row key is (doc_id, repeat).
 MIXED = TableSpec("mixed", MIXED_COLUMNS, ("mixture_name",), "mixed",
-                  "one row per document and repeat of a training mixture; source = the mixture's bucket, origin = the text layer")
+                  "one row per document and repeat of a training mixture; source = the mixture's bucket, origin = the text layer",
+                  step=MIXTURE, id_columns=_DERIVED, text_column="text", row_key=("doc_id", "repeat"), traced=True, group_by="source")
 
 # One row per takedown. A URL or document id is kept only as its sha256 (what ingest's blocklist
 # matches), so the record of a removal does not itself hold what was removed; a domain is kept as is.
@@ -168,11 +229,31 @@ TAKEDOWN_COLUMNS: Columns = [
     ("rows_removed", pa.string()), ("files_purged", pa.int64()), ("files_scrubbed", pa.int64()), ("exports_flagged", pa.string()),
 ]
 TAKEDOWNS = TableSpec("takedowns", TAKEDOWN_COLUMNS, (), "sluice takedown",
-                      "what was taken down, when, why (reason, ticket) and how many rows each table lost; ingest's blocklist")
+                      "what was taken down, when, why (reason, ticket) and how many rows each table lost; ingest's blocklist",
+                      step=TAKEDOWN, id_columns=(), text_column=None, row_key=("takedown_id",), traced=True)
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_CRAWL, REJECTIONS, FILTERED, DEDUPLICATED, DEDUP_CLUSTERS, DEDUP_SIGNATURES, QUALITY_SCORED, REWRITTEN, DECONTAMINATED, MIXED,
     TAKEDOWNS)}
+
+
+def takedown_tables() -> list[TableSpec]:
+    """The tables a takedown removes rows from (those that hold documents), in contract order."""
+    return [t for t in TABLES.values() if t.taken_down]
+
+
+def derived_tables() -> list[TableSpec]:
+    """The tables whose rows derive from another document (``SOURCE_ID``): a takedown's closure."""
+    return [t for t in TABLES.values() if SOURCE_ID in t.id_columns]
+
+
+def traced_tables() -> list[TableSpec]:
+    return [t for t in TABLES.values() if t.traced]
+
+
+def funnel_tables() -> list[TableSpec]:
+    """The crawl funnel's steps, in pipeline order."""
+    return sorted((t for t in TABLES.values() if t.funnel), key=lambda t: STEPS.index(t.step))
 
 
 # ---- column descriptions: the one place they are written (Dagster's column schema, the README) ----

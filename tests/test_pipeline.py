@@ -10,6 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, asset, materialize
 from mlflow.tracking import MlflowClient
 
+from assets import stages
 from assets.partitions import crawl_partitions
 from orchestration.definitions import build_definitions
 from orchestration.resources import build_resources
@@ -33,13 +34,16 @@ def run(cfg, crawl_id, assets=(raw_crawl,), instance=None):
 
 
 def test_definitions_load(make_config, sample_landing):
-    defs = build_definitions(make_config(sample_landing))
+    cfg = make_config(sample_landing)
+    defs = build_definitions(cfg)
     graph = defs.resolve_asset_graph()
-    assert graph.get_all_asset_keys() == {AssetKey(k) for k in (
-        "raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored", "rewritten", "decontaminated")}
+    # every stage of the registry that this configuration enables (no mixture configured: no `mixed`), wired as declared
+    enabled = [spec for spec, _ in stages() if spec.enabled is None or spec.enabled(cfg)]
+    assert graph.get_all_asset_keys() == {AssetKey(spec.name) for spec in enabled}
+    assert "mixed" not in {spec.name for spec in enabled} and {"raw_crawl", "decontaminated"} <= {spec.name for spec in enabled}
+    for spec in enabled:
+        assert graph.get(AssetKey(spec.name)).parent_keys == {AssetKey(u) for u in spec.upstreams}, spec.name
     assert graph.get(AssetKey("quality_scored")).parent_keys == {AssetKey("deduplicated"), AssetKey("quality_classifier")}
-    assert graph.get(AssetKey("rewritten")).parent_keys == {AssetKey("deduplicated"), AssetKey("quality_scored")}
-    assert graph.get(AssetKey("decontaminated")).parent_keys == {AssetKey("deduplicated"), AssetKey("rewritten")}
     assert {s.name for s in defs.sensors} == {"crawl_landing_sensor", "sluice_automation", "close_mlflow_run_on_success",
                                              "close_mlflow_run_on_failure", "close_mlflow_run_on_canceled"}
     assert all(s.default_status.value == "RUNNING" for s in defs.sensors)  # on by default
