@@ -12,12 +12,11 @@ MLflow run records the input table version and each model's version; each regist
 tagged with the table version it scored.
 """
 
-import shutil
-
 from pathlib import Path
 
 from dagster import MetadataValue
 
+from gpu_jobs.chunked_output import discard
 from gpu_jobs.scorers.base import read_model_card
 from assets.stage import Outcome, StageContext, StageSpec
 from storage import tables as T
@@ -125,5 +124,5 @@ def work(ctx: StageContext) -> Outcome:
         },
         artifacts=[(plot, "plots")],
         on_publish=[tag_models],
-        cleanup=[lambda: shutil.rmtree(summary["resume_dir"], ignore_errors=True)],
+        cleanup=[lambda: discard(summary["resume_dir"])],
     )

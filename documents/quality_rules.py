@@ -12,6 +12,8 @@ with Python dictionaries of tuples: it is the costliest signal and runs on every
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -304,3 +306,48 @@ def fineweb_verdict(s: dict[str, float], o: FineWebOptions) -> Verdict | None:
     if s["newline_word_ratio"] > o.max_newline_word_ratio:
         return "fineweb.newline_word_ratio", s["newline_word_ratio"], _bound(">", o.max_newline_word_ratio)
     return None
+
+
+# ---- signals of the final text (what the built-in quality score reads) --------------------------
+
+# ISO 639-1 (what langid returns) → jusText stop-list name, for the languages both know.
+STOPLIST_NAMES = {
+    "af": "Afrikaans", "an": "Aragonese", "ar": "Arabic", "az": "Azerbaijani", "be": "Belarusian", "bg": "Bulgarian",
+    "bn": "Bengali", "br": "Breton", "bs": "Bosnian", "ca": "Catalan", "cs": "Czech", "cy": "Welsh", "da": "Danish",
+    "de": "German", "el": "Greek", "en": "English", "eo": "Esperanto", "es": "Spanish", "et": "Estonian",
+    "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French", "ga": "Irish", "gl": "Galician",
+    "gu": "Gujarati", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian", "ht": "Haitian", "hu": "Hungarian",
+    "hy": "Armenian", "id": "Indonesian", "is": "Icelandic", "it": "Italian", "jv": "Javanese", "ka": "Georgian",
+    "kk": "Kazakh", "kn": "Kannada", "ko": "Korean", "ku": "Kurdish", "ky": "Kyrgyz", "la": "Latin",
+    "lb": "Luxembourgish", "lt": "Lithuanian", "lv": "Latvian", "mk": "Macedonian", "ml": "Malayalam",
+    "mr": "Marathi", "ms": "Malay", "mt": "Maltese", "nb": "Norwegian_Bokmal", "ne": "Nepali", "nl": "Dutch",
+    "nn": "Norwegian_Nynorsk", "no": "Norwegian_Bokmal", "oc": "Occitan", "pl": "Polish", "pt": "Portuguese",
+    "qu": "Quechua", "ro": "Romanian", "ru": "Russian", "sk": "Slovak", "sl": "Slovenian", "sq": "Albanian",
+    "sr": "Serbian", "sv": "Swedish", "sw": "Swahili", "ta": "Tamil", "te": "Telugu", "tl": "Tagalog",
+    "tr": "Turkish", "uk": "Ukrainian", "ur": "Urdu", "uz": "Uzbek", "vi": "Vietnamese", "wa": "Walloon",
+    "yo": "Yoruba",
+}
+
+
+
+
+@lru_cache(maxsize=None)
+def stop_words(language: str) -> frozenset[str] | None:
+    """jusText's stop list of an ISO 639-1 language, lower-cased; None when jusText has none."""
+    import justext
+
+    name = STOPLIST_NAMES.get(language)
+    return frozenset(w.lower() for w in justext.get_stoplist(name)) if name else None
+
+
+def final_text_signals(text: str, words: list[str], language: str | None) -> dict[str, float | None]:
+    """Measured on the final text (C4 removals and PII placeholders applied), where a score reads a
+    document: the share of its words in jusText's stop list of ``language`` (None without a list),
+    its word count, and the share of its lines ending in terminal punctuation."""
+    stops = stop_words(language) if language else None
+    lines = lines_of(text)
+    return {
+        "stop_word_ratio": (sum(w.lower() in stops for w in words) / len(words) if words else 0.0) if stops else None,
+        "final_word_count": len(words),
+        "final_line_punct_ratio": sum(l.endswith(TERMINAL_PUNCT) for l in lines) / len(lines) if lines else 0.0,
+    }

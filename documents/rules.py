@@ -54,8 +54,9 @@ class Doc:
 
     @text.setter
     def text(self, value: str) -> None:
-        self._text = value
-        self._words = None  # words follow the text (C4 and PII change it)
+        if value != self._text:
+            self._text = value
+            self._words = None  # words follow the text (C4 and PII change it)
 
     @property
     def words(self) -> list[str]:
@@ -166,8 +167,11 @@ RULES: list[Rule] = [
     Rule("pii", "pii", PiiOptions, (Signal("pii_emails", _I), Signal("pii_ips", _I), Signal("pii_phones", _I)), _pii, rejects=False),
 ]
 
-# Measured on every kept document whatever rules are on (word_count by Gopher quality when it runs).
-DOCUMENT_SIGNALS = (Signal("word_count", _I), Signal("char_count", _I), Signal("line_count", _I))
+# Measured on every kept document whatever rules are on (word_count by Gopher quality when it runs);
+# the final_text_signals on the final text, so that the built-in quality score reads them, not the text.
+DOCUMENT_SIGNALS = (Signal("word_count", _I), Signal("char_count", _I), Signal("line_count", _I),
+                    Signal("stop_word_ratio", _F, ratio=True), Signal("final_word_count", _I),
+                    Signal("final_line_punct_ratio", _F, ratio=True))
 
 # Derived from RULES: the funnel's stages (reason prefixes, pipeline order), the signal columns, the
 # shares the gate checks, and the options model under ``filter:``.
@@ -208,6 +212,7 @@ class DocumentFilter:
         sig["char_count"] = len(doc.text)
         sig["line_count"] = doc.text.count("\n") + 1
         sig.setdefault("word_count", len(doc.words))
+        sig.update(Q.final_text_signals(doc.text, doc.words, sig.get("language")))
         out = {k: row[k] for k in PROVENANCE}
         out["text"] = doc.text
         out.update(sig)

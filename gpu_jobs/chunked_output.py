@@ -59,4 +59,9 @@ class ChunkedOutput:
         return [str(f) for f in sorted(self.dir.glob(f"{name}-*.parquet")) if pq.ParquetFile(f).metadata.num_rows]
 
     def finish(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        discard(self.dir)
+
+
+def discard(folder: str | Path) -> None:
+    """Delete a job's chunk folder (``resume_dir`` in its report) once its rows are published."""
+    shutil.rmtree(folder, ignore_errors=True)

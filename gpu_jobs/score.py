@@ -9,6 +9,9 @@ finished chunk is kept (see ``chunked_output``), and a restart skips them.
 Parameters (JSON): input_files (the pinned snapshot's data files, in order), input_uri,
 input_version, output_uri, partition, classifiers [{name, path, kind, label, max_length, uri,
 version}], options (ScoringOptions). Reports the chunk files (``files``) and their folder.
+
+A scorer that needs only signals the filter stored (the built-in formulas) reads those columns of
+the input and measures nothing; the models read the text, all of a chunk in one batch.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from __future__ import annotations
 import json
 import time
 
-import pyarrow as pa
-
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from gpu_jobs.chunked_output import ChunkedOutput, work_key
 from gpu_jobs.options import ClassifierSpec, ScoringOptions
@@ -46,6 +49,13 @@ def ensemble(members: list, n: int) -> tuple[pa.Array, pa.Array]:
     return pa.array(score, pa.float64(), mask=missing), labels
 
 
+def _signal_columns(specs: list[dict]) -> set[str]:
+    """The input columns a built-in formula may read instead of the text (the filter's signals)."""
+    from gpu_jobs.scorers.signals import COLUMNS
+
+    return set(COLUMNS) if any(c.get("kind") == "signals" and not c.get("unavailable") for c in specs) else set()
+
+
 def run(params: dict, log, report) -> dict:
     opts = ScoringOptions.model_validate(params["options"])
     specs = params["classifiers"]
@@ -63,7 +73,9 @@ def run(params: dict, log, report) -> dict:
     scorers = None
     t0 = time.time()
     docs = tokens = skipped = 0
-    for chunk, table in iter_rows(params["input_files"], ["doc_id", "text"], opts.rows_per_chunk):
+    available = set(pq.read_schema(params["input_files"][0]).names) if params["input_files"] else set()
+    read = ["doc_id", "text", *sorted(_signal_columns(specs) & available)]
+    for chunk, table in iter_rows(params["input_files"], read, opts.rows_per_chunk):
         if chunk in done:
             skipped += 1
             continue
@@ -71,19 +83,27 @@ def run(params: dict, log, report) -> dict:
             scorers = [None if c.get("unavailable") else load_scorer(c["kind"], c["path"], c["max_length"], c.get("label"), opts.device)
                        for c in specs]
             log.info(f"models loaded on {next((getattr(x, 'device', 'cpu') for x in scorers if x is not None), 'cpu')}: " + ", ".join(f"{c['name']}={c['uri']}" for c in specs))
-        texts = [t or "" for t in table.column("text").to_pylist()]
+            from_columns = [s is not None and bool(getattr(s, "columns", None)) and set(s.columns) <= available for s in scorers]
+            for c, yes in zip(specs, from_columns):
+                if yes:
+                    log.info(f"scorer {c['name']}: read from the filter's columns, not measured on the text")
+        texts = None
         cols: dict[str, object] = {"doc_id": table.column("doc_id")}
-        for c, s in zip(specs, scorers):
+        for c, s, by_columns in zip(specs, scorers, from_columns):
             if s is None:
-                cols[c["name"]] = pa.nulls(len(texts), pa.float64())
-                cols[f"{c['name']}_label"] = pa.nulls(len(texts), pa.string())
+                cols[c["name"]] = pa.nulls(table.num_rows, pa.float64())
+                cols[f"{c['name']}_label"] = pa.nulls(table.num_rows, pa.string())
                 continue
-            r = s.score(texts, batch_tokens=opts.batch_tokens, max_batch_size=opts.max_batch_size)
+            if by_columns:
+                r = s.score_table(table)
+            else:
+                texts = texts if texts is not None else [t or "" for t in table.column("text").to_pylist()]
+                r = s.score(texts, batch_tokens=opts.batch_tokens, max_batch_size=opts.max_batch_size)
             cols[c["name"]] = pa.array(r.score, pa.float64())
             cols[f"{c['name']}_label"] = pa.array(r.label, pa.string())
             tokens += r.tokens
         for e in opts.ensembles:
-            cols[e.name], cols[f"{e.name}_label"] = ensemble([cols[m] for m in e.of if m in cols], len(texts))
+            cols[e.name], cols[f"{e.name}_label"] = ensemble([cols[m] for m in e.of if m in cols], table.num_rows)
         n = table.num_rows
         cols["model_uri"] = pa.array([model_uri] * n, pa.string())
         cols["model_version"] = pa.array([model_version] * n, pa.string())

@@ -293,9 +293,12 @@ _SIGNAL_DOCS = {
     "pii_emails": "e-mail addresses redacted (replaced by `<EMAIL>`)",
     "pii_ips": "IP addresses redacted (replaced by `<IP_ADDRESS>`)",
     "pii_phones": "phone numbers redacted",
-    "word_count": "words of the final text",
+    "word_count": "words of the extracted text as Gopher quality counts them (of the final text when that rule is off)",
     "char_count": "characters of the final text",
     "line_count": "lines of the final text",
+    "stop_word_ratio": "share of the final text's words in jusText's stop list of `language` (null without a list): read by `builtin:signals-v1`",
+    "final_word_count": "words of the final text (`word_count` is Gopher's, before C4 and PII): read by `builtin:signals-v1`",
+    "final_line_punct_ratio": "share of the final text's lines ending in terminal punctuation: read by `builtin:signals-v1`",
 }
 COLUMN_DOCS: dict[str, dict[str, str]] = {
     "raw_crawl": {

@@ -61,33 +61,6 @@ DEFAULT_FORMULA = "builtin:signals-v1"
 CLIP = 3.0
 LANGUAGE_CHARS = 1000  # langid sees this much of each document
 
-# ISO 639-1 (what langid returns) → jusText stop-list name, for the languages both know.
-_STOPLIST_NAMES = {
-    "af": "Afrikaans", "an": "Aragonese", "ar": "Arabic", "az": "Azerbaijani", "be": "Belarusian", "bg": "Bulgarian",
-    "bn": "Bengali", "br": "Breton", "bs": "Bosnian", "ca": "Catalan", "cs": "Czech", "cy": "Welsh", "da": "Danish",
-    "de": "German", "el": "Greek", "en": "English", "eo": "Esperanto", "es": "Spanish", "et": "Estonian",
-    "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French", "ga": "Irish", "gl": "Galician",
-    "gu": "Gujarati", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian", "ht": "Haitian", "hu": "Hungarian",
-    "hy": "Armenian", "id": "Indonesian", "is": "Icelandic", "it": "Italian", "jv": "Javanese", "ka": "Georgian",
-    "kk": "Kazakh", "kn": "Kannada", "ko": "Korean", "ku": "Kurdish", "ky": "Kyrgyz", "la": "Latin",
-    "lb": "Luxembourgish", "lt": "Lithuanian", "lv": "Latvian", "mk": "Macedonian", "ml": "Malayalam",
-    "mr": "Marathi", "ms": "Malay", "mt": "Maltese", "nb": "Norwegian_Bokmal", "ne": "Nepali", "nl": "Dutch",
-    "nn": "Norwegian_Nynorsk", "no": "Norwegian_Bokmal", "oc": "Occitan", "pl": "Polish", "pt": "Portuguese",
-    "qu": "Quechua", "ro": "Romanian", "ru": "Russian", "sk": "Slovak", "sl": "Slovenian", "sq": "Albanian",
-    "sr": "Serbian", "sv": "Swedish", "sw": "Swahili", "ta": "Tamil", "te": "Telugu", "tl": "Tagalog",
-    "tr": "Turkish", "uk": "Ukrainian", "ur": "Urdu", "uz": "Uzbek", "vi": "Vietnamese", "wa": "Walloon",
-    "yo": "Yoruba",
-}
-
-
-@lru_cache(maxsize=None)
-def stop_words(language: str) -> frozenset[str] | None:
-    import justext
-
-    name = _STOPLIST_NAMES.get(language)
-    return frozenset(w.lower() for w in justext.get_stoplist(name)) if name else None
-
-
 @lru_cache(maxsize=1)
 def _language_id():
     from documents.language import LanguageIdentifier, LanguageOptions
@@ -103,15 +76,15 @@ def measure(text: str, language: str | None = None, names: frozenset[str] | None
     """The raw signals of one text (``stop_word_ratio`` is None when the language has no list);
     ``names``: only those (the filter-rule signals cost more than the three of v1)."""
     words = Q.words_of(text)
-    lines = Q.lines_of(text)
-    stops = stop_words(language or detect_language(text))
+    final = Q.final_text_signals(text, words, language or detect_language(text))
     out: dict[str, float | None] = {
-        "stop_word_ratio": (sum(w.lower() in stops for w in words) / len(words) if words else 0.0) if stops else None,
+        "stop_word_ratio": final["stop_word_ratio"],
         "log10_words": math.log10(len(words)) if words else 0.0,
-        "line_punct_ratio": sum(l.endswith(Q.TERMINAL_PUNCT) for l in lines) / len(lines) if lines else 0.0,
+        "line_punct_ratio": final["final_line_punct_ratio"],
     }
     if names is not None and names <= out.keys():
         return out
+    lines = Q.lines_of(text)
     # The filter rules' own measures, with their default options, on the text as it is.
     out.update(Q.gopher_repetition_signals(text, words, Q.GopherRepetitionOptions()))
     out.update(Q.gopher_quality_signals(text, words, Q.GopherQualityOptions()))
@@ -122,6 +95,44 @@ def measure(text: str, language: str | None = None, names: frozenset[str] | None
     out["c4_removed_frac"] = c4.get("c4_lines_removed", 0.0) / len(lines) if lines else 1.0
     out["sentences_per_100_words"] = 100.0 * c4.get("sentence_count", 0.0) / len(words) if words else 0.0
     return {k: v for k, v in out.items() if k in DIRECTIONS}
+
+
+# The columns the filter stores for every kept document, measured on its final text with the
+# filter's language (``documents.quality_rules.final_text_signals``), and how a formula's signal
+# is read from them: a formula whose terms are all here scores without reading the text.
+COLUMNS = ("language", "stop_word_ratio", "final_word_count", "final_line_punct_ratio")
+
+
+def _column(table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), np.float64)  # null: NaN
+
+
+def _log10_words(table) -> np.ndarray:
+    n = _column(table, "final_word_count")
+    with np.errstate(divide="ignore"):
+        return np.where(n > 0, np.log10(np.maximum(n, 1.0)), 0.0)
+
+
+FROM_COLUMNS = {
+    "stop_word_ratio": lambda t: _column(t, "stop_word_ratio"),
+    "log10_words": _log10_words,
+    "line_punct_ratio": lambda t: _column(t, "final_line_punct_ratio"),
+}
+
+
+def logits(signals: dict[str, np.ndarray], formula: "Formula", n: int) -> np.ndarray:
+    """:func:`logit` over arrays of documents (NaN: a signal not measured), term by term in the
+    same order, so that each document's value is the one :func:`logit` gives."""
+    total = sum(abs(w) for _, _, w in formula.terms.values())
+    present = np.zeros(n)
+    z = np.zeros(n)
+    for k, (centre, scale, weight) in formula.terms.items():
+        v = signals[k]
+        ok = ~np.isnan(v)
+        present = present + np.where(ok, abs(weight), 0.0)
+        z = z + np.where(ok, weight * np.clip((np.where(ok, v, centre) - centre) / scale, -CLIP, CLIP), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return formula.bias + np.where(present > 0, z * total / np.where(present > 0, present, 1.0), 0.0)
 
 
 def logit(signals: dict[str, float | None], formula: Formula) -> float:
@@ -136,7 +147,8 @@ def logit(signals: dict[str, float | None], formula: Formula) -> float:
 
 class SignalScorer:
     """Scores texts with a ``builtin:`` formula; the score is a probability-like value in (0, 1),
-    the label ``high`` at 0.5 and above."""
+    the label ``high`` at 0.5 and above. :meth:`score_table` reads the filter's columns instead of
+    measuring the text, when the formula needs only those (:attr:`columns`)."""
 
     device = "cpu"
 
@@ -147,8 +159,27 @@ class SignalScorer:
         self.formula = FORMULAS[name]
         self.names = frozenset(self.formula.terms)
         self.language = language  # None: identify per document
+        # A fixed language would not be the filter's: then the text is measured.
+        self.columns = COLUMNS if self.names <= FROM_COLUMNS.keys() and language is None else None
 
     def score(self, texts: list[str], **_: int) -> Scores:
         z = np.array([logit(measure(t or "", self.language, self.names), self.formula) for t in texts], np.float64)
+        return self._scores(z)
+
+    def score_table(self, table, **_: int) -> Scores:
+        """Scores rows of `filtered` (or a layer after it) from :attr:`columns`; a row without a
+        language (the filter's language rule was off) is measured from its ``text``."""
+        if self.columns is None:
+            raise ValueError(f"{self.formula} needs the text: its signals are not all stored by the filter")
+        n = table.num_rows
+        z = logits({k: FROM_COLUMNS[k](table) for k in self.names}, self.formula, n)
+        missing = np.nonzero(table.column("language").is_null().to_numpy(zero_copy_only=False))[0]
+        if len(missing):
+            texts = table.column("text").take(missing).to_pylist()
+            z[missing] = [logit(measure(t or "", None, self.names), self.formula) for t in texts]
+        return self._scores(z)
+
+    @staticmethod
+    def _scores(z: np.ndarray) -> Scores:
         p = 1.0 / (1.0 + np.exp(-z))
         return Scores(p, ["high" if v >= 0.5 else "low" for v in p], 0)
