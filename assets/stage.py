@@ -19,6 +19,9 @@ pair into a Dagster asset, and :func:`run_stage` owns the rest, the same way for
   ``dagster/column_schema``);
 * ``code_version`` from the options that define the result and the output schemas, so changing a
   threshold marks exactly the affected assets unsynced.
+
+It is longer than the other modules on purpose: the write-audit-publish sequence reads best in one
+place. How metadata is laid out for the UI lives in ``assets.ui_metadata``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from dagster import (
 from assets.lineage import LineageResource, StageRun
 from assets.partitions import crawl_partitions
 from assets.resources import GpuLauncher, LakehouseResource, SparkResource
+from assets.ui_metadata import counts_table, ui_metadata
 from storage import tables as T
 from storage.delta_table import CommitResult, DataFile, Transaction, open_table, snapshot_files, table_exists
 from quality.gate import GateResult, GateSpec, run_gate
@@ -460,56 +464,18 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
 
         rows = {n: (commits[n].rows if n in commits else staged_rows[n]) for n in txns}
         rejected = rows.get(T.REJECTIONS.name, 0) if T.REJECTIONS in spec.outputs else None
-        docs_in = out.documents_in
-        metrics = {
-            "seconds": seconds, "gate_passed": float(gate.success),
-            **({"documents_in": docs_in, "docs_per_s": docs_in / seconds if seconds else 0.0} if docs_in is not None else {}),
-            **({"documents": rows[primary.name]} if primary else {}),
-            **({"rejected": rejected} if rejected is not None else {}),
-            **{f"rejected.{k}": v for k, v in out.reasons.items()},
-            **out.metrics,
-        }
-        after_commit("MLflow metrics", run.log_metrics, metrics)
+        after_commit("MLflow metrics", run.log_metrics, _stage_metrics(out, gate, seconds, rows, primary, rejected))
         for name, res in commits.items():
             after_commit(f"MLflow dataset {name}", run.log_table, name, lh.uri(name), res.version, "output", res.rows)
         after_commit("MLflow gate report", run.log_artifact, gate.result_json, "gates")
         for path, folder in out.artifacts:
             after_commit(f"MLflow artifact {Path(path).name}", run.log_artifact, path, folder)
-
-        md: dict[str, Any] = {"status": "published" if gate.success else "quarantined", "code_version": version}
-        if ctx.inputs:
-            md["upstream"] = MetadataValue.json({k: v for k, v in ctx.inputs.items()})
-        if primary is not None:
-            current = commits[primary.name].version if primary.name in commits else _current_version(lh.uri(primary.name))
-            if current is not None:
-                md["delta_version"] = current
-            md["dagster/table_name"] = primary.name
-            md["dagster/uri"] = MetadataValue.path(lh.uri(primary.name))
-            schema = staged_schema
-            if primary.name in commits:
-                schema = after_commit("reading the committed schema", lambda: open_table(lh.uri(primary.name)).schema().to_arrow(),
-                                      default=staged_schema)
-            md["dagster/column_schema"] = column_schema(pa.schema(schema), primary)
-            if gate.success:
-                md["dagster/row_count"] = rows[primary.name]
-            else:
-                md["candidate_rows"] = rows[primary.name]
-            md["preview"] = MetadataValue.md(preview or "(empty)")
-        if txns:
-            md["tables"] = MetadataValue.json({n: {"version": commits[n].version if n in commits else None, "rows": rows[n]} for n in txns})
-        if docs_in is not None:
-            md["documents_in"] = docs_in
-            md["docs_per_s"] = round(docs_in / seconds, 1) if seconds else 0.0
-        if rejected is not None:
-            md["rejected"] = rejected
-            md["rejections_by_reason"] = MetadataValue.md(counts_table(out.reasons))
-        if quarantined:
-            md["quarantine"] = MetadataValue.json(quarantined)
-        md.update(out.metadata)
-        md.update(extra_md)
-        md.update({"seconds": round(seconds, 2), "mlflow_run": MetadataValue.url(run.url), "mlflow_run_id": run.run_id,
-                   "gate_report": MetadataValue.url(run.lineage.artifact_url(run.run_id, f"gates/{Path(gate.result_json).name}")),
-                   "gate_report_file": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
+        schema = staged_schema
+        if primary is not None and primary.name in commits:
+            schema = after_commit("reading the committed schema", lambda: open_table(lh.uri(primary.name)).schema().to_arrow(),
+                                  default=staged_schema)
+        md = _stage_metadata(out, gate, version, seconds, ctx.inputs, lh, run, primary, commits, rows, rejected, schema, preview,
+                             quarantined, extra_md)
         md = after_commit("laying out metadata for the UI", lambda: ui_metadata(md, run, lh), default=md)
         if warnings:
             md["post_commit_warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings))
@@ -517,117 +483,58 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
     return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate, spec.gate_blocking)])
 
 
-# Dagster's asset page shows a Markdown value inline only below this many characters (else behind
-# "[Show Markdown]"); a table value always inline.
-INLINE_MARKDOWN_CHARS = 1000
-# The value column of the asset page's metadata table at a 1600-pixel window (measured on the screenshots).
-INLINE_PLOT_WIDTH = 480
-_DATA_IMAGE = re.compile(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
+
+def _stage_metrics(out: Outcome, gate: GateResult, seconds: float, rows: dict[str, int], primary: T.TableSpec | None,
+                   rejected: int | None) -> dict[str, float]:
+    """The stage run's MLflow metrics: time, gate, documents in and out, rejections by reason."""
+    docs_in = out.documents_in
+    return {
+        "seconds": seconds, "gate_passed": float(gate.success),
+        **({"documents_in": docs_in, "docs_per_s": docs_in / seconds if seconds else 0.0} if docs_in is not None else {}),
+        **({"documents": rows[primary.name]} if primary else {}),
+        **({"rejected": rejected} if rejected is not None else {}),
+        **{f"rejected.{k}": v for k, v in out.reasons.items()},
+        **out.metrics,
+    }
 
 
-def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
-    """The pipe tables of a Markdown text: (header, rows) each."""
-    out: list[tuple[list[str], list[list[str]]]] = []
-    lines = [line.strip() for line in text.splitlines()]
-    i = 0
-    while i + 1 < len(lines):
-        if lines[i].startswith("|") and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1] or ""):
-            cells = lambda line: [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]  # noqa: E731
-            header, rows = cells(lines[i]), []
-            i += 2
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append(cells(lines[i]))
-                i += 1
-            out.append((header, rows))
+def _stage_metadata(out: Outcome, gate: GateResult, version: str, seconds: float, inputs: dict[str, Any], lh: LakehouseResource,
+                    run: StageRun, primary: T.TableSpec | None, commits: dict[str, CommitResult], rows: dict[str, int],
+                    rejected: int | None, schema: pa.Schema | None, preview: str | None, quarantined: dict[str, str],
+                    published: dict[str, Any]) -> dict[str, Any]:
+    """The materialization's metadata: what was published (or quarantined), from what, its schema and
+    preview, the stage's own metadata, and links to its MLflow run and gate report."""
+    md: dict[str, Any] = {"status": "published" if gate.success else "quarantined", "code_version": version}
+    if inputs:
+        md["upstream"] = MetadataValue.json(dict(inputs))
+    if primary is not None:
+        current = commits[primary.name].version if primary.name in commits else _current_version(lh.uri(primary.name))
+        if current is not None:
+            md["delta_version"] = current
+        md["dagster/table_name"] = primary.name
+        md["dagster/uri"] = MetadataValue.path(lh.uri(primary.name))
+        md["dagster/column_schema"] = column_schema(pa.schema(schema), primary)
+        if gate.success:
+            md["dagster/row_count"] = rows[primary.name]
         else:
-            i += 1
-    return out
-
-
-def _table_value(header: list[str], rows: list[list[str]]) -> Any:
-    from dagster import TableRecord
-
-    rows = [[c[1:-1] if len(c) > 1 and c[0] == c[-1] == "`" else c for c in r] for r in rows]  # code marks: plain text in a table
-
-    def value(cell: str) -> Any:
-        plain = cell.replace(",", "")
-        for cast in (int, float):
-            try:
-                return cast(plain)
-            except ValueError:
-                pass
-        return cell
-
-    if len(header) > 5 and len(rows) < len(header) and rows:
-        # Wide and short (a mixture's plan: a row per source, nine columns): one row per column
-        # instead, so that it fits the asset page's value cell, which clips what is wider.
-        header, rows = [header[0], *[r[0] for r in rows]], [[h, *[r[i] for r in rows]] for i, h in enumerate(header) if i > 0]
-    names = [h or f"column {i + 1}" for i, h in enumerate(header)]
-    parsed = [[value(c) for c in r] for r in rows]
-    types = []
-    for i in range(len(names)):
-        col = [r[i] for r in parsed if i < len(r)]
-        types.append("int" if col and all(isinstance(v, int) for v in col) else
-                     "float" if col and all(isinstance(v, (int, float)) for v in col) else "string")
-    records = [TableRecord({n: (v if t != "string" else raw) for n, t, v, raw in zip(names, types, p, r)}) for p, r in zip(parsed, rows)]
-    types = dict(zip(names, types))
-    return MetadataValue.table(records, schema=TableSchema(columns=[TableColumn(n, types[n]) for n in names]))
-
-
-def ui_metadata(md: dict[str, Any], run: StageRun, lh: LakehouseResource) -> dict[str, Any]:
-    """Metadata laid out for Dagster's asset page, which shows tables and short Markdown inline and
-    everything else behind a button. A Markdown table becomes a table value (inline, every column
-    shown). A plot embedded in Markdown (``<name>``, kept: it needs no server) gains ``<name>_plot``,
-    the image inline as the MLflow UI serves it from the stage run's artifacts, and ``<name>_table``,
-    its table inline. A local PNG path becomes the URL the MLflow UI serves it at (``<name>_file``:
-    the path)."""
-    import base64
-    import tempfile
-
-    out: dict[str, Any] = {}
-    inline: dict[str, Any] = {}
-    for key, value in md.items():
-        path = getattr(value, "path", None) if type(value).__name__ == "PathMetadataValue" else None
-        if path and str(path).endswith(".png") and Path(path).is_file():
-            run.log_artifact(path, "plots")
-            out[key] = MetadataValue.url(run.lineage.artifact_url(run.run_id, "plots/" + Path(path).name))
-            out[f"{key}_file"] = value
-            continue
-        text = getattr(value, "md_str", None) if type(value).__name__ == "MarkdownMetadataValue" else None
-        if text is None:
-            out[key] = value
-            continue
-        images = _DATA_IMAGE.findall(text)
-        tables = markdown_tables(text)
-        if not images:
-            only_table = len(tables) == 1 and all(line.strip().startswith("|") for line in text.strip().splitlines())
-            out[key] = _table_value(*tables[0]) if only_table else value
-            continue
-        alt, data = images[0]
-        with tempfile.TemporaryDirectory() as tmp:
-            png = Path(tmp) / f"{key}.png"
-            png.write_bytes(base64.b64decode(data))
-            run.log_artifact(png, "plots")
-            small = _fit_width(png, Path(tmp) / f"{key}-inline.png")
-            run.log_artifact(small, "plots")
-        url = run.lineage.artifact_url(run.run_id, f"plots/{small.name}")
-        inline[f"{key}_plot"] = MetadataValue.md(f"![{alt or key}]({url})\n\nvia `sluice mlflow-ui`; full size: `{key}`")
-        for i, table in enumerate(tables):
-            inline[f"{key}_table" if i == 0 else f"{key}_table_{i + 1}"] = _table_value(*table)
-        out[key] = value
-    return {**inline, **out}
-
-
-def _fit_width(png: Path, out: Path, width: int = INLINE_PLOT_WIDTH) -> Path:
-    """The plot scaled down to the asset page's value column (wider images are clipped there)."""
-    from PIL import Image
-
-    with Image.open(png) as im:
-        if im.width > width:
-            im = im.resize((width, max(1, round(im.height * width / im.width))), Image.LANCZOS)
-        im.save(out)
-    return out
-
+            md["candidate_rows"] = rows[primary.name]
+        md["preview"] = MetadataValue.md(preview or "(empty)")
+    if rows:
+        md["tables"] = MetadataValue.json({n: {"version": commits[n].version if n in commits else None, "rows": r} for n, r in rows.items()})
+    if out.documents_in is not None:
+        md["documents_in"] = out.documents_in
+        md["docs_per_s"] = round(out.documents_in / seconds, 1) if seconds else 0.0
+    if rejected is not None:
+        md["rejected"] = rejected
+        md["rejections_by_reason"] = MetadataValue.md(counts_table(out.reasons))
+    if quarantined:
+        md["quarantine"] = MetadataValue.json(quarantined)
+    md.update(out.metadata)
+    md.update(published)  # what the stage's post-commit steps returned
+    md.update({"seconds": round(seconds, 2), "mlflow_run": MetadataValue.url(run.url), "mlflow_run_id": run.run_id,
+               "gate_report": MetadataValue.url(run.lineage.artifact_url(run.run_id, f"gates/{Path(gate.result_json).name}")),
+               "gate_report_file": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
+    return md
 
 def _hook_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
@@ -673,13 +580,6 @@ def _preview(files: list[Path], columns: list[str], rows: int) -> str | None:
         return None
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     return head + "\n".join("| " + " | ".join(T.preview_cell(r[c]) for c in columns) + " |" for r in batch.to_pylist())
-
-
-def counts_table(counts: dict[str, int], key: str = "reason") -> str:
-    total = sum(counts.values()) or 1
-    lines = [f"| {key} | rows | share |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v} | {v / total:.1%} |" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
-    return "\n".join(lines)
 
 
 def gate_check(asset_name: str, gate_result: GateResult, blocking: bool = True) -> AssetCheckResult:

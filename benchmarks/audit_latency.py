@@ -147,4 +147,4 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)  # PyArrow scanner threads can abort interpreter teardown (see orchestration/cli.py)
+    os._exit(code)  # PyArrow scanner threads can abort interpreter teardown (see orchestration/cli/__init__.py)

@@ -19,11 +19,17 @@ def build_resources(config: SluiceConfig) -> dict[str, object]:
             preview_rows=config.quality.preview_rows,
         ),
         "spark": SparkResource(**config.spark.model_dump()),
-        "lineage": LineageResource(
-            tracking_uri=config.mlflow_tracking_uri,
-            experiment=config.mlflow.experiment,
-            artifact_root=config.mlflow_artifact_root,
-            ui_url=f"http://127.0.0.1:{config.mlflow.ui_port}",
-        ),
+        "lineage": lineage_resource(config),
         "gpu": GpuLauncher(**config.gpu.model_dump()),
     }
+
+
+def lineage_resource(config: SluiceConfig) -> LineageResource:
+    """MLflow lineage for the configuration: runs, CLI commands included, open the store through it, so
+    that schema and experiment creation are serialised (see ``LineageResource._store_lock``)."""
+    return LineageResource(
+        tracking_uri=config.mlflow_tracking_uri,
+        experiment=config.mlflow.experiment,
+        artifact_root=config.mlflow_artifact_root,
+        ui_url=f"http://127.0.0.1:{config.mlflow.ui_port}",
+    )

@@ -5,7 +5,7 @@ import base64
 
 from dagster import MetadataValue
 
-from assets.stage import counts_table, markdown_tables, ui_metadata
+from assets.ui_metadata import counts_table, markdown_tables, ui_metadata
 
 
 class _Lineage:
