@@ -12,6 +12,12 @@ prose and typical boilerplate): the stop-word ratio (jusText's list of the docum
 prose sits around 0.4–0.5, menus and listings below 0.2), log10 of the word count, and the share
 of lines ending in terminal punctuation (FineWeb's signal).
 
+The filter measures these three on every document's final text and stores them
+(``stop_word_ratio``, ``final_word_count``, ``final_line_punct_ratio``, with the filter's own
+``language`` choosing the stop list), so in the pipeline the score is read from those columns
+(:meth:`SignalScorer.score_table`) and nothing is measured again; texts from elsewhere (the CLI, a
+rewrite) are measured here, with their language identified on their first 1,000 characters.
+
 Why no fitted ``signals-v2`` yet: ``benchmarks/quality_signal_study.py`` fits every filter signal
 (:data:`DIRECTIONS`, each weight held to its rule's sign) on two label sources and scores the fit
 out of fold. Neither the fit nor any equal-weight subset beat v1 on both sources after the filters;

@@ -17,6 +17,7 @@ scikit-learn's (``TfidfVectorizer.transform`` then ``CalibratedClassifierCV.pred
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def export_model(out: Path) -> None:
     for term, i in v.vocabulary_.items():
         terms[i] = term
     folds = m.calibrated_classifiers_
-    tmp = out.with_name(f".{out.name}.tmp.npz")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")  # concurrent exporters each write their own, then rename
     np.savez(tmp, terms=terms.astype(str), idf=v.idf_, token_pattern=np.array(p["token_pattern"]),
              coef=np.vstack([f.estimator.coef_.ravel() for f in folds]), intercept=np.array([f.estimator.intercept_[0] for f in folds]),
              a=np.array([f.calibrators[0].a_ for f in folds]), b=np.array([f.calibrators[0].b_ for f in folds]))
