@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SAMPLE_CRAWL := landing/sample-crawl
 SAMPLE_PAGES ?= 3000
 
-.PHONY: install browser postgres run test bench ui mlflow-ui clean
+.PHONY: install browser postgres run test test-fast lint bench ui mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ postgres:
 
 test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest tests --durations=15
+
+# The unit loop: everything not marked `integration` (no Spark session, no pipeline run, no server).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not integration" --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/pip install -e '.[bench]'

@@ -162,13 +162,18 @@ class StageContext:
         self.lineage: LineageResource = resources["lineage"]
         self.run = run
         self.key = context.partition_key  # the crawl, or the mixture
-        self.partition_key = self.key
-        self.crawl_id = self.key
         self.partition = {spec.partition_column: self.key}
         self.run_key = f"{spec.name}-{self.key}-{context.run_id[:8]}"
         self.inputs: dict[str, int] = {}
         self._outputs = outputs
         self._spark = None
+
+    @property
+    def crawl_id(self) -> str:
+        """The crawl of a crawl-partitioned stage; a mixture's stage has a mixture name instead (``key``)."""
+        if self.spec.partition_column != "crawl_id":
+            raise AttributeError(f"{self.spec.name} is partitioned by {self.spec.partition_column}, not by crawl: use ctx.key")
+        return self.key
 
     @property
     def spark(self):

@@ -139,16 +139,17 @@ def gopher_repetition_signals(text: str, words: list[str], o: GopherRepetitionOp
     return sig
 
 
-# A verdict is (reason, measured value, the bound it crossed: "> 0.3"), so that an audit can say
-# "dropped at gopher_quality.mean_word_length: 2.1 < 3.0" without the run's config at hand.
-Verdict = tuple[str, float, str]
+# A crossing is (reason, measured value, the bound it crossed: "> 0.3"), so that an audit can say
+# "dropped at gopher_quality.mean_word_length: 2.1 < 3.0" without the run's config at hand. The rule
+# table turns it into its ``rules.Verdict`` (reason, detail, value).
+Crossing = tuple[str, float, str]
 
 
 def _bound(op: str, limit: float) -> str:
     return f"{op} {limit:g}"
 
 
-def gopher_repetition_verdict(s: dict[str, float], o: GopherRepetitionOptions) -> Verdict | None:
+def gopher_repetition_verdict(s: dict[str, float], o: GopherRepetitionOptions) -> Crossing | None:
     for key, limit in (
         ("dup_para_frac", o.dup_para_frac),
         ("dup_para_char_frac", o.dup_para_char_frac),
@@ -199,7 +200,7 @@ def gopher_quality_signals(text: str, words: list[str], o: GopherQualityOptions)
     }
 
 
-def gopher_quality_verdict(s: dict[str, float], o: GopherQualityOptions) -> Verdict | None:
+def gopher_quality_verdict(s: dict[str, float], o: GopherQualityOptions) -> Crossing | None:
     def outside(key: str, lo: float, hi: float) -> str | None:
         return _bound("<", lo) if s[key] < lo else _bound(">", hi) if s[key] > hi else None
 
@@ -235,7 +236,7 @@ class C4Options(BaseModel):
     filter_policy: bool = True
 
 
-def c4_clean(text: str, o: C4Options) -> tuple[str | None, Verdict | None, dict[str, float]]:
+def c4_clean(text: str, o: C4Options) -> tuple[str | None, Crossing | None, dict[str, float]]:
     """C4's line filters and document rules. Returns (new text, failed rule, signals)."""
     lowered = text.lower()
     if o.filter_lorem_ipsum and "lorem ipsum" in lowered:
@@ -296,7 +297,7 @@ def fineweb_signals(text: str, words: list[str], o: FineWebOptions) -> dict[str,
     }
 
 
-def fineweb_verdict(s: dict[str, float], o: FineWebOptions) -> Verdict | None:
+def fineweb_verdict(s: dict[str, float], o: FineWebOptions) -> Crossing | None:
     if s["line_punct_ratio"] < o.min_line_punct_ratio:
         return "fineweb.line_punct_ratio", s["line_punct_ratio"], _bound("<", o.min_line_punct_ratio)
     if s["short_line_ratio"] > o.max_short_line_ratio:
