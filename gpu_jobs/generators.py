@@ -43,8 +43,12 @@ class HFGenerator:
         self.tokenizer, model = load_causal_lm(path, self.device)
         if int8 and self.device.type == "cpu":
             model = _int8(path, model)
-        if compile:
-            model.forward = torch.compile(model.forward, dynamic=not static_cache)
+        if compile:  # on a shallow copy: the process's shared model stays eager for other generators
+            import copy
+
+            compiled = torch.compile(model.forward, dynamic=not static_cache)
+            model = copy.copy(model)
+            model.forward = compiled
         self.model = model
         self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
         self.batch_size, self.static_cache = batch_size, static_cache
@@ -91,15 +95,20 @@ class HFGenerator:
 _INT8: dict[str, object] = {}
 
 
+def quantize_int8(model):
+    """Dynamic int8 quantization of every Linear layer of a copy of ``model`` (weights int8,
+    activations quantized per batch): a quarter of fp32's weight bytes to stream per decoding step."""
+    import copy
+
+    import torch
+
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def _int8(key: str, model):
-    """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized per
-    batch): a quarter of fp32's weight bytes to stream per decoding step. Cached like the model."""
+    """``quantize_int8``, once per process and model, like the model itself."""
     if key not in _INT8:
-        import copy
-
-        import torch
-
-        _INT8[key] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+        _INT8[key] = quantize_int8(model)
     return _INT8[key]
 
 
