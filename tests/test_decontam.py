@@ -99,6 +99,7 @@ def test_matcher_finds_each_planting_and_no_hard_negative(tmp_path):
     assert hit == dirty | {i for i in docs if i.startswith("quote-")}  # the quote is suppressed later, by frequency
 
 
+@pytest.mark.integration
 def test_job_removes_contamination_with_evidence_and_suppresses_frequent_ngrams(spark, tmp_path):
     files, docs, dirty, clean = corpus(tmp_path)
     o = DecontamOptions(benchmarks=[BenchmarkSpec(name="evals", path=bench_file(tmp_path), fields=["question"])])
@@ -125,6 +126,7 @@ def test_job_removes_contamination_with_evidence_and_suppresses_frequent_ngrams(
     assert short["item"] == "4" and len(short["ngram"].split()) == 10 and short["matches"] == 1
 
 
+@pytest.mark.integration
 @pytest.mark.shared_data
 def test_real_benchmarks_planted_into_pages(spark, tmp_path):
     """GSM8K and MMLU items planted four ways into generated pages; hard negatives share their

@@ -122,6 +122,7 @@ def test_cleanup_never_touches_a_live_writers_files(tmp_path):
     assert row_count(uri) == 7
 
 
+@pytest.mark.integration
 def test_spark_reads_a_pinned_version_with_partition_values(spark, tmp_path):
     from spark_jobs.spark_io import read_table, stage_dataframe
 
@@ -188,6 +189,7 @@ LINEAGE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_runs_started_together_share_one_new_mlflow_store(tmp_path):
     """Two `sluice run` started together on a new lakehouse both created the embedded MLflow
     store, and one died on "duplicate column name: creator" (#14): schema and experiment

@@ -56,6 +56,7 @@ def docs_frame(spark, n_files: int, tmp_path):
     return spark.read.parquet(str(out)).repartition(n_files)
 
 
+@pytest.mark.integration
 def test_sampling_hits_the_targets_and_does_not_depend_on_the_partitioning(spark, tmp_path):
     results = []
     for n_files in (1, 7):
@@ -80,6 +81,7 @@ def test_sampling_hits_the_targets_and_does_not_depend_on_the_partitioning(spark
     assert len({(r["doc_id"], r["repeat"]) for r in t.to_pylist()}) == t.num_rows
 
 
+@pytest.mark.integration
 def test_infeasible_mixture_stops_before_writing(spark, tmp_path):
     out = tmp_path / "never"
     with pytest.raises(MixtureInfeasible, match="'syn' needs .* epochs"):
@@ -87,6 +89,7 @@ def test_infeasible_mixture_stops_before_writing(spark, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_export_shards_and_a_manifest_that_rebuilds_them_byte_for_byte(spark, tmp_path):
     s = spec()
     lake = tmp_path / "lake"

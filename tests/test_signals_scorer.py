@@ -88,6 +88,7 @@ def test_training_source_choice(tmp_path):
         training_source("labelled", None, str(ref))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["fasttext", "hf"])
 def test_classifier_trained_on_pseudo_labels_ranks_like_the_signals(tmp_path, kind):
     """No reference corpus: the top and bottom of the crawl by signals become the labels, and the
@@ -133,6 +134,7 @@ def test_cli_scores_a_jsonl_file(tmp_path):
     assert out[0]["score"] == pytest.approx(SignalScorer().score([article(7)]).score[0])
 
 
+@pytest.mark.integration
 def test_default_scorer_agrees_with_hand_labels_on_real_pages():
     """The issue's bar for the default scorer: ROC-AUC >= 0.85 against human labels on real web
     pages (benchmarks/scorer_quality.py prints the comparison with single signals)."""
