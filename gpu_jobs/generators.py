@@ -34,7 +34,7 @@ class HFGenerator:
 
     def __init__(self, path: str, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                  batch_size: int = 8, device: str = "auto", int8: bool = False, static_cache: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool = False, threads: int | None = None) -> None:
         import torch
 
         from gpu_jobs.runtime import load_causal_lm, pick_device
@@ -52,6 +52,9 @@ class HFGenerator:
         self.model = model
         self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
         self.batch_size, self.static_cache = batch_size, static_cache
+        # CPU only, set around each call (the process's own setting is restored): on cores other
+        # processes also want, waiting OpenMP threads spin away the time slices their partners need.
+        self.threads = threads if self.device.type == "cpu" else None
         self._torch = torch
 
     def format(self, prompt: str) -> str:
@@ -61,6 +64,16 @@ class HFGenerator:
         return prompt
 
     def generate(self, prompts: list[str], max_new_tokens: int | None = None) -> list[Generation]:
+        torch = self._torch
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._generate(prompts, max_new_tokens)
+        finally:
+            torch.set_num_threads(before)
+
+    def _generate(self, prompts: list[str], max_new_tokens: int | None) -> list[Generation]:
         torch = self._torch
         limit = max_new_tokens or self.max_new_tokens
         texts = [self.format(p) for p in prompts]

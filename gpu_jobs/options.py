@@ -173,6 +173,8 @@ class RewriteOptions(BaseModel):
     int8: bool = False
     static_cache: bool = False
     compile: bool = False
+    # hf on CPU: torch threads while generating (None: torch's default, one per core).
+    cpu_threads: int | None = Field(1, ge=1)
     concurrency: int = Field(16, ge=1)  # openai: requests in flight
     timeout_s: float = Field(300.0, gt=0)
     retries: int = Field(3, ge=0)

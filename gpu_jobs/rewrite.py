@@ -106,7 +106,8 @@ def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int |
 
     if o.backend == "hf":
         return HFGenerator(o.model, max_new_tokens or o.max_new_tokens, o.temperature, o.top_p, o.seed, o.batch_size, o.device,
-                           int8=o.int8, static_cache=o.static_cache, compile=o.compile)
+                           int8=o.int8, static_cache=o.static_cache, compile=o.compile,
+                           threads=o.cpu_threads)
     if o.backend == "openai":
         return OpenAIGenerator(o.endpoint, o.model, api_key, max_new_tokens or o.max_new_tokens, o.temperature, o.top_p, o.seed,
                                o.concurrency, o.timeout_s, o.retries)

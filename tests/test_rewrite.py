@@ -159,3 +159,36 @@ def test_default_model_rewrites_deterministically_in_its_chat_format():
     assert all(not g.finished for g in first if g.new_tokens == 24)
     short = gen.generate(prompts[:1], max_new_tokens=4)[0]
     assert short.new_tokens == 4 and not short.finished
+
+
+def test_cpu_speed_levers_keep_greedy_outputs_and_the_shared_model(tmp_path, monkeypatch):
+    """Length-bucketed batches with a static KV cache give the batch-1 loop's greedy outputs; the
+    generator's CPU thread count holds while it generates and the process's comes back after; int8
+    quantizes a copy, so another generator of the same model stays plain fp32."""
+    import torch
+
+    from gpu_jobs.generators import HFGenerator
+    from tests import tiny_models
+
+    path = str(tiny_models.llama(tmp_path / "lm"))
+    prompts = ["the market report", "a river city with a school and a garden and the water of the health data model",
+               "music and science in the paper table"]
+    plain = HFGenerator(path, 10, batch_size=1, device="cpu")
+    ref = [(g.text, g.new_tokens) for g in plain.generate(prompts)]
+    fast = HFGenerator(path, 10, batch_size=3, device="cpu", static_cache=True, threads=1)
+    assert fast.model is plain.model
+    seen = []
+    generate = fast.model.generate
+    monkeypatch.setattr(fast.model, "generate", lambda *a, **k: (seen.append(torch.get_num_threads()), generate(*a, **k))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert [(g.text, g.new_tokens) for g in fast.generate(prompts)] == ref
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.undo()
+    q = HFGenerator(path, 10, batch_size=3, device="cpu", int8=True)
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in q.model.modules())
+    assert all(type(m) is torch.nn.Linear for m in plain.model.modules() if "Linear" in type(m).__name__)
+    assert all(g.new_tokens > 0 for g in q.generate(prompts))
