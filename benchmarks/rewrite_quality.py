@@ -1,7 +1,7 @@
 """What the default rewriter does to the real pages a quality filter would discard, per format.
 
     .venv/bin/python benchmarks/rewrite_quality.py [--pages 4] [--styles article,qa,student,summary]
-        [--max-new-tokens 160] [--max-input-words 120] [--batch 16] [--threads N] [--levers] [--dump FILE]
+        [--max-new-tokens 160] [--max-input-words 120] [--batch 16] [--threads N] [--dump FILE]
 
 Data: the English pages of ../shared/data (trafilatura-eval pages, Readability sources, the WARC
 files' HTML responses), extracted with the pipeline's own extractor (as benchmarks/scorer_quality.py
@@ -15,9 +15,9 @@ Prints, per format: rewrites kept and rejected by reason; the mean score before 
 scorer that loads here (signals, the shipped classifier, toxicity), over the kept rewrites; the
 share of kept rewrites with any invented number or entity (within the gate's tolerance); the source
 facts kept (mean coverage); then new tokens/s of the batched, length-bucketed generation against
-the plain batch-1 ``generate`` loop on the same prompts (ratio). ``--levers`` adds a side-by-side of
-the CPU speed levers on the same prompts: batch sizes, dynamic int8, a static KV cache,
-torch.compile, bf16. ``--dump`` writes every rewrite with its verdict (JSONL) for reading, which is
+the plain batch-1 ``generate`` loop on the same prompts (ratio), both with the pipeline's CPU
+thread count (``rewrite.cpu_threads``). The CPU speed levers one by one: benchmarks/rewrite_speed.py.
+``--dump`` writes every rewrite with its verdict (JSONL) for reading, which is
 how the gate's thresholds were calibrated (see the README's rewriting section).
 """
 
@@ -77,7 +77,7 @@ def scorers() -> list[tuple[str, object]]:
             else:
                 label = c.label
             out.append((c.name, load_scorer(kind, path, c.max_length, label, "cpu")))
-        except Exception as e:  # a scorer another change is still adding: say so, measure the rest
+        except Exception as e:  # noqa: BLE001 - a scorer another change is still adding: say so, measure the rest
             print(f"  (scorer {c.name}: {type(e).__name__}: {e}; left out)")
     return out
 
@@ -98,10 +98,8 @@ def main() -> None:
     ap.add_argument("--max-input-words", type=int, default=RewriteOptions().cpu_max_input_words)
     ap.add_argument("--batch", type=int, default=RewriteOptions().batch_size)
     ap.add_argument("--baseline-prompts", type=int, default=2, help="prompts for the batch-1 loop")
-    ap.add_argument("--levers", action="store_true", help="also measure the CPU speed levers")
-    ap.add_argument("--lever-tokens", type=int, default=48)
     ap.add_argument("--dump", type=Path)
-    ap.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is faster on oversubscribed cores")
+    ap.add_argument("--threads", type=int, help="torch threads while generating (default: rewrite.cpu_threads)")
     args = ap.parse_args()
     if not SHARED.exists():
         sys.exit(f"{SHARED} is absent: this benchmark reads real pages from ../shared/data")
@@ -110,19 +108,18 @@ def main() -> None:
 
     from gpu_jobs.generators import HFGenerator
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     o = RewriteOptions()
+    threads = args.threads or o.cpu_threads
     gate = bounds(o)
     styles = args.styles.split(",")
-    print(f"torch threads: {torch.get_num_threads()}; model {o.model}; up to {args.max_input_words} source words, "
+    print(f"torch threads while generating: {threads or torch.get_num_threads()}; model {o.model}; up to {args.max_input_words} source words, "
           f"{args.max_new_tokens} new tokens, batch {args.batch}")
     t = time.perf_counter()
     pages = low_scoring_pages(args.pages)
     print(f"{len(pages)} lowest-scoring English pages (signals quality {min(p[2] for p in pages):.3f}..{max(p[2] for p in pages):.3f}), "
           f"extracted and scored in {time.perf_counter() - t:.0f} s")
     t = time.perf_counter()
-    gen = HFGenerator(o.model, args.max_new_tokens, batch_size=args.batch, device="cpu")
+    gen = HFGenerator(o.model, args.max_new_tokens, batch_size=args.batch, device="cpu", threads=threads)
     print(f"model loaded (GGUF dequantized) in {time.perf_counter() - t:.1f} s")
     scs = scorers()
 
@@ -179,61 +176,6 @@ def main() -> None:
     if args.dump:
         args.dump.write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(f"rewrites and verdicts: {args.dump}")
-
-    if args.levers:
-        levers(gen, prompts[: max(args.batch, 8)], args.lever_tokens, base_prompts)
-
-
-def levers(gen, prompts: list[str], n_new: int, base_prompts: list[str]) -> None:
-    """Each CPU speed lever alone, on the same prompts and token budget."""
-    import torch
-
-    from gpu_jobs.generators import HFGenerator, _int8
-    from gpu_jobs.runtime import load_causal_lm
-
-    print(f"\nspeed levers: {len(prompts)} prompts, {n_new} new tokens each (batch-1: {len(base_prompts)} prompts)")
-    model = gen.model
-    results = []
-
-    def measure(name: str, batch: int, ps: list[str] | None = None) -> None:
-        try:
-            r, _ = tokens_per_s(gen, ps or prompts, n_new, batch)
-            results.append((name, r))
-            print(f"  {name}: {r:.1f} new tokens/s", flush=True)
-        except Exception as e:
-            print(f"  {name}: failed ({type(e).__name__}: {str(e)[:160]})", flush=True)
-
-    measure("fp32 batch 1 (the plain loop)", 1, base_prompts)
-    for b in (4, 8, 16, 32):
-        if b <= len(prompts):
-            measure(f"fp32 batch {b}", b)
-    gen.static_cache = True
-    measure(f"fp32 batch {len(prompts)} + static KV cache", len(prompts))
-    gen.static_cache = False
-    gen.model = _int8(gen.model.name_or_path + "#bench", model)
-    measure("dynamic int8 batch 1", 1, base_prompts)
-    measure(f"dynamic int8 batch {len(prompts)}", len(prompts))
-    gen.model = model
-    try:
-        _, bf16 = load_causal_lm(RewriteOptions().model, torch.device("cpu"), torch.bfloat16)
-        gen.model = bf16
-        measure(f"bf16 batch {len(prompts)}", len(prompts))
-    finally:
-        gen.model = model
-    t = time.perf_counter()
-    compiled = HFGenerator(RewriteOptions().model, n_new, batch_size=len(prompts), device="cpu", static_cache=True, compile=True)
-    measure_gen = gen
-    try:
-        gen = compiled
-        r, _ = tokens_per_s(compiled, prompts, n_new, len(prompts))  # first call compiles
-        print(f"  torch.compile + static cache, first call (compiling): {r:.1f} new tokens/s ({time.perf_counter() - t:.0f} s)")
-        r, _ = tokens_per_s(compiled, prompts, n_new, len(prompts))
-        print(f"  torch.compile + static cache batch {len(prompts)}, second call: {r:.1f} new tokens/s")
-    except Exception as e:
-        print(f"  torch.compile: failed ({type(e).__name__}: {str(e)[:160]})")
-    finally:
-        measure_gen.model.forward = type(measure_gen.model).forward.__get__(measure_gen.model)  # undo the shared model's compile
-
 
 if __name__ == "__main__":
     main()

@@ -155,7 +155,10 @@ def main() -> None:
         print()
     torch.set_num_threads(args.threads)
     print(f"the table: {torch.get_num_threads()} torch thread(s)", flush=True)
-    go = (lambda name, g, note="": run_config(name, g, prompts, sources, templates, args.max_new_tokens, note))
+
+    def go(name: str, g, note: str = "") -> Result:
+        return run_config(name, g, prompts, sources, templates, args.max_new_tokens, note)
+
     results: dict[str, Result] = {}
 
     results["baseline"] = go("baseline: batch 1, fp32, dynamic KV cache (the plain generate loop)", gen)
@@ -187,7 +190,7 @@ def main() -> None:
             gen.generate(prompts, args.max_new_tokens)
             results["compile"] = go("torch.compile + static KV cache, batch 1", gen,
                                     f" (first call, compiling, took {time.perf_counter() - t:.0f} s)")
-        except Exception as e:  # no C++ toolchain, an unsupported op: say so, measure the rest
+        except Exception as e:  # noqa: BLE001 - no C++ toolchain, an unsupported op: say so, measure the rest
             print(f"  torch.compile: failed ({type(e).__name__}: {str(e)[:300]})")
         finally:
             gen.model, gen.static_cache = fp32, False

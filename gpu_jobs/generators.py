@@ -27,10 +27,10 @@ class HFGenerator:
     token length and cut into batches of ``batch_size`` (length bucketing: little padding, so a
     batch's compute goes to real tokens), and generated with left padding.
 
-    Speed levers (measured in ``benchmarks/rewrite_quality.py --levers``): ``int8`` (dynamic int8
-    quantization of the Linear layers, CPU only), ``static_cache`` (a preallocated KV cache, what
-    ``torch.compile`` needs to avoid recompiling per step), ``compile``. On CUDA the model runs in
-    bf16 with SDPA attention."""
+    Speed levers (each measured alone and combined by ``benchmarks/rewrite_speed.py``): ``int8``
+    (dynamic int8 quantization of the Linear layers, CPU only), ``static_cache`` (a preallocated KV
+    cache, what ``torch.compile`` needs to avoid recompiling per step), ``compile``, ``threads``
+    (CPU torch threads while generating). On CUDA the model runs in bf16 with SDPA attention."""
 
     def __init__(self, path: str, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                  batch_size: int = 8, device: str = "auto", int8: bool = False, static_cache: bool = False,

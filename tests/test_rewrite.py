@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gpu_jobs.fidelity import FidelityBounds, compare, facts, judge, strip_preamble, trim_unfinished
+from gpu_jobs.fidelity import compare, facts, judge, strip_preamble, trim_unfinished
 from gpu_jobs.options import REWRITE_STYLES, SMOLLM2, RewriteOptions
 from gpu_jobs.rewrite import bounds, choose_style, limits, prompt_template, source_text
 
