@@ -11,7 +11,6 @@ its character offset and the number of matching n-grams. Mixtures read only this
 """
 
 import json
-import shutil
 
 from dagster import MetadataValue
 
@@ -57,12 +56,9 @@ def work(ctx: StageContext) -> Outcome:
         ctx.log.warning("no benchmarks under decontamination.benchmarks: documents are passed through unchecked")
     ctx.log.info(f"benchmarks: {', '.join(f'{n} ({index.items[n]} items, {index.too_short[n]} too short)' for n in index.names) or 'none'}; "
                  f"{index.ngrams} n-grams of sizes {index.sizes}")
-    scratch = ctx.lakehouse.folder(T.SCRATCH, SPEC.name, f"{ctx.crawl_id}-{ctx.dagster.run_id[:8]}")
-    try:
+    with ctx.scratch() as scratch:
         stats = decontaminate(ctx.spark, {k: p.paths for k, p in inputs.items()}, index, o, str(scratch),
                               ctx.output(SPEC.name).staging_uri, ctx.output("rejections").staging_uri, ctx.dagster.run_id)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     docs_in = sum(p.rows for p in inputs.values())
     kept, rejected = ctx.output(SPEC.name).staged_rows(), ctx.output("rejections").staged_rows()
     ctx.log.info(f"{docs_in} documents: {kept} kept, {rejected} removed as contaminated ({stats.by_benchmark}); "

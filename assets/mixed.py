@@ -10,7 +10,6 @@ anything is written, with what cannot be met. Gate: realised shares within the t
 share under its cap, every row traceable to a `decontaminated` row, none contaminated.
 """
 
-import shutil
 
 from dagster import AssetSelection, AutomationCondition, Failure, MetadataValue, StaticPartitionsDefinition
 
@@ -73,13 +72,11 @@ def work(ctx: StageContext) -> Outcome:
         qs = read_table(spark, lh.uri(scores.table), scores.version)
         score_cols = [c for c in qs.columns if c not in NOT_SCORES and not c.endswith("_label")]
         docs = docs.join(qs.select(F.col("doc_id").alias("source_doc_id"), "crawl_id", *score_cols), ["source_doc_id", "crawl_id"], "left")
-    scratch = lh.folder(T.SCRATCH, SPEC.name, f"{ctx.key}-{ctx.dagster.run_id[:8]}")
     try:
-        stats = build_mixture(spark, docs, spec, str(scratch), ctx.output(SPEC.name).staging_uri)
+        with ctx.scratch() as scratch:
+            stats = build_mixture(spark, docs, spec, str(scratch), ctx.output(SPEC.name).staging_uri)
     except MixtureInfeasible as e:
         raise Failure(str(e), allow_retries=False) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
     staged = ctx.staged(SPEC.name)
     delivered = {r["source"]: int(r["tokens"]) for r in staged.groupBy("source").agg(F.sum("token_count").alias("tokens")).collect()}

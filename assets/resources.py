@@ -13,6 +13,8 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
+from gpu_jobs.launch import GpuLaunchSettings
+from spark_jobs.session import SparkSettings
 from storage import tables as T
 from storage.delta_table import Transaction
 
@@ -57,21 +59,13 @@ _SPARK_LOCK = threading.Lock()
 _SPARK: dict[str, Any] = {}
 
 
-class SparkResource(ConfigurableResource):
+class SparkResource(ConfigurableResource, SparkSettings):
     """The process's SparkSession, created on first use (loading definitions starts no JVM): local
-    by default, a cluster by ``master`` and ``conf``. Its fields are those of
-    ``spark_jobs.session.SparkSettings`` (which cannot import Dagster), typed here for the UI."""
-
-    master: str = "local[*]"
-    app_name: str = "sluice"
-    driver_memory: str = "4g"
-    shuffle_partitions: int = 8
-    show_progress: bool = True
-    ui_enabled: bool = False
-    conf: dict[str, str] = {}
+    by default, a cluster by ``master`` and ``conf``. Its fields are ``spark_jobs.session.SparkSettings``
+    (which cannot import Dagster), inherited, so they are declared once."""
 
     def session(self):
-        from spark_jobs.session import SparkSettings, build_spark
+        from spark_jobs.session import build_spark
 
         with _SPARK_LOCK:
             if "session" not in _SPARK:
@@ -79,18 +73,11 @@ class SparkResource(ConfigurableResource):
             return _SPARK["session"]
 
 
-class GpuLauncher(ConfigurableResource):
+class GpuLauncher(ConfigurableResource, GpuLaunchSettings):
     """Starts a GPU program through Dagster Pipes: a local subprocess by default, a Kubernetes pod on
     a GPU node with ``launcher: k8s`` (infra/gpu-jobs.md). The program reports one custom message,
-    its summary, which is returned; its logs stream into the Dagster run."""
-
-    launcher: str = "subprocess"  # or k8s
-    image: str = ""  # k8s: an image with this project installed
-    namespace: str = "default"
-    gpus: int = 1
-    env: dict[str, str] = {}
-    node_selector: dict[str, str] = {}
-    tolerations: list[dict[str, str]] = []
+    its summary, which is returned; its logs stream into the Dagster run. Its fields are
+    ``gpu_jobs.launch.GpuLaunchSettings``, inherited."""
 
     def pod_spec(self) -> dict[str, Any]:
         """The base pod spec of a GPU job: the GPU limit, on the selected GPU nodes, tolerating their taints."""

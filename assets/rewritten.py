@@ -10,13 +10,12 @@ in the metadata) or an OpenAI-compatible server (vLLM, SGLang, TGI). The fidelit
 ``rewrite.backend: none`` the asset materializes as skipped: nothing is generated and nothing is faked.
 """
 
-import shutil
-
 import pyarrow.compute as pc
 from dagster import MetadataValue
 
 from assets.quality_scored import resolved_classifiers
 from assets.stage import Outcome, StageContext, StageSpec
+from gpu_jobs.chunked_output import discard
 from storage import tables as T
 from quality.suites import accounting_row, rewritten_gate
 
@@ -85,5 +84,5 @@ def work(ctx: StageContext) -> Outcome:
             "generation_seconds": round(summary.get("generation_seconds", 0.0), 1),
             "resumed_chunks": summary["chunks_skipped"],
         },
-        cleanup=[lambda: shutil.rmtree(summary["resume_dir"], ignore_errors=True)],
+        cleanup=[lambda: discard(summary["resume_dir"])],
     )

@@ -31,6 +31,7 @@ import hashlib
 import inspect
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,16 @@ class StageContext:
         self.inputs: dict[str, int] = {}
         self._outputs = outputs
         self._spark = None
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A folder for this run's intermediate files (a job's spilled shuffles and checkpoints),
+        removed afterwards whatever happens: nothing in it is a result."""
+        path = self.lakehouse.folder(T.SCRATCH, self.spec.name, f"{self.key}-{self.dagster.run_id[:8]}")
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     @property
     def crawl_id(self) -> str:

@@ -61,6 +61,27 @@ def crawl_sample(files: list[str], holdout_only: bool, limit: int) -> tuple[list
     return [r[1] for r in picked], [r[2] for r in picked], [r[3] for r in picked], eligible
 
 
+def signal_scores(scorer, files: list[str], ids: list[str], texts: list[str]) -> np.ndarray:
+    """The signals score of the sampled documents, read from the filter's columns where the files
+    carry them (the pipeline's tables do: nothing is measured again), else measured from the text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    columns = list(scorer.columns or ())
+    if not columns or any(not set(columns) <= set(pq.read_schema(f).names) for f in files):
+        return scorer.score(texts).score
+    wanted = pa.array(ids)
+    parts = []
+    for f in files:
+        t = pq.read_table(f, columns=["doc_id", "text", *columns])
+        parts.append(t.filter(pc.is_in(t.column("doc_id"), value_set=wanted)))
+    table = pa.concat_tables(parts)
+    # the sample's order: ids are unique within a crawl's table
+    order = pc.index_in(wanted, value_set=table.column("doc_id"))
+    return scorer.score_table(table.take(order)).score
+
+
 def measure(scores: np.ndarray, labels: list, signals: np.ndarray | None, hand: dict[str, int], urls: list[str],
             min_spread: float, fraction: float) -> dict:
     """The figures of one classifier on one crawl sample (pure: tested with made-up scores)."""
@@ -109,7 +130,7 @@ def run(params: dict, log, report) -> dict:
     scorer = load_scorer(params["kind"], params["model_path"], params.get("max_length", 256), params.get("label"), params.get("device", "auto"))
     r = scorer.score(texts) if texts else None
     scores = r.score if r is not None else np.zeros(0)
-    signals = SignalScorer(SIGNALS_MODEL).score(texts).score if texts else None
+    signals = signal_scores(SignalScorer(SIGNALS_MODEL), params["files"], ids, texts) if texts else None
     figures = measure(scores, r.label if r is not None else [], signals, read_hand_labels(params.get("labels_path")), urls,
                       params["min_spread"], params["agreement_fraction"])
     fold = "the held-out fold (sha256(doc_id) mod 5 = 0, never trained on)" if params["holdout_only"] else "all documents (the model never trained on this crawl)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -23,6 +23,7 @@ from documents.decontam import DecontamOptions
 from documents.minhash import DedupOptions
 from documents.mixture import MixingOptions
 from documents.rules import FilterOptions
+from gpu_jobs.launch import GpuLaunchSettings
 from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
 from storage import tables as T
 from spark_jobs.session import SparkSettings
@@ -66,21 +67,6 @@ class QualitySettings(BaseModel):
     # of agreement with the signals score's top and bottom 30% (see quality/suites.py).
     min_classifier_auc: float = 0.7
     min_classifier_agreement: float = 0.6
-
-
-class GpuLaunchSettings(BaseModel):
-    """How assets start the GPU programs (Dagster Pipes): a local subprocess, or a Kubernetes pod
-    on a GPU node (needs dagster-k8s; see infra/gpu-jobs.md)."""
-
-    launcher: Literal["subprocess", "k8s"] = "subprocess"
-    image: str = ""  # k8s: an image with this project installed
-    namespace: str = "default"
-    gpus: int = 1
-    env: dict[str, str] = Field(default_factory=dict)
-    # k8s: where the pods may run, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, and
-    # the taints of GPU nodes they tolerate (the usual one: nvidia.com/gpu, NoSchedule).
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, str]] = Field(default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
 
 
 class LakehouseSettings(BaseModel):
