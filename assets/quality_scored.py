@@ -51,7 +51,7 @@ def crawl_classifier(ctx: StageContext) -> dict | None:
     return {k: md[k].value for k in ("registered_model", "verdict", "model_verdict", "model_uri") if k in md}
 
 
-def resolved_classifiers(ctx: StageContext) -> list[dict]:
+def resolved_scorers(ctx: StageContext) -> list[dict]:
     """The configured scorers with registry references resolved to a local path and version; a
     registry reference with no approved version, or one whose model was refused for this crawl, is
     ``unavailable`` (its column stays null)."""
@@ -59,7 +59,7 @@ def resolved_classifiers(ctx: StageContext) -> list[dict]:
 
     out = []
     verdict = crawl_classifier(ctx)
-    for c in ctx.options["scoring"].classifiers:
+    for c in ctx.options["scoring"].scorers:
         spec = {"name": c.name, "kind": c.kind, "label": c.label, "max_length": c.max_length}
         model = c.model
         registered = verdict.get("registered_model") if verdict else None
@@ -90,13 +90,13 @@ def resolved_classifiers(ctx: StageContext) -> list[dict]:
 def work(ctx: StageContext) -> Outcome:
     opts = ctx.options["scoring"]
     docs = ctx.pin("deduplicated")
-    classifiers = resolved_classifiers(ctx)
-    names = [c["name"] for c in classifiers if not c.get("unavailable")]
+    scorers = resolved_scorers(ctx)
+    names = [c["name"] for c in scorers if not c.get("unavailable")]
     names += [e.name for e in opts.ensembles if any(m in names for m in e.of)]  # ensembles scored by one member or more
-    ctx.run.log_params({f"model.{c['name']}": c["uri"] for c in classifiers})
+    ctx.run.log_params({f"model.{c['name']}": c["uri"] for c in scorers})
     summary = ctx.gpu_job("gpu_jobs.score", {
         "input_files": docs.paths, "input_uri": ctx.lakehouse.uri(docs.table), "input_version": docs.version,
-        "output_uri": ctx.lakehouse.uri(SPEC.name), "partition": ctx.partition, "classifiers": classifiers, "options": opts.model_dump(),
+        "output_uri": ctx.lakehouse.uri(SPEC.name), "partition": ctx.partition, "scorers": scorers, "options": opts.model_dump(),
     })
     ctx.output(SPEC.name).add_files(summary["files"]["part"])
     scored = ctx.staged_arrow(SPEC.name).to_pandas()
@@ -106,7 +106,7 @@ def work(ctx: StageContext) -> Outcome:
 
     def tag_models(commits) -> None:
         version = commits[SPEC.name].version
-        for c in classifiers:  # which table version each registered model version scored
+        for c in scorers:  # which table version each registered model version scored
             if c["version"] is not None and c["uri"].startswith("models:/"):
                 ctx.lineage.client.set_model_version_tag(c["uri"].split("/")[1], c["version"], f"scored.{ctx.crawl_id}", f"{SPEC.name}@v{version}")
 
@@ -117,8 +117,8 @@ def work(ctx: StageContext) -> Outcome:
         metrics={"tokens_per_s": summary["tokens_per_s"], "chunks_skipped": summary["chunks_skipped"],
                  **{f"{n}.{k}": v for n, s in stats.items() for k, v in s.items()}},
         metadata={
-            "models": MetadataValue.json({c["name"]: {"uri": c["uri"], "version": c["version"]} for c in classifiers}),
-            "unavailable_scorers": MetadataValue.json({c["name"]: c["unavailable"] for c in classifiers if c.get("unavailable")}),
+            "models": MetadataValue.json({c["name"]: {"uri": c["uri"], "version": c["version"]} for c in scorers}),
+            "unavailable_scorers": MetadataValue.json({c["name"]: c["unavailable"] for c in scorers if c.get("unavailable")}),
             "tokens_per_s": round(summary["tokens_per_s"]), "resumed_chunks": summary["chunks_skipped"],
             "score_stats": MetadataValue.json(stats), "score_histogram": MetadataValue.md(markdown_image(plot, "scores")),
         },

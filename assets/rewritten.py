@@ -13,7 +13,7 @@ in the metadata) or an OpenAI-compatible server (vLLM, SGLang, TGI). The fidelit
 import pyarrow.compute as pc
 from dagster import MetadataValue
 
-from assets.quality_scored import resolved_classifiers
+from assets.quality_scored import resolved_scorers
 from assets.stage import Outcome, StageContext, StageSpec
 from gpu_jobs.chunked_output import discard
 from storage import tables as T
@@ -49,9 +49,9 @@ SPEC = StageSpec(
 def work(ctx: StageContext) -> Outcome:
     o = ctx.options["rewrite"]
     docs, scores = ctx.pin("deduplicated"), ctx.pin("quality_scored")
-    scorers = [c for c in resolved_classifiers(ctx) if not c.get("unavailable")]
+    scorers = [c for c in resolved_scorers(ctx) if not c.get("unavailable")]
     if o.score_column not in {c["name"] for c in scorers}:
-        ctx.log.warning(f"no available scorer named {o.score_column!r} in scoring.classifiers: score_after stays null")
+        ctx.log.warning(f"no available scorer named {o.score_column!r} in scoring.scorers: score_after stays null")
     ctx.run.log_params({"scorers": ",".join(f"{c['name']}={c['uri']}" for c in scorers) or "-"})
     summary = ctx.gpu_job("gpu_jobs.rewrite", {
         "doc_files": docs.paths, "score_files": scores.paths, "output_uri": ctx.lakehouse.uri(SPEC.name),

@@ -37,7 +37,7 @@ def build(landing: Path, lakehouse: Path) -> float:
     evals = next(landing.glob("*/eval_set.jsonl"), None)
     conf.write_text(json.dumps({
         "lakehouse_dir": str(lakehouse), "landing_dir": str(landing),
-        "scoring": {"classifiers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
+        "scoring": {"scorers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
         **({"decontamination": {"benchmarks": [{"name": "evals", "path": str(evals), "fields": ["question"]}]}} if evals else {}),
     }))
     t0 = time.time()

@@ -59,7 +59,7 @@ def scorers() -> list[tuple[str, object]]:
     from gpu_jobs.scorers import load_scorer
 
     out = []
-    for c in ScoringOptions().classifiers:
+    for c in ScoringOptions().scorers:
         try:
             path = c.model
             if path.startswith("shipped:"):

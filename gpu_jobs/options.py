@@ -3,14 +3,14 @@ Dagster Pipes, and ``orchestration/config.py`` embeds them in the one Sluice con
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 REGISTERED_MODEL = "sluice-quality"
 
 
-class ClassifierSpec(BaseModel):
+class ScorerSpec(BaseModel):
     """One scoring model; its score becomes the column ``name`` of ``quality_scored``."""
 
     name: str = "classifier"
@@ -32,15 +32,15 @@ SHIPPED_QUALITY_MODEL = "shipped:quality-ref-v1"  # gpu_jobs/models/quality-ref-
 TOXICITY_MODEL = "package:profanity_check"
 
 
-def default_classifiers() -> list[ClassifierSpec]:
+def default_scorers() -> list[ScorerSpec]:
     """``quality``: the built-in signals scorer: on the hand-labelled pages neither the shipped
     reference classifier nor its ensemble with signals beat it beyond the bootstrap interval (see
     benchmarks/scorer_quality.py), so it stays the default; ``classifier``: the version of
     `quality_classifier` approved for the crawl (by default the shipped reference model, measured
     on the crawl by its gate); ``toxicity``: alt-profanity-check's offensive-language probability."""
-    return [ClassifierSpec(name="quality", kind="signals", model=SIGNALS_MODEL),
-            ClassifierSpec(name="classifier", max_length=256),
-            ClassifierSpec(name="toxicity", kind="toxicity", model=TOXICITY_MODEL)]
+    return [ScorerSpec(name="quality", kind="signals", model=SIGNALS_MODEL),
+            ScorerSpec(name="classifier", max_length=256),
+            ScorerSpec(name="toxicity", kind="toxicity", model=TOXICITY_MODEL)]
 
 
 class EnsembleSpec(BaseModel):
@@ -54,12 +54,21 @@ class EnsembleSpec(BaseModel):
 
 
 class ScoringOptions(BaseModel):
-    classifiers: list[ClassifierSpec] = Field(default_factory=default_classifiers)
+    # Every column of `quality_scored` except ensembles: classifiers, formulas, lists (not all are classifiers).
+    scorers: list[ScorerSpec] = Field(default_factory=default_scorers)
     ensembles: list[EnsembleSpec] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "classifiers" in data:
+            raise ValueError("scoring.classifiers is now scoring.scorers (same entries: name, kind, model, label, max_length): "
+                             "rename the key in your config")
+        return data
 
     @model_validator(mode="after")
     def _ensembles_name_scorers(self) -> "ScoringOptions":
-        names = [c.name for c in self.classifiers]
+        names = [c.name for c in self.scorers]
         for e in self.ensembles:
             unknown = [m for m in e.of if m not in names]
             if unknown:

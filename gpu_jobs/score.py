@@ -7,7 +7,7 @@ node: see infra/). Resumable: rows are scored in fixed chunks in the input's fil
 finished chunk is kept (see ``chunked_output``), and a restart skips them.
 
 Parameters (JSON): input_files (the pinned snapshot's data files, in order), input_uri,
-input_version, output_uri, partition, classifiers [{name, path, kind, label, max_length, uri,
+input_version, output_uri, partition, scorers [{name, path, kind, label, max_length, uri,
 version}], options (ScoringOptions). Reports the chunk files (``files``) and their folder.
 
 A scorer that needs only signals the filter stored (the built-in formulas) reads those columns of
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gpu_jobs.chunked_output import ChunkedOutput, work_key
-from gpu_jobs.options import ClassifierSpec, ScoringOptions
+from gpu_jobs.options import ScorerSpec, ScoringOptions
 from gpu_jobs.runtime import iter_rows, job_session
 from gpu_jobs.scorers import load_scorer
 from storage.tables import QUALITY_SCORED
@@ -58,12 +58,12 @@ def _signal_columns(specs: list[dict]) -> set[str]:
 
 def run(params: dict, log, report) -> dict:
     opts = ScoringOptions.model_validate(params["options"])
-    specs = params["classifiers"]
+    specs = params["scorers"]
     names = [c["name"] for c in specs]
     # The columns of the scorers this job was given (the asset resolves them from the same options).
-    schema = QUALITY_SCORED.data_schema(opts.model_copy(update={"classifiers": [ClassifierSpec(name=n) for n in names]}))
+    schema = QUALITY_SCORED.data_schema(opts.model_copy(update={"scorers": [ScorerSpec(name=n) for n in names]}))
     key = work_key(input=params["input_uri"], version=params["input_version"], partition=params["partition"],
-                   classifiers=specs, rows_per_chunk=opts.rows_per_chunk)
+                   scorers=specs, rows_per_chunk=opts.rows_per_chunk)
     out = ChunkedOutput(params["output_uri"], key, schema)
     done = out.done()
     if done:

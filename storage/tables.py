@@ -177,7 +177,7 @@ def preview_cell(value: object, width: int = 80) -> str:
 def score_columns(scoring_options: object) -> Columns:
     """``<name>`` (the score) and ``<name>_label`` for each configured scorer, then each ensemble."""
     out: Columns = []
-    for c in [*scoring_options.classifiers, *getattr(scoring_options, "ensembles", [])]:  # type: ignore[attr-defined]
+    for c in [*scoring_options.scorers, *getattr(scoring_options, "ensembles", [])]:  # type: ignore[attr-defined]
         out += [(c.name, pa.float64()), (f"{c.name}_label", pa.string())]
     return out
 

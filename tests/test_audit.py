@@ -76,7 +76,7 @@ def lake(sample_landing, tmp_path_factory):
     conf.write_text(json.dumps({
         "lakehouse_dir": str(lakehouse), "landing_dir": str(landing),
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
-        "scoring": {"classifiers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
+        "scoring": {"scorers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
         "decontamination": {"benchmarks": [{"name": "evals", "path": str(landing / "crawl-a" / "eval_set.jsonl"), "fields": ["question"]}]},
         "mixing": {"mixtures": [{"name": "mix", "token_budget": 40000, "seed": 1, "shard_docs": 50, "sources": [
             {"name": "all", "where": "true", "weight": 1.0}]}]},

@@ -89,7 +89,7 @@ def test_scores_do_not_depend_on_the_batch(models):
 def score_params(models, files, out_uri, chunk):
     return {
         "input_files": files, "input_uri": "docs", "input_version": 0, "output_uri": out_uri, "partition": {"crawl_id": "c1"},
-        "classifiers": [
+        "scorers": [
             {"name": "quality", "kind": "hf", "label": "high", "max_length": 128, "path": str(models["classifier"]), "uri": "tiny-bert", "version": "1"},
             {"name": "edu", "kind": "hf", "label": None, "max_length": 128, "path": str(models["regressor"]), "uri": "tiny-reg", "version": None},
         ],
@@ -283,7 +283,7 @@ def test_an_unavailable_scorer_leaves_its_column_null(models, tmp_path):
     """A registry reference with no approved version: the job scores the others and writes nulls."""
     files = docs_files(tmp_path / "docs", 120)
     params = score_params(models, files, str(tmp_path / "quality_scored"), chunk=100)
-    params["classifiers"][1] = {**params["classifiers"][1], "path": None, "unavailable": "no registered version"}
+    params["scorers"][1] = {**params["scorers"][1], "path": None, "unavailable": "no registered version"}
     summary = finish(job("score", params, tmp_path))
     t = pa.concat_tables([pq.read_table(f) for f in summary["files"]["part"]]).to_pylist()
     assert len(t) == 120 and all(r["edu"] is None and r["edu_label"] is None and 0 < r["quality"] < 1 for r in t)

@@ -115,7 +115,7 @@ def test_the_score_job_reads_the_columns_and_scores_as_before(tmp_path, monkeypa
     expected = SignalScorer().score(table.column("text").to_pylist()).score
     pq.write_table(table, tmp_path / "docs.parquet")
     monkeypatch.setattr(SignalScorer, "score", lambda self, texts, **_: pytest.fail("the text was measured"))
-    opts = ScoringOptions(classifiers=[{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"},
+    opts = ScoringOptions(scorers=[{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"},
                                        {"name": "toxicity", "kind": "toxicity", "model": "package:profanity_check"}])
     reports = []
 
@@ -123,9 +123,9 @@ def test_the_score_job_reads_the_columns_and_scores_as_before(tmp_path, monkeypa
         info = warning = staticmethod(lambda m: None)
 
     specs = [{"name": c.name, "kind": c.kind, "path": c.model, "label": None, "max_length": 512, "uri": c.model, "version": None}
-             for c in opts.classifiers]
+             for c in opts.scorers]
     run({"input_files": [str(tmp_path / "docs.parquet")], "input_uri": "mem://docs", "input_version": 0, "output_uri": str(tmp_path / "out"),
-         "partition": {"crawl_id": "c"}, "classifiers": specs, "options": opts.model_dump()}, Log, reports.append)
+         "partition": {"crawl_id": "c"}, "scorers": specs, "options": opts.model_dump()}, Log, reports.append)
     out = pa.concat_tables([pq.read_table(f) for f in reports[0]["files"]["part"]])
     assert out.column("doc_id").to_pylist() == table.column("doc_id").to_pylist()
     np.testing.assert_allclose(out.column("quality").to_numpy(), expected, rtol=0, atol=1e-12)

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from gpu_jobs.options import ScoringOptions
 
@@ -19,7 +20,7 @@ def test_toxicity_is_a_default_column_and_scores_offensive_text_high():
     from storage.tables import QUALITY_SCORED
 
     opts = ScoringOptions()
-    assert [(c.name, c.kind) for c in opts.classifiers] == [("quality", "signals"), ("classifier", "hf"), ("toxicity", "toxicity")]
+    assert [(c.name, c.kind) for c in opts.scorers] == [("quality", "signals"), ("classifier", "hf"), ("toxicity", "toxicity")]
     assert {"toxicity", "toxicity_label"} <= set(QUALITY_SCORED.schema(opts).names)
     s = load_scorer("toxicity", "package:profanity_check").score([CLEAN, ABUSIVE, ""])
     assert s.score[1] > 0.9 > 0.2 > s.score[0] and s.label == ["clean", "toxic", "clean"]
@@ -40,14 +41,14 @@ def test_toxicity_column_through_the_score_job(tmp_path):
 
     docs = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"doc_id": ["a", "b"], "text": [CLEAN, ABUSIVE]}), docs)
-    opts = ScoringOptions(classifiers=[{"name": "toxicity", "kind": "toxicity", "model": "package:profanity_check"}])
+    opts = ScoringOptions(scorers=[{"name": "toxicity", "kind": "toxicity", "model": "package:profanity_check"}])
     reports = []
 
     class Log:
         info = warning = staticmethod(lambda m: None)
 
     run({"input_files": [str(docs)], "input_uri": "mem://docs", "input_version": 0, "output_uri": str(tmp_path / "out"), "partition": {"crawl_id": "c"},
-         "classifiers": [{"name": "toxicity", "kind": "toxicity", "path": "package:profanity_check", "label": None, "max_length": 512,
+         "scorers": [{"name": "toxicity", "kind": "toxicity", "path": "package:profanity_check", "label": None, "max_length": 512,
                           "uri": "package:profanity_check", "version": None}], "options": opts.model_dump()}, Log, reports.append)
     rows = pa.concat_tables([pq.read_table(f) for f in reports[0]["files"]["part"]]).to_pylist()
     by = {r["doc_id"]: r for r in rows}
@@ -68,3 +69,13 @@ def test_the_shipped_reference_classifier_loads_from_the_repository():
     menu = "Home | News | Sport | Weather | Sign in | Subscribe | Cookie settings | Accept all | Share on Facebook | Tweet | " * 4
     s = FastTextClassifier(str(folder / card["file"])).score([prose, menu])
     assert s.score[0] > s.score[1] and np.all((s.score > 0) & (s.score < 1)) and s.label[0] == "high"
+
+
+def test_the_renamed_scorers_key_is_refused_with_its_new_name():
+    """`scoring.classifiers` held formulas and lists too: it is `scoring.scorers` now, and an old
+    config says so instead of silently scoring with the defaults."""
+    from gpu_jobs.options import ScoringOptions
+
+    with pytest.raises(ValueError, match=r"scoring.classifiers is now scoring.scorers"):
+        ScoringOptions.model_validate({"classifiers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]})
+    assert [s.name for s in ScoringOptions.model_validate({"scorers": [{"name": "q", "kind": "signals", "model": "builtin:signals-v1"}]}).scorers] == ["q"]

@@ -70,7 +70,7 @@ def test_unknown_formula_and_the_default_scoring_columns():
     with pytest.raises(ValueError, match="unknown built-in scorer"):
         SignalScorer("builtin:signals-v9")
     assert isinstance(load_scorer("signals", "builtin:signals-v1"), SignalScorer)
-    cols = {c.name: (c.kind, c.model) for c in ScoringOptions().classifiers}
+    cols = {c.name: (c.kind, c.model) for c in ScoringOptions().scorers}
     assert cols == {"quality": ("signals", "builtin:signals-v1"), "classifier": ("hf", "models:/sluice-quality/latest"),
                     "toxicity": ("toxicity", "package:profanity_check")}
 
