@@ -11,7 +11,8 @@ from assets.stage import Outcome, StageContext, StageSpec
 from storage import tables as T
 from quality.suites import accounting_row, raw_crawl_gate
 from documents.blocklist import Blocklist
-from spark_jobs import warc_ingest as ingest
+from spark_jobs.warc_ingest import ingest_warc_files
+from storage.warc import discover_warc_files
 from storage.delta_table import current_version, read_arrow, table_exists
 
 SPEC = StageSpec(
@@ -37,7 +38,7 @@ def takedown_blocklist(uri) -> Blocklist:
 def work(ctx: StageContext) -> Outcome:
     opts = ctx.options["ingest"]
     folder = ctx.lakehouse.crawl_dir(ctx.crawl_id)
-    files = ingest.discover_warc_files(folder, opts.file_globs) if folder.is_dir() else []
+    files = discover_warc_files(folder, opts.file_globs) if folder.is_dir() else []
     if not files:
         raise Failure(
             description=f"crawl {ctx.crawl_id}: no WARC files matching {opts.file_globs} in {folder}",
@@ -51,7 +52,7 @@ def work(ctx: StageContext) -> Outcome:
     if blocklist:
         ctx.read_input(T.TAKEDOWNS.name, current_version(ctx.lakehouse.uri(T.TAKEDOWNS.name)))
         ctx.log.info(f"blocklist: {len(blocklist.hashes)} URLs/documents and {len(blocklist.domains)} domains taken down")
-    summary = ingest.ingest_warc_files(ctx.spark, files, opts, ctx.output("raw_crawl").staging_uri,
+    summary = ingest_warc_files(ctx.spark, files, opts, ctx.output("raw_crawl").staging_uri,
                                        ctx.output("rejections").staging_uri, ctx.dagster.run_id, blocklist)
     for s in summary.unreadable:
         ctx.log.warning(f"{s['warc_file']}: a damaged WARC file, counted as an `unreadable` rejection (the records before the "

@@ -69,11 +69,12 @@ def sluice_options(backend: str, max_seconds: float | None = None):
 def run_sluice(spark, crawl: Path, lake: Path, backend: str, max_seconds: float | None = None) -> dict:
     from storage.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
+    from storage import warc
     from spark_jobs.filter_job import filter_documents
     from storage.delta_table import Transaction, snapshot_files
 
-    opts = ingest.IngestOptions()
-    files = ingest.discover_warc_files(crawl, opts.file_globs)
+    opts = warc.IngestOptions()
+    files = warc.discover_warc_files(crawl, opts.file_globs)
     part = {"crawl_id": crawl.name}
     with Transaction(lake / "raw_crawl", part) as dt, Transaction(lake / "rejections", {**part, "stage": "ingest"}) as rt:
         ingest.ingest_warc_files(spark, files, opts, dt.staging_uri, rt.staging_uri, "bench")

@@ -25,10 +25,11 @@ def run_sluice(spark, crawl: Path, lake: Path) -> dict:
     """The raw_crawl stage's work (as the asset does it, minus gate and lineage)."""
     from storage.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
+    from storage import warc
     from storage.delta_table import Transaction
 
-    opts = ingest.IngestOptions()
-    files = ingest.discover_warc_files(crawl, opts.file_globs)
+    opts = warc.IngestOptions()
+    files = warc.discover_warc_files(crawl, opts.file_globs)
     with Transaction(lake / "raw_crawl", {"crawl_id": crawl.name}) as dt, Transaction(
         lake / "rejections", {"crawl_id": crawl.name, "stage": "ingest"}
     ) as rt:

@@ -27,7 +27,7 @@ from gpu_jobs.launch import GpuLaunchSettings
 from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
 from storage import tables as T
 from spark_jobs.session import SparkSettings
-from spark_jobs.warc_ingest import IngestOptions
+from storage.warc import IngestOptions
 
 CONFIG_ENV = "SLUICE_CONFIG"
 

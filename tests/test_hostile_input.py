@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from documents.extract import ExtractOptions, IsolatedExtractor
 from documents.rules import DocumentFilter, FilterOptions
-from spark_jobs.warc_ingest import HttpResponse, IngestOptions, _dechunk, _decode_body, read_warc_file
+from storage.warc import HttpResponse, IngestOptions, _dechunk, _decode_body, read_warc_file
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 PAGE = b"<html><body><article>" + b"<p>The river rose slowly through the night, and by morning the town had moved uphill.</p>" * 20 + b"</article></body></html>"

@@ -7,7 +7,7 @@ import os
 import pyarrow as pa
 import pytest
 
-from spark_jobs.warc_ingest import HttpResponse, IngestOptions, discover_warc_files, make_doc_id, read_warc_file
+from storage.warc import HttpResponse, IngestOptions, discover_warc_files, make_doc_id, read_warc_file
 from tests.conftest import ground_truth, shared_data
 
 
