@@ -177,12 +177,18 @@ class RewriteOptions(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int = 0
     batch_size: int = Field(16, ge=1)  # hf: prompts per generate() call (length-bucketed)
-    # hf speed levers (see benchmarks/rewrite_quality.py --levers): dynamic int8 Linear layers on
-    # CPU, a static KV cache, torch.compile of the forward pass.
+    # hf speed levers, each measured alone on CPU by benchmarks/rewrite_speed.py (8 of the lowest-
+    # scoring English pages of ../shared/data, 64 new tokens, 1 thread, load average about 4 on the
+    # 2 cores; ratios to the batch-1 loop): length-bucketed batch 8 2.41x, outputs identical (the
+    # one kept on: ``batch_size``); static KV cache 0.74x; dynamic int8 Linear layers 0.89x, every
+    # output changed and the fidelity gate kept 1/8 instead of 4/8; torch.compile (with the static
+    # cache) spent over 6 minutes compiling before its first batch-1 pass ended. So all three stay off.
     int8: bool = False
     static_cache: bool = False
     compile: bool = False
-    # hf on CPU: torch threads while generating (None: torch's default, one per core).
+    # hf on CPU: torch threads while generating (None: torch's default, one per core). 1: on the
+    # 2 shared cores (load average 9.5), the batch-1 loop ran 7.4x faster on 1 thread than on 2
+    # (benchmarks/rewrite_speed.py): waiting OpenMP threads spin away the time their partner needs.
     cpu_threads: int | None = Field(1, ge=1)
     concurrency: int = Field(16, ge=1)  # openai: requests in flight
     timeout_s: float = Field(300.0, gt=0)
