@@ -84,7 +84,7 @@ def main() -> int:
     args = ap.parse_args()
     root = args.lakehouse.resolve()
     if not args.landing and not table_exists(root / T.RAW_CRAWL.name):
-        from spark_jobs.sample_crawl import generate_crawl
+        from sample_crawl import generate_crawl
 
         args.landing = root.parent / f"{root.name}-landing"
         for i in range(1, args.crawls + 1):

@@ -66,7 +66,7 @@ def options(mmlu_dir: Path, gsm_file: Path):
 
 def make_corpus(n: int, seed: int = 0) -> tuple[list[str], set[int], set[int]]:
     """(texts, contaminated ids, web-common quote ids)."""
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     gsm, mmlu = load_items()
     rng = random.Random(seed)

@@ -44,7 +44,7 @@ NEAR_RATES = (0.005, 0.01, 0.02)
 
 
 def _article(i: int) -> str:
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     title, paras = T.article(random.Random(f"dedup-bench:{i}"))
     return title + "\n" + "\n".join(paras)
@@ -52,7 +52,7 @@ def _article(i: int) -> str:
 
 def make_corpus(n: int, seed: int = 0) -> tuple[list[str], dict[int, int]]:
     """n texts; ``copies[i] = j`` when text i is a planted copy of original j < i."""
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     rng = random.Random(seed)
     plan: list[tuple[str, int, float]] = []

@@ -33,7 +33,7 @@ BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L40S": 0.864e12, 
 
 
 def articles(n: int, seed: int = 0) -> list[str]:
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     out = []
     for i in range(n):

@@ -92,7 +92,7 @@ def main() -> int:
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
     from spark_jobs.session import SparkSettings, build_spark
 
     work = Path(tempfile.mkdtemp(prefix="sluice-bench-"))

@@ -124,7 +124,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--report", action="store_true", help="only print the table and plot of the runs recorded in --out")
     args = ap.parse_args()
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     work = args.out or Path(tempfile.mkdtemp(prefix="sluice-scaling-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ def main() -> int:
     args = ap.parse_args()
     from mlflow.tracking import MlflowClient
 
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sluice-stage-timing-"))
     crawl = work / "landing" / "bench"

@@ -26,7 +26,7 @@ class SparkSettings(BaseModel):
 
 
 # The packages executors import (all of the project's, so that any job's imports resolve).
-PACKAGES = ("orchestration", "assets", "audit", "spark_jobs", "gpu_jobs", "quality", "storage", "documents")
+PACKAGES = ("orchestration", "assets", "audit", "spark_jobs", "sample_crawl", "gpu_jobs", "quality", "storage", "documents")
 
 
 def code_archive(dest_dir: str | Path | None = None) -> Path:

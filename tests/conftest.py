@@ -37,7 +37,7 @@ def spark():
 @pytest.fixture(scope="session")
 def sample_landing(tmp_path_factory) -> Path:
     """A landing folder with one generated crawl of 400 pages in 3 WARC files."""
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     landing = tmp_path_factory.mktemp("landing")
     generate_crawl(landing / "crawl-t1", 400, seed=11, pages_per_file=150)

@@ -51,8 +51,8 @@ def _warc(path: Path, records: list[tuple[str, bytes, str]], warcinfo: bool = Tr
 
 
 def _article(seed: int) -> bytes:
-    from spark_jobs.sample_crawl import text as T
-    from spark_jobs.sample_crawl.generator import _render
+    from sample_crawl import text as T
+    from sample_crawl.generator import _render
 
     rng = random.Random(seed)
     title, paras = T.article(rng)

@@ -35,8 +35,8 @@ def _warc(path: Path, pages: list[tuple[str, bytes]]) -> None:
 
 
 def _page(seed: int, site: str, extra: list[str] | None = None) -> bytes:
-    from spark_jobs.sample_crawl import text as T
-    from spark_jobs.sample_crawl.generator import _render
+    from sample_crawl import text as T
+    from sample_crawl.generator import _render
 
     rng = random.Random(seed)
     title, paras = T.article(rng)
@@ -53,7 +53,7 @@ def lake(sample_landing, tmp_path_factory):
     crawl-a holds three pages of planted-example.org (two carry the token; one is the kept copy
     of a text that crawl-b has again on another site)."""
     from orchestration.cli import main
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     # The CLI, run in process, exports its settings to the environment (for its child processes):
     # registered here so that they are put back for the tests after this module.

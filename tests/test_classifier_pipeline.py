@@ -22,7 +22,7 @@ def _page() -> bytes:
     """One ordinary article page (the sample crawl's generator: it passes every filter)."""
     import random
 
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     title, paras = T.article(random.Random(7))
     return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"

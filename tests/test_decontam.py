@@ -16,7 +16,7 @@ import pytest
 from documents.decontam import BenchmarkSpec, DecontamOptions, build_index, match_batch, normalised_words, read_benchmark
 from storage.tables import DECONTAMINATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS
 from spark_jobs.decontam_job import decontaminate
-from spark_jobs.sample_crawl import text as T
+from sample_crawl import text as T
 from tests.conftest import shared_data
 
 ITEMS = [

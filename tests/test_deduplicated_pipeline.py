@@ -23,7 +23,7 @@ def two_crawls(tmp_path_factory):
     ``crawl-b-*``) plus 150 pages never seen before (files ``fresh-*``)."""
     import shutil
 
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     landing = tmp_path_factory.mktemp("dedup-landing")
     generate_crawl(landing / "crawl-a", 400, seed=21, pages_per_file=200)

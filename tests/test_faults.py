@@ -40,7 +40,7 @@ def sluice(args: list[str], env: dict, script: str | None = None) -> subprocess.
 
 
 def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(tmp_path):
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     crawl = tmp_path / "landing" / "crawl-f"
     generate_crawl(crawl, 150, seed=51, pages_per_file=75)
@@ -88,7 +88,7 @@ def test_killed_while_the_gpu_job_writes_its_chunks_the_rerun_resumes(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     crawl = tmp_path / "landing" / "crawl-g"
     generate_crawl(crawl, 700, seed=52, pages_per_file=350)

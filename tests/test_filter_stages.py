@@ -7,8 +7,8 @@ from documents.language import LanguageIdentifier, LanguageOptions
 from documents.pii import PiiOptions, redact
 from documents.rules import DocumentFilter, FilterOptions
 from documents.url_filter import UrlFilter, UrlFilterOptions
-from spark_jobs.sample_crawl import text as T
-from spark_jobs.sample_crawl.generator import _render
+from sample_crawl import text as T
+from sample_crawl.generator import _render
 
 import random
 

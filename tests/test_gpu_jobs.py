@@ -136,7 +136,7 @@ def test_train_classifier_separates_reference_from_crawl(tmp_path):
     import random
 
     from gpu_jobs.train_classifier import run
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     ref = tmp_path / "ref.jsonl"
     ref.write_text("".join(json.dumps({"text": T.reference(random.Random(i))}) + "\n" for i in range(60)))
@@ -168,7 +168,7 @@ def test_fasttext_classifier_is_the_cpu_default_and_scores_through_its_model_car
     from gpu_jobs.scorers import load_scorer
     from gpu_jobs.scorers.base import read_model_card
     from gpu_jobs.train_classifier import model_kind, run
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     assert model_kind(ClassifierTraining()) == "fasttext"  # no CUDA here
     ref = tmp_path / "ref.jsonl"
@@ -266,7 +266,7 @@ def test_fasttext_scorer(tmp_path):
     import random
 
     from gpu_jobs.scorers import load_scorer
-    from spark_jobs.sample_crawl import text as T
+    from sample_crawl import text as T
 
     lines = [f"__label__hq {' '.join(T.reference(random.Random(i)).split())}" for i in range(80)]
     lines += [f"__label__lq {' '.join(T.spam(random.Random(i))[1])}" for i in range(80)]

@@ -15,7 +15,7 @@ from storage.delta_table import Transaction
 from storage.export import export_mixture, rebuild
 from storage.tables import MIXED
 from spark_jobs.mix_job import MixtureInfeasible, build_mixture
-from spark_jobs.sample_crawl import text as T
+from sample_crawl import text as T
 
 
 def spec(**kw) -> MixtureSpec:

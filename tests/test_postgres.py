@@ -18,7 +18,7 @@ SECRET = "pg-Secret-7f3a9c"  # the database password: must never be written anyw
 
 
 def test_a_run_with_dagster_and_mlflow_on_postgresql(tmp_path):
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     landing = tmp_path / "landing"
     generate_crawl(landing / "crawl-p", 120, seed=41, pages_per_file=60)

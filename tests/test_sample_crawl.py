@@ -3,7 +3,7 @@ import json
 
 from warcio.archiveiterator import ArchiveIterator
 
-from spark_jobs.sample_crawl import generate_crawl
+from sample_crawl import generate_crawl
 from tests.conftest import ground_truth
 
 

@@ -17,8 +17,8 @@ from gpu_jobs.options import ScoringOptions
 from gpu_jobs.scorers import load_scorer
 from gpu_jobs.scorers import signals as S
 from gpu_jobs.scorers.signals import SignalScorer
-from spark_jobs.sample_crawl import text as T
-from spark_jobs.sample_crawl.generator import _render
+from sample_crawl import text as T
+from sample_crawl.generator import _render
 from tests.conftest import shared_data
 
 ABUSIVE = "shut up you stupid fucking idiot, you worthless piece of shit, nobody wants you here you moron"

@@ -67,7 +67,7 @@ def served(tmp_path_factory):
     waited for (bounded) until every asset of its partition is materialized. Nothing else is called."""
     from dagster import DagsterInstance
 
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     tmp_path = tmp_path_factory.mktemp("serve")
     lake, landing, home = tmp_path / "lake", tmp_path / "landing", tmp_path / "lake" / "_dagster"

@@ -15,7 +15,7 @@ from assets.quality_classifier import training_source
 from gpu_jobs.scorers import load_scorer
 from gpu_jobs.options import ClassifierTraining, ScoringOptions
 from gpu_jobs.scorers.signals import SignalScorer, measure
-from spark_jobs.sample_crawl import text as T
+from sample_crawl import text as T
 from tests.conftest import shared_data
 
 NAVIGATION = "\n".join(["Home", "About us", "Products", "Shop by brand", "Gift cards", "Contact", "Login | Register",

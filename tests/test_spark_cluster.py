@@ -69,7 +69,7 @@ def kill_one_executor_when(ready) -> threading.Thread:
 
 
 def test_the_pipeline_on_a_standalone_cluster_equals_local_mode(spark, cluster, make_config, tmp_path):
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     master, env = cluster
     assert master.startswith("spark://127.0.0.1:")

@@ -56,7 +56,7 @@ def test_filter_rules_are_one_list():
     names = [n for n, _ in SIGNAL_COLUMNS]
     assert len(names) == len(set(names)) and [n for n, _ in T.FILTERED_COLUMNS][-len(names):] == names
     # Every signal a rule declares is measured on a kept document (and nothing undeclared is).
-    from spark_jobs.sample_crawl import text as TX
+    from sample_crawl import text as TX
     import random
 
     title, paras = TX.article(random.Random(3))

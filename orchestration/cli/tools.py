@@ -10,7 +10,7 @@ from pathlib import Path
 def cmd_sample_crawl(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from spark_jobs.sample_crawl import generate_crawl
+    from sample_crawl import generate_crawl
 
     with tqdm(total=args.pages, desc="pages", unit="page", file=sys.stderr) as bar:
         summary = generate_crawl(args.out, args.pages, seed=args.seed, pages_per_file=args.pages_per_file, progress=bar.update,

@@ -1,4 +1,4 @@
 """Deterministic synthetic crawls for the demo, tests and benchmarks."""
-from spark_jobs.sample_crawl.generator import generate_crawl
+from sample_crawl.generator import generate_crawl
 
 __all__ = ["generate_crawl"]

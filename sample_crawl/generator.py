@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from warcio.warcwriter import WARCWriter
 
-from spark_jobs.sample_crawl import text as T
+from sample_crawl import text as T
 from storage.tables import REFERENCE_CORPUS
 
 EVAL_SET = "eval_set.jsonl"
