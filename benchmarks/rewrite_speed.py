@@ -59,7 +59,7 @@ def pages(n: int, generated: bool = False) -> tuple[str, list[tuple[str, str]]]:
         got = low_scoring_pages(n)
         return (f"the {len(got)} lowest-scoring English pages of ../shared/data (signals {got[0][2]:.3f}..{got[-1][2]:.3f})",
                 [(i, t) for i, t, _ in got])
-    from spark_jobs.sample_crawl.text import article
+    from sample_crawl.text import article
 
     rng = random.Random(0)
     out = []
