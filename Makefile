@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dedup_quality.py
 	$(BIN)/python benchmarks/scorer_quality.py
 	$(BIN)/python benchmarks/rewrite_quality.py
+	$(BIN)/python benchmarks/rewrite_speed.py
 	$(BIN)/python benchmarks/quality_signal_study.py
 	$(BIN)/python benchmarks/decontam_throughput.py --docs 200000
 	$(BIN)/python benchmarks/audit_latency.py --crawls 3 --pages 20000
