@@ -359,7 +359,9 @@ def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, sc
     t0 = time.time()
     emb = _read_dir(emb_dir, EMBEDDING_SCHEMA)
     sig = ds.dataset(sigs_dir, format="parquet").to_table(columns=["doc_id", "quality", "warc_date"])
-    info = emb.select(["doc_id", "embedding"]).join(sig, "doc_id").sort_by("doc_id")
+    emb = emb.sort_by("doc_id")  # Arrow joins do not carry list columns: aligned by position
+    at = {d: i for i, d in enumerate(sig.column("doc_id").to_pylist())}
+    info = sig.take(pa.array([at[d] for d in emb.column("doc_id").to_pylist()], pa.int64())).append_column("embedding", emb.column("embedding"))
     prev = None
     if earlier is not None:
         # Earlier crawls' kept documents embedded by the same model (a model's vectors are not
