@@ -28,8 +28,7 @@ from storage import tables as T
 from storage.delta_table import current_version, open_table, table_exists
 from quality.plots import cluster_sizes_png, cluster_sizes_table, markdown_image
 from quality.suites import accounting_row, deduplicated_gate
-from documents.semantic import prepare_model
-from spark_jobs.dedup_job import OutputDirs, deduplicate
+from spark_jobs.dedup_job import OutputDirs, deduplicate, embedding_model
 from spark_jobs.spark_io import read_table
 
 SPEC = StageSpec(
@@ -79,7 +78,7 @@ def work(ctx: StageContext) -> Outcome:
             earlier_texts = read_table(spark, lh.uri(SPEC.name), dedup_version).where(F.col("crawl_id").isin(earlier_crawls)).select("doc_id", "text")
             ctx.read_input(SPEC.name, dedup_version)
     # Resolved (and on first use distilled, then cached) once, here, before any task starts.
-    model = prepare_model(opts.semantic) if opts.semantic.enabled else None
+    model = embedding_model(opts.semantic) if opts.semantic.enabled else None
     ctx.log.info(
         f"filtered v{docs.version}: {docs.rows} documents; compared with {len(earlier_crawls)} earlier crawls "
         f"(LSH {opts.bands}×{opts.rows}, threshold ≈ {opts.lsh_threshold:.2f}, verify={opts.verify}; semantic: "

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from documents.minhash import DedupOptions, band_keys, exact_hashes, exact_jaccards, minhash, shingles, words
-from documents.semantic import ModelSpec, embed, prepare_model, semantic_duplicates
+from documents.semantic import ModelSpec, SemanticOptions, embed, prepare_model, semantic_duplicates
 from spark_jobs.filter_job import plan_units
 from storage.tables import CLUSTER_COLUMNS, DEDUP, DEDUPLICATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS, SIGNATURE_COLUMNS
 
@@ -279,6 +279,28 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
             .join(prev.select("exact_hash"), "exact_hash", "left_semi").count()
         )
     stats.seconds["assemble"] = time.time() - t0
+
+
+# ---- the semantic pass's model --------------------------------------------------------------------
+
+BACKGROUND_DOCUMENTS = 500  # generated English articles whose mean static embedding is the background
+
+
+def embedding_model(o: SemanticOptions) -> ModelSpec:
+    """The semantic pass's model, resolved (and distilled at first use) once, by the driver, with
+    its background: the mean embedding of generated English articles (``sample_crawl.text``: fixed
+    seed, so every run and every crawl subtracts the same vector; see ``ModelSpec.with_background``)."""
+    import random
+
+    from spark_jobs.sample_crawl import text as sample_text
+
+    spec = prepare_model(o)
+    rng = random.Random(0)
+    generic = []
+    for _ in range(BACKGROUND_DOCUMENTS):
+        title, paras = sample_text.article(rng)
+        generic.append(title + "\n\n" + "\n\n".join(paras))
+    return spec.with_background(generic)
 
 
 # ---- pass 2b: semantic ---------------------------------------------------------------------------
@@ -534,7 +556,7 @@ def deduplicate(spark, paths: list[str], o: DedupOptions, scratch: str, out: Out
     cluster_documents(spark, sigs, earlier, texts, earlier_texts, o, decisions_dir, stats)
     emb_dir = None
     if o.semantic.enabled:
-        model = model or prepare_model(o.semantic)
+        model = model or embedding_model(o.semantic)
         decisions_dir, emb_dir = semantic_pass(spark, ids, units, sigs_dir, decisions_dir, scratch, o, model, earlier, stats)
 
     t0 = time.time()
