@@ -239,10 +239,91 @@ def _raw(texts: Sequence[str | None], spec: ModelSpec, batch_size: int = 64) -> 
         dim = model.dim if spec.kind == "static" else model.get_sentence_embedding_dimension()
         return np.zeros((0, dim), np.float32)
     if spec.kind == "static":
-        v = model.encode(texts, max_length=None, use_multiprocessing=False, normalize=False)
+        v = static_mean(model, texts)
     else:
         v = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=False)
     return np.asarray(v, np.float32)
+
+
+def static_mean(model, texts: Sequence[str]) -> np.ndarray:
+    """A static model's mean token vector of each whole text, as ``StaticModel.encode`` computes
+    it (no truncation, unknown tokens dropped), but each distinct whitespace-separated word is
+    tokenized once per process (``_WordVectors``): the BERT pre-tokenizer never joins across
+    whitespace, so a text's tokens are its words' tokens in order, and words repeat (Zipf). Sums are
+    sparse products (documents × words) · (words × dims), in float32."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from scipy.sparse import csr_matrix
+
+    n = len(texts)
+    cache = _word_vectors(model)
+    lists = pc.utf8_split_whitespace(pa.array(texts, pa.string()))
+    flat = lists.flatten()
+    if len(flat) == 0:
+        return np.zeros((n, cache.dim), np.float32)
+    enc = pc.dictionary_encode(flat)
+    rows, lens = cache.lookup(enc.dictionary.to_pylist())
+    offsets = lists.offsets.to_numpy()
+    counts = csr_matrix((np.ones(len(flat), np.float32), (np.repeat(np.arange(n), np.diff(offsets)), enc.indices.to_numpy())),
+                        shape=(n, len(rows)))
+    tokens = counts @ lens
+    sums = np.asarray(counts @ rows, np.float32)
+    return np.divide(sums, tokens[:, None], out=np.zeros_like(sums), where=tokens[:, None] > 0)
+
+
+class _WordVectors:
+    """word → (sum of its tokens' vectors, its token count), filled as words are first seen;
+    emptied past ``limit`` words (a quarter GiB at 256 dims)."""
+
+    def __init__(self, model, limit: int = 250_000) -> None:
+        e = np.asarray(model.embedding, np.float32)  # stored float16
+        self.table = e[model.token_mapping] if model.token_mapping is not None else e
+        self.weights = None if model.weights is None else np.asarray(model.weights, np.float32)
+        self.model, self.limit, self.dim = model, limit, self.table.shape[1]
+        self._clear()
+
+    def _clear(self) -> None:
+        self.index: dict[str, int] = {}
+        self.sums = np.zeros((1024, self.dim), np.float32)
+        self.lens = np.zeros(1024, np.float32)
+
+    def lookup(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.index) + len(words) > self.limit:
+            self._clear()
+        missing = [w for w in dict.fromkeys(words) if w not in self.index]
+        if missing:
+            self._add(missing)
+        at = np.fromiter((self.index[w] for w in words), np.int64, len(words))
+        return self.sums[at], self.lens[at]
+
+    def _add(self, words: list[str]) -> None:
+        unk = self.model.unk_token_id
+        ids = [[t for t in e.ids if t != unk] for e in self.model.tokenizer.encode_batch_fast(words, add_special_tokens=False)]
+        lens = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+        flat = np.fromiter((t for x in ids for t in x), np.int64, int(lens.sum()))
+        vectors = self.table[flat]
+        if self.weights is not None:
+            vectors = vectors * self.weights[flat][:, None]
+        from scipy.sparse import csr_matrix
+
+        owner = csr_matrix((np.ones(len(flat), np.float32), (np.repeat(np.arange(len(words)), lens), np.arange(len(flat)))),
+                           shape=(len(words), len(flat)))
+        sums = np.asarray(owner @ vectors, np.float32)
+        start = len(self.index)
+        need = start + len(words)
+        if need > len(self.lens):
+            size = max(need, 2 * len(self.lens))
+            self.sums = np.concatenate([self.sums, np.zeros((size - len(self.lens), self.dim), np.float32)])
+            self.lens = np.concatenate([self.lens, np.zeros(size - len(self.lens), np.float32)])
+        self.sums[start:need], self.lens[start:need] = sums, lens
+        self.index.update((w, start + i) for i, w in enumerate(words))
+
+
+def _word_vectors(model) -> _WordVectors:
+    cache = getattr(model, "_sluice_words", None)
+    if cache is None:
+        cache = model._sluice_words = _WordVectors(model)
+    return cache
 
 
 def normalise(v: np.ndarray) -> np.ndarray:
