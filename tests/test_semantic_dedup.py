@@ -128,6 +128,19 @@ def test_earlier_crawl_keeps_its_document(tiny_model):
     assert r.removed == {}
 
 
+def test_static_vectors_equal_model2vec_encode(tiny_model):
+    """Tokenizing each distinct word once gives StaticModel.encode's mean vectors, for any batching."""
+    from documents.semantic import _load, static_mean
+
+    model = _load("static", tiny_model.path)
+    texts = articles(3) + ["", "héllo wörld ... «quoted» 東京 text!!", "end. end.end  tabs\tand\nlines"]
+    ref = np.asarray(model.encode(texts, max_length=None, use_multiprocessing=False, normalize=False), np.float32)
+    ours = static_mean(model, texts)
+    assert np.allclose(ours, ref, atol=1e-3 * np.abs(ref).max())
+    again = np.concatenate([static_mean(model, texts[:2]), static_mean(model, texts[2:])])
+    assert np.allclose(again, ours, atol=1e-6)
+
+
 def test_thresholds_default_by_model():
     o = SemanticOptions()
     assert o.threshold_for("static") != o.threshold_for("full")
@@ -135,6 +148,7 @@ def test_thresholds_default_by_model():
     assert SemanticOptions(model="static").resolved_model() == "static"
 
 
+@pytest.mark.shared_data
 def test_distilled_model_is_faithful_on_real_pages():
     """The default model (distilled at first use) on planted republications of real pages: found
     above the default threshold, while unrelated real pages stay below it. Runs only where the
@@ -148,7 +162,7 @@ def test_distilled_model_is_faithful_on_real_pages():
         pytest.skip("the distilled static model is not cached on this machine (made at the pipeline's first semantic pass)")
     from benchmarks.semantic_dedup import planted_corpus
 
-    ids, texts, truth = planted_corpus(40, pages=pages)
+    ids, texts, truth = planted_corpus(25, pages=pages, max_files=300)  # about 50 English articles
     spec = embedding_model(SemanticOptions(model="static"))
     assert spec.threshold == STATIC_THRESHOLD
     v = embed(texts, spec)
