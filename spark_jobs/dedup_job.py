@@ -337,14 +337,14 @@ def _list_array(v: np.ndarray) -> pa.ListArray:
 
 
 def _read_dir(path: str, schema: pa.Schema) -> pa.Table:
-    """A Spark-written Parquet folder through Arrow (its ``_SUCCESS`` marker is skipped); empty when it has no rows."""
+    """A Spark-written Parquet folder partitioned by ``unit``, through Arrow; empty when it has no rows."""
     import os
 
     import pyarrow.dataset as ds
 
-    if not os.path.isdir(path) or not any(f.endswith(".parquet") for f in os.listdir(path)):
+    if not os.path.isdir(path) or not any(f.startswith("unit=") for f in os.listdir(path)):
         return schema.empty_table()
-    return ds.dataset(path, format="parquet").to_table(columns=schema.names).cast(schema)
+    return ds.dataset(path, format="parquet", partitioning="hive").to_table(columns=schema.names).cast(schema)
 
 
 def _ranks(t: pa.Table) -> list[tuple]:
@@ -375,7 +375,7 @@ def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, sc
     t0 = time.time()
     emb_dir = f"{scratch}/embeddings"
     fn = partial(_embedding_tasks, units=units, decisions_dir=decisions_dir, spec_json=spec.to_json(), batch_size=o.semantic.batch_size)
-    ids.mapInArrow(fn, from_arrow_schema(EMBEDDING_SCHEMA)).write.mode("overwrite").parquet(emb_dir)
+    ids.mapInArrow(fn, from_arrow_schema(EMBEDDING_SCHEMA)).write.mode("overwrite").partitionBy("unit").parquet(emb_dir)
     stats.seconds["embed"] = time.time() - t0
 
     t0 = time.time()
@@ -385,7 +385,9 @@ def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, sc
     at = {d: i for i, d in enumerate(sig.column("doc_id").to_pylist())}
     info = sig.take(pa.array([at[d] for d in emb.column("doc_id").to_pylist()], pa.int64())).append_column("embedding", emb.column("embedding"))
     prev = None
-    if earlier is not None:
+    if earlier is not None and "embedding_model" not in earlier.columns:  # an index written before the semantic pass
+        stats.earlier_other_model = stats.earlier_docs
+    elif earlier is not None:
         # Earlier crawls' kept documents embedded by the same model (a model's vectors are not
         # comparable with another's); their embeddings are read, never recomputed.
         same = F.col("embedding_model") == F.lit(spec.name)
@@ -453,8 +455,8 @@ def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir:
             by_id = {d: i for i, d in enumerate(dec.column("doc_id").to_pylist())}
             sig_by_id = {d: i for i, d in enumerate(sig.column("doc_id").to_pylist())}
             emb = None
-            if emb_dir is not None and os.path.isdir(emb_dir) and any(f.endswith(".parquet") for f in os.listdir(emb_dir)):
-                emb = ds.dataset(emb_dir, format="parquet").to_table(filter=pc.field("unit") == unit, columns=["doc_id", "embedding"])
+            if emb_dir is not None and os.path.isdir(os.path.join(emb_dir, f"unit={unit}")):
+                emb = ds.dataset(os.path.join(emb_dir, f"unit={unit}"), format="parquet").to_table(columns=["doc_id", "embedding"])
             docs_in = 0
             with TaskOutputs(targets, unit) as out:
                 for path, row_group in units[unit]:
