@@ -1,19 +1,23 @@
-"""``deduplicated`` (silver): one document per exact or near-duplicate cluster, across every crawl
-deduplicated so far.
+"""``deduplicated`` (silver): one document per exact, near- or semantic-duplicate cluster, across
+every crawl deduplicated so far.
 
 Reads the pinned ``filtered`` version of the partition and the signature index of the crawls
 deduplicated before this one (``dedup_signatures``, never recomputed). Stages four tables, each a
 partition replace (re-running a crawl is idempotent), published together when the gate passes:
-``deduplicated``, ``dedup_clusters``, ``dedup_signatures`` (the kept documents' MinHash band keys,
-for later crawls) and ``rejections`` (stage ``dedup``: reason exact or near, the kept document's id,
-the estimated Jaccard).
+``deduplicated``, ``dedup_clusters``, ``dedup_signatures`` (the kept documents' MinHash band keys
+and embeddings, for later crawls) and ``rejections`` (stage ``dedup``: reason exact, near or
+semantic, the kept document's id, the estimated Jaccard or the cosine similarity).
+
+Three passes: exact hashes, MinHash-LSH, then semantic (embeddings, k-means, cosine ≥ threshold;
+``dedup.semantic``). The semantic pass is a pass of this stage rather than a stage of its own: it
+needs the same crawl order, keep policy, cluster table and cross-crawl index, and one gate then
+checks the three together.
 
 Crawls are ordered by when they were first deduplicated (``seq`` in the index): a crawl is
 compared with the crawls before it, so a re-run of an old crawl gives the same result as its
 first run, and later crawls never remove documents an earlier one kept.
 """
 
-import shutil
 
 import pyarrow as pa
 from dagster import MetadataValue
@@ -23,7 +27,7 @@ from storage import tables as T
 from storage.delta_table import current_version, open_table, table_exists
 from quality.plots import cluster_sizes_png, cluster_sizes_table, markdown_image
 from quality.suites import accounting_row, deduplicated_gate
-from spark_jobs.dedup_job import OutputDirs, deduplicate
+from spark_jobs.dedup_job import OutputDirs, deduplicate, embedding_model
 from spark_jobs.spark_io import read_table
 
 SPEC = StageSpec(
@@ -72,22 +76,24 @@ def work(ctx: StageContext) -> Outcome:
             dedup_version = current_version(lh.uri(SPEC.name))
             earlier_texts = read_table(spark, lh.uri(SPEC.name), dedup_version).where(F.col("crawl_id").isin(earlier_crawls)).select("doc_id", "text")
             ctx.read_input(SPEC.name, dedup_version)
+    # Resolved (and on first use distilled, then cached) once, here, before any task starts.
+    model = embedding_model(opts.semantic) if opts.semantic.enabled else None
     ctx.log.info(
         f"filtered v{docs.version}: {docs.rows} documents; compared with {len(earlier_crawls)} earlier crawls "
-        f"(LSH {opts.bands}×{opts.rows}, threshold ≈ {opts.lsh_threshold:.2f}, verify={opts.verify})"
+        f"(LSH {opts.bands}×{opts.rows}, threshold ≈ {opts.lsh_threshold:.2f}, verify={opts.verify}; semantic: "
+        + (f"{model.name}, cosine ≥ {model.threshold:.2f})" if model else "off)")
     )
-    scratch = lh.folder(T.SCRATCH, SPEC.name, f"{ctx.crawl_id}-{ctx.dagster.run_id[:8]}")
-    try:
+    if model:
+        ctx.run.log_params({"semantic_model": model.name, "semantic_threshold": model.threshold})
+    with ctx.scratch() as scratch:
         stats = deduplicate(
             spark, docs.paths, opts, str(scratch),
             OutputDirs(*(ctx.output(t.name).staging_uri for t in SPEC.outputs)),
-            seq, ctx.dagster.run_id, earlier=earlier, earlier_texts=earlier_texts,
+            seq, ctx.dagster.run_id, earlier=earlier, earlier_texts=earlier_texts, model=model,
         )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     kept, rejected = ctx.output(SPEC.name).staged_rows(), ctx.output("rejections").staged_rows()
     ctx.log.info(
-        f"{kept} kept, {stats.exact_removed} exact and {stats.near_removed} near duplicates removed; "
+        f"{kept} kept, {stats.exact_removed} exact, {stats.near_removed} near and {stats.semantic_removed} semantic duplicates removed; "
         f"{stats.candidate_pairs} candidate pairs, {stats.verified_pairs} verified, {stats.clusters} clusters ({stats.cc_rounds} component rounds)"
     )
     # Checked on the staged tables, independently of the job's own bookkeeping.
@@ -97,7 +103,10 @@ def work(ctx: StageContext) -> Outcome:
     without_kept = (ctx.staged(T.DEDUP_CLUSTERS.name).select("cluster_id").distinct()
                     .join(known.withColumnRenamed("doc_id", "cluster_id"), "cluster_id", "left_anti").count())
     reasons = {k: v for k, v in {f"{T.DEDUP}.exact": stats.exact_removed, f"{T.DEDUP}.near": stats.near_removed,
-                                 f"{T.DEDUP}.missing_kept": stats.missing_kept}.items() if v}
+                                 f"{T.DEDUP}.semantic": stats.semantic_removed, f"{T.DEDUP}.missing_kept": stats.missing_kept}.items() if v}
+    if stats.earlier_other_model:
+        ctx.log.warning(f"{stats.earlier_other_model} documents kept by earlier crawls have no embedding by {stats.semantic_model} "
+                        "(another model, or the semantic pass was off): not compared semantically")
     plot = cluster_sizes_png(stats.cluster_sizes, f"duplicate clusters — {ctx.crawl_id}", ctx.report_path())
     return Outcome(
         gate=deduplicated_gate(T.DEDUPLICATED.schema().names),
@@ -105,12 +114,18 @@ def work(ctx: StageContext) -> Outcome:
                     "clusters_without_kept": without_kept, "hash_clashes_with_earlier": stats.hash_clashes},
         documents_in=docs.rows,
         reasons=reasons,
-        metrics={"exact_removed": stats.exact_removed, "near_removed": stats.near_removed, "candidate_pairs": stats.candidate_pairs,
+        metrics={"exact_removed": stats.exact_removed, "near_removed": stats.near_removed, "semantic_removed": stats.semantic_removed,
+                 "semantic_pairs": stats.semantic_pairs, "semantic_clusters": stats.semantic_clusters,
+                 "earlier_embeddings": stats.earlier_embeddings, "candidate_pairs": stats.candidate_pairs,
                  "verified_pairs": stats.verified_pairs, "clusters": stats.clusters, "earlier_documents": stats.earlier_docs,
                  "cc_rounds": stats.cc_rounds, **{f"seconds.{k}": v for k, v in stats.seconds.items()}},
         metadata={
             "compared_with_crawls": MetadataValue.json(earlier_crawls),
-            "exact_removed": stats.exact_removed, "near_removed": stats.near_removed,
+            "exact_removed": stats.exact_removed, "near_removed": stats.near_removed, "semantic_removed": stats.semantic_removed,
+            "semantic_model": stats.semantic_model or "off",
+            "semantic_threshold": MetadataValue.float(stats.semantic_threshold) if stats.semantic_threshold is not None else MetadataValue.text("off"),
+            "semantic_kmeans_clusters": stats.semantic_clusters,
+            "earlier_without_embedding": stats.earlier_other_model,
             "candidate_pairs": stats.candidate_pairs, "verified_pairs": stats.verified_pairs, "clusters": stats.clusters,
             "seconds_by_pass": MetadataValue.json({k: round(v, 2) for k, v in stats.seconds.items()}),
             "cluster_sizes": MetadataValue.md(markdown_image(plot, "cluster sizes") + "\n\n" + cluster_sizes_table(stats.cluster_sizes)),

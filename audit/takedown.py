@@ -310,6 +310,8 @@ def promote(lake: Lake, w: Writer, p: Promotion, dedup: DedupOptions, keep_colum
         "doc_id": [new], "seq": pa.array([seq], pa.int64()), "exact_hash": pa.array(ex, pa.int64()), "quality": quality,
         "warc_date": row.column("warc_date"), "minhash": pa.array([sig[0].view(np.int32).tolist()], pa.list_(pa.int32())),
         "band_keys": pa.array([keys[0].tolist()], pa.list_(pa.int64())),
+        # Not embedded here: a promoted copy is not compared semantically by later crawls.
+        "embedding": pa.nulls(1, pa.list_(pa.float32())), "embedding_model": pa.nulls(1, pa.string()),
     })
     w.append(T.DEDUP_SIGNATURES.name, p.crawl_id, sig_t.cast(T.DEDUP_SIGNATURES.data_schema()), f"signature of promoted {new}")
     w.delete(T.REJECTIONS.name, {new})  # it is no longer a dropped duplicate

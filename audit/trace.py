@@ -50,6 +50,10 @@ def _rejection_text(r: dict[str, Any]) -> str:
     stage, reason, value, detail = r.get("stage"), r["reason"], r.get("value"), r.get("detail")
     if stage == T.INGEST:
         return f"rejected at ingest: {reason}" + (f" ({detail})" if detail else "") + f" — record in {r['warc_file']} at offset {r['warc_offset']}"
+    if stage == T.DEDUP and reason == f"{T.DEDUP}.semantic":
+        model = detail.split(";")[0].split(" by ", 1)[-1] if detail and " by " in detail else None
+        sim = f" (cosine similarity {value:.3f}" + (f", {model})" if model else ")") if value is not None else ""
+        return f"dropped as a semantic duplicate{sim}; the cluster kept {r.get('related_doc_id')}"
     if stage == T.DEDUP:
         kind = "exact" if reason.endswith("exact") else "near"
         sim = f" (Jaccard {value:.3f})" if value is not None else ""

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field, model_validator
 
+from documents.semantic import SemanticOptions
+
 # Characters trimmed from both ends of every word before hashing (ASCII and common typographic
 # punctuation): "end." and "end" are the same word, "don't" keeps its apostrophe.
 _PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«»“”„‘’‚…–—·•¡¿"
@@ -53,6 +55,8 @@ class DedupOptions(BaseModel):
     # linked as a star to their best-ranked member, which keeps the pair count linear.
     max_bucket_pairs: int = Field(16, ge=2)
     keep: KeepPolicy = Field(default_factory=KeepPolicy)
+    # The third pass, after exact and MinHash: embeddings, k-means, cosine (documents/semantic.py).
+    semantic: SemanticOptions = Field(default_factory=SemanticOptions)
 
     @model_validator(mode="after")
     def _check(self) -> "DedupOptions":

@@ -10,9 +10,14 @@ Three passes:
    document of each cluster chosen by the keep policy. Documents kept by earlier crawls come from
    the signature index and always stay kept. The decision per document is written to scratch,
    partitioned by the work unit that read it.
+   **Semantic** (``dedup.semantic``, after exact and MinHash): Python tasks embed the documents
+   still kept; the driver clusters their embeddings with those earlier crawls kept (read from the
+   index, never recomputed) and removes the within-cluster pairs above the cosine threshold
+   (``documents.semantic``); the decisions are rewritten with those removals.
 3. **Outputs** (Python tasks again, one per work unit): each task joins its row groups with its
    decisions and writes the kept documents, the rejections, the cluster rows and the signature
-   index rows of the kept documents straight into the four transactions' staging folders.
+   index rows (MinHash and embedding) of the kept documents straight into the four transactions'
+   staging folders.
 
 Everything is ordered by (earlier crawl first, higher quality, earlier date, smaller doc_id), so
 the result does not depend on partitioning or the number of cores.
@@ -30,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from documents.minhash import DedupOptions, band_keys, exact_hashes, exact_jaccards, minhash, shingles, words
+from documents.semantic import ModelSpec, SemanticOptions, embed, prepare_model, semantic_duplicates
 from spark_jobs.filter_job import plan_units
 from storage.tables import CLUSTER_COLUMNS, DEDUP, DEDUPLICATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS, SIGNATURE_COLUMNS
 
@@ -48,6 +54,8 @@ DECISION_SCHEMA = pa.schema([
     ("reason", pa.string()), ("jaccard", pa.float64()),
 ])
 SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("docs_in", pa.int64()), ("kept", pa.int64()), ("rejected", pa.int64())])
+EMBEDDING_SCHEMA = pa.schema([("unit", pa.int32()), ("doc_id", pa.string()), ("embedding", pa.list_(pa.float32()))])
+SEMANTIC = f"{STAGE}.semantic"
 
 
 # ---- pass 1: signatures --------------------------------------------------------------------------
@@ -99,6 +107,13 @@ class DedupStats:
     kept: int = 0
     exact_removed: int = 0
     near_removed: int = 0
+    semantic_removed: int = 0
+    semantic_model: str | None = None
+    semantic_threshold: float | None = None
+    semantic_clusters: int = 0  # k of the k-means
+    semantic_pairs: int = 0  # pairs at or above the threshold
+    earlier_embeddings: int = 0  # earlier kept documents compared (embedded by the same model)
+    earlier_other_model: int = 0  # earlier kept documents embedded by another model: not compared
     earlier_docs: int = 0
     candidate_pairs: int = 0
     verified_pairs: int = 0
@@ -266,10 +281,163 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     stats.seconds["assemble"] = time.time() - t0
 
 
+# ---- the semantic pass's model --------------------------------------------------------------------
+
+BACKGROUND_DOCUMENTS = 500  # generated English articles whose mean static embedding is the background
+
+
+def embedding_model(o: SemanticOptions) -> ModelSpec:
+    """The semantic pass's model, resolved (and distilled at first use) once, by the driver, with
+    its background: the mean embedding of generated English articles (``sample_crawl.text``: fixed
+    seed, so every run and every crawl subtracts the same vector; see ``ModelSpec.with_background``)."""
+    import random
+
+    from sample_crawl import text as sample_text
+
+    spec = prepare_model(o)
+    rng = random.Random(0)
+    generic = []
+    for _ in range(BACKGROUND_DOCUMENTS):
+        title, paras = sample_text.article(rng)
+        generic.append(title + "\n\n" + "\n\n".join(paras))
+    return spec.with_background(generic)
+
+
+# ---- pass 2b: semantic ---------------------------------------------------------------------------
+
+def _embedding_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir: str, spec_json: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Embeddings of the documents the exact and MinHash passes kept, unit by unit."""
+    import os
+
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    spec = ModelSpec.from_json(spec_json)
+    for ids in batches:
+        for unit in ids.column("id").to_pylist():
+            part_dir = os.path.join(decisions_dir, f"unit={unit}")
+            if not os.path.isdir(part_dir):
+                continue
+            dec = ds.dataset(part_dir, format="parquet").to_table(columns=["doc_id", "kept"])
+            kept = pa.array(dec.filter(dec.column("kept")).column("doc_id").to_pylist(), pa.string())
+            for path, row_group in units[unit]:
+                t = pq.ParquetFile(path).read_row_group(row_group, columns=["doc_id", "text"])
+                t = t.filter(pc.is_in(t.column("doc_id"), value_set=kept))
+                for start in range(0, t.num_rows, 1024):
+                    part = t.slice(start, 1024)
+                    v = embed(part.column("text").to_pylist(), spec, batch_size)
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array(np.full(part.num_rows, unit, np.int32)), part.column("doc_id").combine_chunks(), _list_array(v)],
+                        schema=EMBEDDING_SCHEMA)
+
+
+def _list_array(v: np.ndarray) -> pa.ListArray:
+    n, dim = v.shape
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32)), pa.array(v.astype(np.float32).ravel()))
+
+
+def _read_dir(path: str, schema: pa.Schema) -> pa.Table:
+    """A Spark-written Parquet folder partitioned by ``unit``, through Arrow; empty when it has no rows."""
+    import os
+
+    import pyarrow.dataset as ds
+
+    if not os.path.isdir(path) or not any(f.startswith("unit=") for f in os.listdir(path)):
+        return schema.empty_table()
+    return ds.dataset(path, format="parquet", partitioning="hive").to_table(columns=schema.names).cast(schema)
+
+
+def _ranks(t: pa.Table) -> list[tuple]:
+    """The keep order of ``_rank`` as Python tuples: best quality, earliest date, smallest id."""
+    q = [float("inf") if x is None else -x for x in t.column("quality").to_pylist()]
+    dates = pc.fill_null(t.column("warc_date").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()), np.iinfo(np.int64).max).to_pylist()
+    return list(zip(q, dates, t.column("doc_id").to_pylist()))
+
+
+def _vectors(t: pa.Table) -> np.ndarray:
+    col = t.column("embedding").combine_chunks()
+    if len(col) == 0:
+        return np.zeros((0, 0), np.float32)
+    return col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), -1)
+
+
+def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, scratch: str, o: DedupOptions, spec: ModelSpec,
+                  earlier, stats: DedupStats) -> tuple[str, str]:
+    """Embed the documents still kept, find semantic duplicates among them and against the
+    earlier crawls' kept documents, and rewrite the decisions: (decisions folder, embeddings folder)."""
+    import time
+
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    t0 = time.time()
+    emb_dir = f"{scratch}/embeddings"
+    fn = partial(_embedding_tasks, units=units, decisions_dir=decisions_dir, spec_json=spec.to_json(), batch_size=o.semantic.batch_size)
+    ids.mapInArrow(fn, from_arrow_schema(EMBEDDING_SCHEMA)).write.mode("overwrite").partitionBy("unit").parquet(emb_dir)
+    stats.seconds["embed"] = time.time() - t0
+
+    t0 = time.time()
+    emb = _read_dir(emb_dir, EMBEDDING_SCHEMA)
+    sig = ds.dataset(sigs_dir, format="parquet").to_table(columns=["doc_id", "quality", "warc_date"])
+    emb = emb.sort_by("doc_id")  # Arrow joins do not carry list columns: aligned by position
+    at = {d: i for i, d in enumerate(sig.column("doc_id").to_pylist())}
+    info = sig.take(pa.array([at[d] for d in emb.column("doc_id").to_pylist()], pa.int64())).append_column("embedding", emb.column("embedding"))
+    prev = None
+    if earlier is not None and "embedding_model" not in earlier.columns:  # an index written before the semantic pass
+        stats.earlier_other_model = stats.earlier_docs
+    elif earlier is not None:
+        # Earlier crawls' kept documents embedded by the same model (a model's vectors are not
+        # comparable with another's); their embeddings are read, never recomputed.
+        same = F.col("embedding_model") == F.lit(spec.name)
+        prev = earlier.where(same & F.col("embedding").isNotNull()).select("doc_id", "quality", "warc_date", "embedding").toArrow()
+        prev = prev.sort_by("doc_id")
+        stats.earlier_embeddings = prev.num_rows
+        stats.earlier_other_model = stats.earlier_docs - prev.num_rows
+    result = semantic_duplicates(
+        info.column("doc_id").to_pylist(), _ranks(info), _vectors(info),
+        prev.column("doc_id").to_pylist() if prev is not None else (), _ranks(prev) if prev is not None else (),
+        _vectors(prev) if prev is not None and prev.num_rows else None, threshold=spec.threshold, o=o.semantic)
+    stats.semantic_model, stats.semantic_threshold = spec.name, spec.threshold
+    stats.semantic_clusters, stats.semantic_pairs = result.clusters, result.pairs
+    stats.semantic_removed = len(result.removed)
+    if not result.removed:
+        stats.seconds["semantic"] = time.time() - t0
+        return decisions_dir, emb_dir
+
+    # Removed documents point at their kept partner; the documents MinHash had put in a removed
+    # document's cluster follow it into the partner's cluster.
+    dec = ds.dataset(decisions_dir, format="parquet", partitioning="hive").to_table()
+    size_of = dict(zip(dec.column("cluster_id").to_pylist(), dec.column("cluster_size").to_pylist()))
+    merged: dict[str, int] = {}
+    for r, (p, _) in sorted(result.removed.items()):
+        merged[p] = merged.get(p, size_of.get(p, 1)) + size_of.get(r, 1)
+    rows = dec.to_pydict()
+    for i, d in enumerate(rows["doc_id"]):
+        if d in result.removed:
+            p, cos = result.removed[d]
+            rows["kept"][i], rows["cluster_id"][i], rows["reason"][i], rows["jaccard"][i] = False, p, SEMANTIC, cos
+        elif rows["cluster_id"][i] in result.removed:
+            rows["cluster_id"][i] = result.removed[rows["cluster_id"][i]][0]
+        if rows["cluster_id"][i] in merged:
+            rows["cluster_size"][i] = merged[rows["cluster_id"][i]]
+    out = pa.table(rows).cast(pa.schema([*DECISION_SCHEMA, ("unit", dec.schema.field("unit").type)]))
+    new_dir = f"{scratch}/decisions-semantic"
+    pq.write_to_dataset(out, new_dir, partition_cols=["unit"])
+    kept = out.filter(out.column("kept"))
+    stats.kept = kept.num_rows
+    sizes = pc.value_counts(kept.column("cluster_size")).to_pylist()
+    stats.cluster_sizes = {int(x["values"]): int(x["counts"]) for x in sizes}
+    stats.clusters = sum(n for s, n in stats.cluster_sizes.items() if s > 1)
+    stats.seconds["semantic"] = time.time() - t0
+    return new_dir, emb_dir
+
+
 # ---- pass 3: outputs -----------------------------------------------------------------------------
 
 def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir: str, sigs_dir: str, dirs_json: str,
-                  seq: int, run_id: str) -> Iterator[pa.RecordBatch]:
+                  seq: int, run_id: str, emb_dir: str | None = None, model: str | None = None) -> Iterator[pa.RecordBatch]:
     import os
 
     import pyarrow.dataset as ds
@@ -286,12 +454,15 @@ def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir:
             sig = ds.dataset(sigs_dir, format="parquet").to_table(filter=pc.field("unit") == unit)
             by_id = {d: i for i, d in enumerate(dec.column("doc_id").to_pylist())}
             sig_by_id = {d: i for i, d in enumerate(sig.column("doc_id").to_pylist())}
+            emb = None
+            if emb_dir is not None and os.path.isdir(os.path.join(emb_dir, f"unit={unit}")):
+                emb = ds.dataset(os.path.join(emb_dir, f"unit={unit}"), format="parquet").to_table(columns=["doc_id", "embedding"])
             docs_in = 0
             with TaskOutputs(targets, unit) as out:
                 for path, row_group in units[unit]:
                     table = pq.ParquetFile(path).read_row_group(row_group)
                     docs_in += table.num_rows
-                    _write_unit(out, table, dec, by_id, sig, sig_by_id, seq, run_id)
+                    _write_unit(out, table, dec, by_id, sig, sig_by_id, seq, run_id, emb, model)
                 kept, rejected = out.rows["documents"], out.rows["rejected"]
             yield pa.RecordBatch.from_pylist([{"part": unit, "docs_in": docs_in, "kept": kept, "rejected": rejected}], schema=SUMMARY_SCHEMA)
 
@@ -305,7 +476,8 @@ def output_schemas() -> dict[str, pa.Schema]:
     }
 
 
-def _write_unit(out, table: pa.Table, dec: pa.Table, by_id: dict, sig: pa.Table, sig_by_id: dict, seq: int, run_id: str) -> None:
+def _write_unit(out, table: pa.Table, dec: pa.Table, by_id: dict, sig: pa.Table, sig_by_id: dict, seq: int, run_id: str,
+                emb: pa.Table | None = None, model: str | None = None) -> None:
     ids = table.column("doc_id").to_pylist()
     di = pa.array([by_id[d] for d in ids], pa.int64())
     si = pa.array([sig_by_id[d] for d in ids], pa.int64())
@@ -325,17 +497,25 @@ def _write_unit(out, table: pa.Table, dec: pa.Table, by_id: dict, sig: pa.Table,
     n = rd.num_rows
     out.write("rejected", pa.table({
         "doc_id": rd.column("doc_id"), "url": rs.column("url"), "reason": rd.column("reason"),
-        "detail": pa.array([f"cluster of {k}" for k in rd.column("cluster_size").to_pylist()], pa.string()),
+        "detail": pa.array([f"cosine {v:.3f} by {model}; cluster of {k}" if r == SEMANTIC else f"cluster of {k}"
+                            for r, v, k in zip(rd.column("reason").to_pylist(), rd.column("jaccard").to_pylist(),
+                                               rd.column("cluster_size").to_pylist())], pa.string()),
         "value": rd.column("jaccard"), "related_doc_id": rd.column("cluster_id"), "warc_file": rs.column("warc_file"),
         "warc_offset": rs.column("warc_offset"), "run_id": pa.array([run_id] * n, pa.string()),
     }).cast(out.schema("rejected")))
     in_cluster = pc.greater(d.column("cluster_size"), 1)
     out.write("clusters", d.filter(in_cluster).select([c for c, _ in CLUSTER_COLUMNS]).cast(out.schema("clusters")))
     ks = s.filter(kept_mask)
+    if emb is not None and emb.num_rows:
+        at = {d: i for i, d in enumerate(emb.column("doc_id").to_pylist())}
+        vectors = emb.column("embedding").take(pa.array([at.get(d) for d in ks.column("doc_id").to_pylist()], pa.int64()))
+    else:
+        vectors = pa.nulls(ks.num_rows, pa.list_(pa.float32()))
+    models = pa.array([model if v is not None else None for v in vectors.to_pylist()], pa.string()) if ks.num_rows else pa.array([], pa.string())
     out.write("index", pa.table({
         "doc_id": ks.column("doc_id"), "seq": pa.array([seq] * ks.num_rows, pa.int64()), "exact_hash": ks.column("exact_hash"),
         "quality": ks.column("quality"), "warc_date": ks.column("warc_date"), "minhash": ks.column("minhash"),
-        "band_keys": ks.column("band_keys"),
+        "band_keys": ks.column("band_keys"), "embedding": vectors, "embedding_model": models,
     }).cast(out.schema("index")))
 
 
@@ -350,10 +530,11 @@ class OutputDirs:
 
 
 def deduplicate(spark, paths: list[str], o: DedupOptions, scratch: str, out: OutputDirs, seq: int, run_id: str,
-                earlier=None, earlier_texts=None, tasks: int | None = None) -> DedupStats:
+                earlier=None, earlier_texts=None, tasks: int | None = None, model: ModelSpec | None = None) -> DedupStats:
     """Deduplicate the documents of the given `filtered` Parquet files (a pinned snapshot's file
     list) against themselves and against ``earlier`` (index rows of earlier crawls), writing the
-    four outputs into the given staging folders."""
+    four outputs into the given staging folders. ``model``: the semantic pass's embedding model
+    (resolved from ``o.semantic`` when not given)."""
     import time
 
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -375,10 +556,15 @@ def deduplicate(spark, paths: list[str], o: DedupOptions, scratch: str, out: Out
     if earlier is not None:
         stats.earlier_docs = earlier.count()
     cluster_documents(spark, sigs, earlier, texts, earlier_texts, o, decisions_dir, stats)
+    emb_dir = None
+    if o.semantic.enabled:
+        model = model or embedding_model(o.semantic)
+        decisions_dir, emb_dir = semantic_pass(spark, ids, units, sigs_dir, decisions_dir, scratch, o, model, earlier, stats)
 
     t0 = time.time()
     dirs = {"documents": out.documents, "rejected": out.rejected, "clusters": out.clusters, "index": out.index}
-    fn = partial(_output_tasks, units=units, decisions_dir=decisions_dir, sigs_dir=sigs_dir, dirs_json=json.dumps(dirs), seq=seq, run_id=run_id)
+    fn = partial(_output_tasks, units=units, decisions_dir=decisions_dir, sigs_dir=sigs_dir, dirs_json=json.dumps(dirs), seq=seq, run_id=run_id,
+                 emb_dir=emb_dir, model=model.name if emb_dir else None)
     rows = ids.mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
     stats.seconds["outputs"] = time.time() - t0
     written_in = sum(r.docs_in for r in rows)

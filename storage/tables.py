@@ -147,6 +147,7 @@ CLUSTER_COLUMNS: Columns = [
 SIGNATURE_COLUMNS: Columns = [
     ("doc_id", pa.string()), ("seq", pa.int64()), ("exact_hash", pa.int64()), ("quality", pa.float64()),
     ("warc_date", _TS), ("minhash", pa.list_(pa.int32())), ("band_keys", pa.list_(pa.int64())),
+    ("embedding", pa.list_(pa.float32())), ("embedding_model", pa.string()),
 ]
 QUALITY_SCORED_COLUMNS: Columns = [("doc_id", pa.string()), ("model_uri", pa.string()), ("model_version", pa.string())]
 REWRITTEN_COLUMNS: Columns = [
@@ -202,7 +203,7 @@ DEDUP_CLUSTERS = TableSpec("dedup_clusters", CLUSTER_COLUMNS, _CRAWL, "deduplica
                            "cluster membership of the crawl's documents in clusters of two or more",
                            step=DEDUP, id_columns=_DOC, text_column=None, row_key=_DOC, traced=False, ref_columns=("cluster_id",))
 DEDUP_SIGNATURES = TableSpec("dedup_signatures", SIGNATURE_COLUMNS, _CRAWL, "deduplicated",
-                             "MinHash signature and band keys of every kept document (the index later crawls are checked against)",
+                             "MinHash signature, band keys and embedding of every kept document (the index later crawls are checked against)",
                              step=DEDUP, id_columns=_DOC, text_column=None, row_key=_DOC, traced=False)
 QUALITY_SCORED = TableSpec("quality_scored", QUALITY_SCORED_COLUMNS, _CRAWL, "quality_scored",
                            "one row per document, one score column per configured scorer", extra_columns=score_columns,
@@ -316,10 +317,11 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "url": "its URL",
         "reason": "why, as `<stage rule>.<signal>` (filter: `url.blocked_domain`, `extract.no_text`, `language.low_score`, "
                   "`gopher_rep.<signal>`, `gopher_quality.<signal>`, `c4.<rule>`, `fineweb.<signal>`; dedup: `dedup.exact`, "
-                  "`dedup.near`) or an ingest reason (`not_response`, `not_http`, `http_status`, `not_html`, `truncated`, "
+                  "`dedup.near`, `dedup.semantic`) or an ingest reason (`not_response`, `not_http`, `http_status`, `not_html`, `truncated`, "
                   "`too_large`, `decoded_too_large`, `unparseable`, `undecodable_body`, `empty_payload`, `unreadable`, `takedown`)",
         "detail": "what was seen (record type, status and redirect target, content type, error) or the bound crossed (`< 50`)",
-        "value": "the measured value of the rule that fired (e.g. the language score; dedup: the Jaccard estimate)",
+        "value": "the measured value of the rule that fired (e.g. the language score; dedup: the Jaccard estimate, "
+                 "or for `dedup.semantic` the cosine similarity of the two embeddings)",
         "related_doc_id": "dedup: the cluster's kept document",
         "warc_file": "the WARC file of the record",
         "warc_offset": "byte offset of the record in its WARC file",
@@ -337,8 +339,9 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "doc_id": "a document of the crawl in a cluster of two or more",
         "cluster_id": "the cluster (= its kept document's `doc_id`)",
         "kept": "whether this document is the cluster's kept copy",
-        "reason": "`dedup.exact` or `dedup.near` for a removed document",
-        "jaccard": "Jaccard similarity to the kept document, estimated from the two MinHash signatures",
+        "reason": "`dedup.exact`, `dedup.near` or `dedup.semantic` for a removed document",
+        "jaccard": "Jaccard similarity to the kept document, estimated from the two MinHash signatures "
+                   "(`dedup.semantic`: the cosine similarity of the two embeddings)",
         "cluster_size": "documents in the cluster, this crawl's and earlier crawls'",
         **_CRAWL_DOC,
     },
@@ -350,6 +353,8 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "warc_date": "WARC-Date (UTC)",
         "minhash": "MinHash signature (112 × int32)",
         "band_keys": "LSH band keys (14 × int64)",
+        "embedding": "unit embedding of the text (`dedup.semantic`; null when that pass was off)",
+        "embedding_model": "the model that made `embedding` (only embeddings of the same model are compared)",
         **_CRAWL_DOC,
     },
     "quality_scored": {

@@ -91,8 +91,16 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
     precision = sum(1 for a, b in removed_pairs if root(a) == root(b)) / len(removed_pairs)
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
 
-    # Every reported pair is really similar (verification); near-duplicates above 0.8 are found.
-    true_j = {(r["doc_id"], r["related_doc_id"]): exact_jaccard(by_id[r["doc_id"]]["text"], by_id[r["related_doc_id"]]["text"], 5) for r in rej}
+    # Every reported MinHash pair is really similar (verification); near-duplicates above 0.8 are found.
+    # (Semantic removals, the third pass, are compared by meaning, not shingles: test_semantic_dedup.py.)
+    semantic = [(url_of[r["doc_id"]], url_of[r["related_doc_id"]]) for r in rej if r["reason"] == "dedup.semantic"]
+    # The generated articles share a few templates and phrase lists, so two articles on one topic can
+    # reach the static model's threshold (0.946 for one pair of this crawl); on real pages no unrelated
+    # pair does (benchmarks/semantic_dedup.py). At most 1% of the documents.
+    false_semantic = [(a, b) for a, b in semantic if root(a) != root(b)]
+    assert len(false_semantic) <= 0.01 * len(docs_in), false_semantic
+    true_j = {(r["doc_id"], r["related_doc_id"]): exact_jaccard(by_id[r["doc_id"]]["text"], by_id[r["related_doc_id"]]["text"], 5)
+              for r in rej if r["reason"] != "dedup.semantic"}
     assert sum(1 for j in true_j.values() if j < 0.6) == 0
     ids_of = {}
     for d in docs_in:
@@ -102,11 +110,11 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
 
     # Rejection rows: reason, kept document (which exists and wins by the keep policy), Jaccard.
     for r in rej:
-        assert r["reason"] in ("dedup.exact", "dedup.near") and r["related_doc_id"] in kept_ids
+        assert r["reason"] in ("dedup.exact", "dedup.near", "dedup.semantic") and r["related_doc_id"] in kept_ids
         assert 0.0 < r["value"] <= 1.0 and (r["reason"] != "dedup.exact" or r["value"] == 1.0)
         me, winner = by_id[r["doc_id"]], by_id[r["related_doc_id"]]
         assert (-winner["language_score"], winner["warc_date"], winner["doc_id"]) < (-me["language_score"], me["warc_date"], me["doc_id"])
-    assert {r["reason"] for r in rej} == {"dedup.exact", "dedup.near"}
+    assert {r["reason"] for r in rej} >= {"dedup.exact", "dedup.near"}
     # Clusters: one kept document each, sizes agree with membership.
     members = {}
     for c in clusters:
