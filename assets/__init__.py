@@ -10,7 +10,9 @@ def stages() -> list[tuple[Any, Any]]:
     """(spec, work) of every stage, in pipeline order."""
     from assets import decontaminated, deduplicated, filtered, mixed, quality_classifier, quality_scored, raw_crawl, rewritten
 
-    return [(m.SPEC, m.work) for m in (raw_crawl, filtered, deduplicated, quality_classifier, quality_scored, rewritten, decontaminated, mixed)]
+    return [
+        (m.SPEC, m.work) for m in (raw_crawl, filtered, deduplicated, quality_classifier, quality_scored, rewritten, decontaminated, mixed)
+    ]
 
 
 def build_assets(config: Any) -> list:

@@ -14,13 +14,13 @@ import json
 
 from dagster import MetadataValue
 
-from audit.report import audit_table, render, write_report
-from quality.plots import markdown_image
 from assets.stage import Outcome, StageContext, StageSpec
+from audit.report import audit_table, render, write_report
 from documents.decontam import build_index
-from storage import tables as T
+from quality.plots import markdown_image
 from quality.suites import accounting_row, decontaminated_gate
 from spark_jobs.decontam_job import decontaminate
+from storage import tables as T
 
 SPEC = StageSpec(
     name="decontaminated",
@@ -54,18 +54,31 @@ def work(ctx: StageContext) -> Outcome:
     index = build_index(o)
     if not o.benchmarks:
         ctx.log.warning("no benchmarks under decontamination.benchmarks: documents are passed through unchecked")
-    ctx.log.info(f"benchmarks: {', '.join(f'{n} ({index.items[n]} items, {index.too_short[n]} too short)' for n in index.names) or 'none'}; "
-                 f"{index.ngrams} n-grams of sizes {index.sizes}")
+    ctx.log.info(
+        f"benchmarks: {', '.join(f'{n} ({index.items[n]} items, {index.too_short[n]} too short)' for n in index.names) or 'none'}; "
+        f"{index.ngrams} n-grams of sizes {index.sizes}"
+    )
     with ctx.scratch() as scratch:
-        stats = decontaminate(ctx.spark, {k: p.paths for k, p in inputs.items()}, index, o, str(scratch),
-                              ctx.output(SPEC.name).staging_uri, ctx.output("rejections").staging_uri, ctx.dagster.run_id)
+        stats = decontaminate(
+            ctx.spark,
+            {k: p.paths for k, p in inputs.items()},
+            index,
+            o,
+            str(scratch),
+            ctx.output(SPEC.name).staging_uri,
+            ctx.output("rejections").staging_uri,
+            ctx.dagster.run_id,
+        )
     docs_in = sum(p.rows for p in inputs.values())
     kept, rejected = ctx.output(SPEC.name).staged_rows(), ctx.output("rejections").staged_rows()
-    ctx.log.info(f"{docs_in} documents: {kept} kept, {rejected} removed as contaminated ({stats.by_benchmark}); "
-                 f"{len(stats.suppressed)} frequent benchmark n-grams suppressed (in > {stats.threshold:.0f} documents)")
+    ctx.log.info(
+        f"{docs_in} documents: {kept} kept, {rejected} removed as contaminated ({stats.by_benchmark}); "
+        f"{len(stats.suppressed)} frequent benchmark n-grams suppressed (in > {stats.threshold:.0f} documents)"
+    )
     report = ctx.report_path(".suppressed.json")
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps({"threshold_documents": stats.threshold, "suppressed": stats.suppressed}, indent=1))
+
     def crawl_audit(_commits) -> dict:
         """The last stage of a crawl: its funnel report (``sluice audit``) joins its metadata and run."""
         out = ctx.lakehouse.folder(T.REPORTS, "audit", ctx.crawl_id)
@@ -73,16 +86,23 @@ def work(ctx: StageContext) -> Outcome:
         for f in (summary["report"], *summary["plots"]):
             ctx.run.log_artifact(f, "audit")
         ctx.log.info(render(summary))
-        return {"audit_report": MetadataValue.path(summary["report"]), "funnel_conserved": summary["conserved"],
-                "crawl_funnel": MetadataValue.md(markdown_image(summary["plots"][0], "funnel") + "\n\n" + audit_table(summary))}
+        return {
+            "audit_report": MetadataValue.path(summary["report"]),
+            "funnel_conserved": summary["conserved"],
+            "crawl_funnel": MetadataValue.md(markdown_image(summary["plots"][0], "funnel") + "\n\n" + audit_table(summary)),
+        }
 
     return Outcome(
         gate=decontaminated_gate(T.DECONTAMINATED.schema().names, sorted(inputs)),
         accounting=accounting_row(docs_in, documents=kept, rejected=rejected),
         documents_in=docs_in,
         reasons={f"{T.DECONTAM}.{k}": v for k, v in stats.by_benchmark.items()},
-        metrics={"benchmark_ngrams": index.ngrams, "matched_documents": stats.matched_docs, "suppressed_ngrams": len(stats.suppressed),
-                 **{f"removed.{k}": v for k, v in stats.removed.items()}},
+        metrics={
+            "benchmark_ngrams": index.ngrams,
+            "matched_documents": stats.matched_docs,
+            "suppressed_ngrams": len(stats.suppressed),
+            **{f"removed.{k}": v for k, v in stats.removed.items()},
+        },
         metadata={
             "benchmarks": MetadataValue.json({n: {"items": index.items[n], "too_short": index.too_short[n]} for n in index.names}),
             "benchmark_ngrams": index.ngrams,

@@ -18,17 +18,16 @@ compared with the crawls before it, so a re-run of an old crawl gives the same r
 first run, and later crawls never remove documents an earlier one kept.
 """
 
-
 import pyarrow as pa
 from dagster import MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
-from storage import tables as T
-from storage.delta_table import current_version, open_table, table_exists
 from quality.plots import cluster_sizes_png, cluster_sizes_table, markdown_image
 from quality.suites import accounting_row, deduplicated_gate
 from spark_jobs.dedup_job import OutputDirs, deduplicate, embedding_model
 from spark_jobs.spark_io import read_table
+from storage import tables as T
+from storage.delta_table import current_version, open_table, table_exists
 
 SPEC = StageSpec(
     name="deduplicated",
@@ -74,7 +73,9 @@ def work(ctx: StageContext) -> Outcome:
         ctx.read_input(index_name, index_version)
         if opts.verify:
             dedup_version = current_version(lh.uri(SPEC.name))
-            earlier_texts = read_table(spark, lh.uri(SPEC.name), dedup_version).where(F.col("crawl_id").isin(earlier_crawls)).select("doc_id", "text")
+            earlier_texts = (
+                read_table(spark, lh.uri(SPEC.name), dedup_version).where(F.col("crawl_id").isin(earlier_crawls)).select("doc_id", "text")
+            )
             ctx.read_input(SPEC.name, dedup_version)
     # Resolved (and on first use distilled, then cached) once, here, before any task starts.
     model = embedding_model(opts.semantic) if opts.semantic.enabled else None
@@ -87,9 +88,16 @@ def work(ctx: StageContext) -> Outcome:
         ctx.run.log_params({"semantic_model": model.name, "semantic_threshold": model.threshold})
     with ctx.scratch() as scratch:
         stats = deduplicate(
-            spark, docs.paths, opts, str(scratch),
+            spark,
+            docs.paths,
+            opts,
+            str(scratch),
             OutputDirs(*(ctx.output(t.name).staging_uri for t in SPEC.outputs)),
-            seq, ctx.dagster.run_id, earlier=earlier, earlier_texts=earlier_texts, model=model,
+            seq,
+            ctx.dagster.run_id,
+            earlier=earlier,
+            earlier_texts=earlier_texts,
+            model=model,
         )
     kept, rejected = ctx.output(SPEC.name).staged_rows(), ctx.output("rejections").staged_rows()
     ctx.log.info(
@@ -100,33 +108,66 @@ def work(ctx: StageContext) -> Outcome:
     known = ctx.staged(SPEC.name).select("doc_id")
     if earlier is not None:
         known = known.unionByName(earlier.select("doc_id"))
-    without_kept = (ctx.staged(T.DEDUP_CLUSTERS.name).select("cluster_id").distinct()
-                    .join(known.withColumnRenamed("doc_id", "cluster_id"), "cluster_id", "left_anti").count())
-    reasons = {k: v for k, v in {f"{T.DEDUP}.exact": stats.exact_removed, f"{T.DEDUP}.near": stats.near_removed,
-                                 f"{T.DEDUP}.semantic": stats.semantic_removed, f"{T.DEDUP}.missing_kept": stats.missing_kept}.items() if v}
+    without_kept = (
+        ctx.staged(T.DEDUP_CLUSTERS.name)
+        .select("cluster_id")
+        .distinct()
+        .join(known.withColumnRenamed("doc_id", "cluster_id"), "cluster_id", "left_anti")
+        .count()
+    )
+    reasons = {
+        k: v
+        for k, v in {
+            f"{T.DEDUP}.exact": stats.exact_removed,
+            f"{T.DEDUP}.near": stats.near_removed,
+            f"{T.DEDUP}.semantic": stats.semantic_removed,
+            f"{T.DEDUP}.missing_kept": stats.missing_kept,
+        }.items()
+        if v
+    }
     if stats.earlier_other_model:
-        ctx.log.warning(f"{stats.earlier_other_model} documents kept by earlier crawls have no embedding by {stats.semantic_model} "
-                        "(another model, or the semantic pass was off): not compared semantically")
+        ctx.log.warning(
+            f"{stats.earlier_other_model} documents kept by earlier crawls have no embedding by {stats.semantic_model} "
+            "(another model, or the semantic pass was off): not compared semantically"
+        )
     plot = cluster_sizes_png(stats.cluster_sizes, f"duplicate clusters — {ctx.crawl_id}", ctx.report_path())
     return Outcome(
         gate=deduplicated_gate(T.DEDUPLICATED.schema().names),
-        accounting={**accounting_row(docs.rows, documents=kept, rejected=rejected),
-                    "clusters_without_kept": without_kept, "hash_clashes_with_earlier": stats.hash_clashes},
+        accounting={
+            **accounting_row(docs.rows, documents=kept, rejected=rejected),
+            "clusters_without_kept": without_kept,
+            "hash_clashes_with_earlier": stats.hash_clashes,
+        },
         documents_in=docs.rows,
         reasons=reasons,
-        metrics={"exact_removed": stats.exact_removed, "near_removed": stats.near_removed, "semantic_removed": stats.semantic_removed,
-                 "semantic_pairs": stats.semantic_pairs, "semantic_clusters": stats.semantic_clusters,
-                 "earlier_embeddings": stats.earlier_embeddings, "candidate_pairs": stats.candidate_pairs,
-                 "verified_pairs": stats.verified_pairs, "clusters": stats.clusters, "earlier_documents": stats.earlier_docs,
-                 "cc_rounds": stats.cc_rounds, **{f"seconds.{k}": v for k, v in stats.seconds.items()}},
+        metrics={
+            "exact_removed": stats.exact_removed,
+            "near_removed": stats.near_removed,
+            "semantic_removed": stats.semantic_removed,
+            "semantic_pairs": stats.semantic_pairs,
+            "semantic_clusters": stats.semantic_clusters,
+            "earlier_embeddings": stats.earlier_embeddings,
+            "candidate_pairs": stats.candidate_pairs,
+            "verified_pairs": stats.verified_pairs,
+            "clusters": stats.clusters,
+            "earlier_documents": stats.earlier_docs,
+            "cc_rounds": stats.cc_rounds,
+            **{f"seconds.{k}": v for k, v in stats.seconds.items()},
+        },
         metadata={
             "compared_with_crawls": MetadataValue.json(earlier_crawls),
-            "exact_removed": stats.exact_removed, "near_removed": stats.near_removed, "semantic_removed": stats.semantic_removed,
+            "exact_removed": stats.exact_removed,
+            "near_removed": stats.near_removed,
+            "semantic_removed": stats.semantic_removed,
             "semantic_model": stats.semantic_model or "off",
-            "semantic_threshold": MetadataValue.float(stats.semantic_threshold) if stats.semantic_threshold is not None else MetadataValue.text("off"),
+            "semantic_threshold": MetadataValue.float(stats.semantic_threshold)
+            if stats.semantic_threshold is not None
+            else MetadataValue.text("off"),
             "semantic_kmeans_clusters": stats.semantic_clusters,
             "earlier_without_embedding": stats.earlier_other_model,
-            "candidate_pairs": stats.candidate_pairs, "verified_pairs": stats.verified_pairs, "clusters": stats.clusters,
+            "candidate_pairs": stats.candidate_pairs,
+            "verified_pairs": stats.verified_pairs,
+            "clusters": stats.clusters,
             "seconds_by_pass": MetadataValue.json({k: round(v, 2) for k, v in stats.seconds.items()}),
             "cluster_sizes": MetadataValue.md(markdown_image(plot, "cluster sizes") + "\n\n" + cluster_sizes_table(stats.cluster_sizes)),
             "cluster_sizes_png": MetadataValue.path(str(plot)),

@@ -10,10 +10,10 @@ from dagster import MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.rules import RULES, STAGES
-from storage import tables as T
 from quality.plots import funnel_png, funnel_table, markdown_image
 from quality.suites import accounting_row, filtered_gate
 from spark_jobs.filter_job import filter_documents
+from storage import tables as T
 
 SPEC = StageSpec(
     name="filtered",
@@ -45,8 +45,9 @@ def work(ctx: StageContext) -> Outcome:
     opts = ctx.options["filter"]
     raw = ctx.pin("raw_crawl")
     ctx.log.info(f"raw_crawl v{raw.version}: {raw.rows} documents in {len(raw.files)} files")
-    summary = filter_documents(ctx.spark, raw.paths, opts, ctx.output("filtered").staging_uri,
-                               ctx.output("rejections").staging_uri, ctx.dagster.run_id)
+    summary = filter_documents(
+        ctx.spark, raw.paths, opts, ctx.output("filtered").staging_uri, ctx.output("rejections").staging_uri, ctx.dagster.run_id
+    )
     kept, rejected = ctx.output("filtered").staged_rows(), ctx.output("rejections").staged_rows()
     ctx.log.info(f"filtered {summary.docs_in} documents: {kept} kept, {rejected} rejected")
     steps = funnel_steps(raw.rows, summary.reasons)

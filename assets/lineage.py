@@ -47,9 +47,7 @@ def _verdict(mv) -> str:
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -65,7 +63,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 @dataclass
 class StageRun:
-    lineage: "LineageResource"
+    lineage: LineageResource
     run_id: str
     started: float = field(default_factory=time.time)
 
@@ -169,8 +167,9 @@ class LineageResource(ConfigurableResource):
             with self._store_lock():
                 exp = client.get_experiment_by_name(self.experiment)
                 if exp is None:
-                    self._experiment_id = client.create_experiment(self.experiment, artifact_location=self.artifact_root or None,
-                                                                   tags={NOTE_TAG: EXPERIMENT_NOTE})
+                    self._experiment_id = client.create_experiment(
+                        self.experiment, artifact_location=self.artifact_root or None, tags={NOTE_TAG: EXPERIMENT_NOTE}
+                    )
                 else:
                     self._experiment_id = exp.experiment_id
                     if not exp.tags.get(NOTE_TAG):
@@ -179,7 +178,9 @@ class LineageResource(ConfigurableResource):
 
     def _find_parent(self, dagster_run_id: str) -> str | None:
         found = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and tags.`sluice.level` = 'dagster_run'", max_results=1
+            [self.experiment_id],
+            filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and tags.`sluice.level` = 'dagster_run'",
+            max_results=1,
         )
         return found[0].info.run_id if found else None
 
@@ -195,13 +196,25 @@ class LineageResource(ConfigurableResource):
             run_name=f"{job}[{key}]-{dagster_run_id[:8]}" if job else f"dagster-{dagster_run_id[:8]}",
             tags={DAGSTER_RUN_TAG: dagster_run_id, "sluice.level": "dagster_run", "sluice.git_sha": git_sha(), **tags},
         )
-        params = {"dagster_run_id": dagster_run_id, "job": job, "partition": key, "config_hash": tags.get("sluice.config_hash", ""),
-                  "git_sha": git_sha()}
+        params = {
+            "dagster_run_id": dagster_run_id,
+            "job": job,
+            "partition": key,
+            "config_hash": tags.get("sluice.config_hash", ""),
+            "git_sha": git_sha(),
+        }
         StageRun(self, run.info.run_id).log_params({k: v for k, v in params.items() if v})
         return run.info.run_id
 
-    def start_stage(self, dagster_run_id: str, asset: str, partition: str | None, tags: dict[str, str] | None = None,
-                    description: str = "", parent_tags: dict[str, str] | None = None) -> StageRun:
+    def start_stage(
+        self,
+        dagster_run_id: str,
+        asset: str,
+        partition: str | None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+        parent_tags: dict[str, str] | None = None,
+    ) -> StageRun:
         parent = self.parent_run(dagster_run_id, {"dagster.partition": partition or "", **(parent_tags or {})})
         if description:
             tags = {NOTE_TAG: description, **(tags or {})}
@@ -226,7 +239,10 @@ class LineageResource(ConfigurableResource):
         found = self._find_parent(dagster_run_id)
         if found:
             stages = self.client.search_runs([self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{found}'", max_results=500)
-            summary: dict[str, float] = {"stages": len(stages), "stages_gate_passed": sum(r.data.metrics.get("gate_passed", 0.0) for r in stages)}
+            summary: dict[str, float] = {
+                "stages": len(stages),
+                "stages_gate_passed": sum(r.data.metrics.get("gate_passed", 0.0) for r in stages),
+            }
             for r in stages:
                 asset = r.data.tags.get("dagster.asset", r.info.run_name)
                 summary.update({f"{asset}.{m}": r.data.metrics[m] for m in SUMMARY_METRICS if m in r.data.metrics})
@@ -262,7 +278,9 @@ class LineageResource(ConfigurableResource):
         except MlflowException:
             pass  # exists
         source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
-        mv = client.create_model_version(name, source=source, run_id=run_id, tags={**(tags or {}), GATE_TAG: "approved" if approved else "rejected"})
+        mv = client.create_model_version(
+            name, source=source, run_id=run_id, tags={**(tags or {}), GATE_TAG: "approved" if approved else "rejected"}
+        )
         if approved:
             client.set_registered_model_alias(name, APPROVED_ALIAS, mv.version)
         return str(mv.version)
@@ -288,7 +306,7 @@ class LineageResource(ConfigurableResource):
         if at:
             try:
                 mv = client.get_model_version_by_alias(name, alias)
-            except Exception as e:  # noqa: BLE001 - MLflow raises its own exception types
+            except Exception as e:
                 raise LookupError(f"{model}: {name!r} has no version with alias {alias!r}") from e
         elif version in ("", "latest"):
             if not approved:

@@ -10,16 +10,15 @@ anything is written, with what cannot be met. Gate: realised shares within the t
 share under its cap, every row traceable to a `decontaminated` row, none contaminated.
 """
 
-
 from dagster import AssetSelection, AutomationCondition, Failure, MetadataValue, StaticPartitionsDefinition
 
 from assets.stage import Outcome, StageContext, StageSpec
 from documents.mixture import file_sha256, static_problems, tokenizer_file
-from storage import tables as T
 from quality.plots import markdown_image, shares_png
 from quality.suites import mixed_gate
 from spark_jobs.mix_job import MixtureInfeasible, build_mixture
 from spark_jobs.spark_io import read_table
+from storage import tables as T
 
 SPEC = StageSpec(
     name="mixed",
@@ -50,8 +49,10 @@ def rebuild_on_cron(cron: str, tz: str = "UTC") -> AutomationCondition:
     # the text it mixes: at least one crawl decontaminated (quality_scored alone is not enough)
     has_text = A.any_deps_match(~A.missing()).allow(AssetSelection.assets("decontaminated"))
     # a crawl half-way through its stages waits for the next tick rather than be mixed half-done
-    return (A.cron_tick_passed(cron, tz) & has_text & (inputs_changed | A.missing()) & ~A.in_progress()
-            & ~A.any_deps_in_progress()).with_label(f"at {cron} ({tz}) when its inputs changed since it was built")
+    return (
+        A.cron_tick_passed(cron, tz) & has_text & (inputs_changed | A.missing()) & ~A.in_progress() & ~A.any_deps_in_progress()
+    ).with_label(f"at {cron} ({tz}) when its inputs changed since it was built")
+
 
 NOT_SCORES = {"doc_id", "model_uri", "model_version", "crawl_id"}
 
@@ -84,21 +85,42 @@ def work(ctx: StageContext) -> Outcome:
     shares = {s.name: delivered.get(s.name, 0) / total for s in spec.sources}
     untraceable = staged.select("doc_id").distinct().join(docs.select("doc_id"), "doc_id", "left_anti").count()
     rejections = ctx.pin_current("rejections")
-    contaminated = (read_table(spark, lh.uri(rejections.table), rejections.version).where(F.col("stage") == T.DECONTAM)
-                    .select("doc_id").join(staged.select("doc_id"), "doc_id").count())
-    ctx.log.info(f"mixture {spec.name}: {total} tokens (budget {spec.token_budget}); shares " +
-                 ", ".join(f"{n} {shares[n]:.1%} (target {s.weight:.1%}, {stats.epochs[n]:.2f} epochs)" for s in spec.sources for n in [s.name]))
+    contaminated = (
+        read_table(spark, lh.uri(rejections.table), rejections.version)
+        .where(F.col("stage") == T.DECONTAM)
+        .select("doc_id")
+        .join(staged.select("doc_id"), "doc_id")
+        .count()
+    )
+    ctx.log.info(
+        f"mixture {spec.name}: {total} tokens (budget {spec.token_budget}); shares "
+        + ", ".join(f"{n} {shares[n]:.1%} (target {s.weight:.1%}, {stats.epochs[n]:.2f} epochs)" for s in spec.sources for n in [s.name])
+    )
     plot = shares_png({s.name: s.weight for s in spec.sources}, shares, f"mixture {spec.name}: token shares", ctx.report_path())
-    table = ["| source | where | weight | documents | available tokens | target tokens | epochs | delivered tokens | share |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {s.name} | `{s.where}` | {s.weight:.1%} | {stats.documents.get(s.name, 0)} | {stats.available.get(s.name, 0)} | "
-              f"{stats.targets[s.name]:.0f} | {stats.epochs[s.name]:.2f} | {delivered.get(s.name, 0)} | {shares[s.name]:.1%} |" for s in spec.sources]
+    table = [
+        "| source | where | weight | documents | available tokens | target tokens | epochs | delivered tokens | share |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    table += [
+        f"| {s.name} | `{s.where}` | {s.weight:.1%} | {stats.documents.get(s.name, 0)} | {stats.available.get(s.name, 0)} | "
+        f"{stats.targets[s.name]:.0f} | {stats.epochs[s.name]:.2f} | {delivered.get(s.name, 0)} | {shares[s.name]:.1%} |"
+        for s in spec.sources
+    ]
     return Outcome(
         gate=mixed_gate(T.MIXED.schema().names, {s.name: s.weight for s in spec.sources}, spec.tolerance, spec.synthetic_cap),
-        accounting={**{f"share.{n}": v for n, v in shares.items()}, "synthetic_share": sum(shares[s.name] for s in spec.sources if s.synthetic),
-                    "untraceable_rows": untraceable, "contaminated_rows": contaminated},
-        metrics={"tokens": total, "token_budget": spec.token_budget, "unassigned_documents": stats.unassigned,
-                 **{f"share.{n}": v for n, v in shares.items()}, **{f"epochs.{n}": v for n, v in stats.epochs.items()}},
+        accounting={
+            **{f"share.{n}": v for n, v in shares.items()},
+            "synthetic_share": sum(shares[s.name] for s in spec.sources if s.synthetic),
+            "untraceable_rows": untraceable,
+            "contaminated_rows": contaminated,
+        },
+        metrics={
+            "tokens": total,
+            "token_budget": spec.token_budget,
+            "unassigned_documents": stats.unassigned,
+            **{f"share.{n}": v for n, v in shares.items()},
+            **{f"epochs.{n}": v for n, v in stats.epochs.items()},
+        },
         metadata={
             "mixture": MetadataValue.json(spec.model_dump(mode="json")),
             "plan": MetadataValue.md("\n".join(table)),

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from dagster import MetadataValue
 
+from assets.stage import Outcome, StageContext, StageSpec
 from gpu_jobs.chunked_output import discard
 from gpu_jobs.scorers.base import read_model_card
-from assets.stage import Outcome, StageContext, StageSpec
-from storage import tables as T
 from quality.plots import histogram_png, markdown_image
 from quality.suites import accounting_row, quality_scored_gate
+from storage import tables as T
 
 SPEC = StageSpec(
     name="quality_scored",
@@ -44,7 +44,8 @@ def crawl_classifier(ctx: StageContext) -> dict | None:
     from dagster import AssetKey, AssetRecordsFilter
 
     records = ctx.dagster.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("quality_classifier"), asset_partitions=[ctx.key]), limit=1).records
+        AssetRecordsFilter(asset_key=AssetKey("quality_classifier"), asset_partitions=[ctx.key]), limit=1
+    ).records
     if not records:
         return None
     md = records[0].asset_materialization.metadata
@@ -55,7 +56,8 @@ def resolved_scorers(ctx: StageContext) -> list[dict]:
     """The configured scorers with registry references resolved to a local path and version; a
     registry reference with no approved version, or one whose model was refused for this crawl, is
     ``unavailable`` (its column stays null)."""
-    from gpu_jobs.models import PREFIX as SHIPPED_PREFIX, shipped_path
+    from gpu_jobs.models import PREFIX as SHIPPED_PREFIX
+    from gpu_jobs.models import shipped_path
 
     out = []
     verdict = crawl_classifier(ctx)
@@ -63,7 +65,11 @@ def resolved_scorers(ctx: StageContext) -> list[dict]:
         spec = {"name": c.name, "kind": c.kind, "label": c.label, "max_length": c.max_length}
         model = c.model
         registered = verdict.get("registered_model") if verdict else None
-        if registered and model.startswith(f"models:/{registered}") and model.removeprefix(f"models:/{registered}") in ("/latest", "@approved"):
+        if (
+            registered
+            and model.startswith(f"models:/{registered}")
+            and model.removeprefix(f"models:/{registered}") in ("/latest", "@approved")
+        ):
             if verdict.get("model_verdict") != "approved":
                 why = f"quality_classifier for {ctx.crawl_id}: {verdict.get('verdict', 'not approved')}"
                 ctx.log.warning(f"scorer {c.name!r}: {why}; its column is left null")
@@ -94,33 +100,59 @@ def work(ctx: StageContext) -> Outcome:
     names = [c["name"] for c in scorers if not c.get("unavailable")]
     names += [e.name for e in opts.ensembles if any(m in names for m in e.of)]  # ensembles scored by one member or more
     ctx.run.log_params({f"model.{c['name']}": c["uri"] for c in scorers})
-    summary = ctx.gpu_job("gpu_jobs.score", {
-        "input_files": docs.paths, "input_uri": ctx.lakehouse.uri(docs.table), "input_version": docs.version,
-        "output_uri": ctx.lakehouse.uri(SPEC.name), "partition": ctx.partition, "scorers": scorers, "options": opts.model_dump(),
-    })
+    summary = ctx.gpu_job(
+        "gpu_jobs.score",
+        {
+            "input_files": docs.paths,
+            "input_uri": ctx.lakehouse.uri(docs.table),
+            "input_version": docs.version,
+            "output_uri": ctx.lakehouse.uri(SPEC.name),
+            "partition": ctx.partition,
+            "scorers": scorers,
+            "options": opts.model_dump(),
+        },
+    )
     ctx.output(SPEC.name).add_files(summary["files"]["part"])
     scored = ctx.staged_arrow(SPEC.name).to_pandas()
     plot = histogram_png({n: scored[n].tolist() for n in names}, f"quality scores — {ctx.crawl_id}", ctx.report_path())
-    stats = {n: {"mean": float(scored[n].mean()), "p10": float(scored[n].quantile(0.1)), "p50": float(scored[n].quantile(0.5)),
-                 "p90": float(scored[n].quantile(0.9))} for n in names} if len(scored) else {}
+    stats = (
+        {
+            n: {
+                "mean": float(scored[n].mean()),
+                "p10": float(scored[n].quantile(0.1)),
+                "p50": float(scored[n].quantile(0.5)),
+                "p90": float(scored[n].quantile(0.9)),
+            }
+            for n in names
+        }
+        if len(scored)
+        else {}
+    )
 
     def tag_models(commits) -> None:
         version = commits[SPEC.name].version
         for c in scorers:  # which table version each registered model version scored
             if c["version"] is not None and c["uri"].startswith("models:/"):
-                ctx.lineage.client.set_model_version_tag(c["uri"].split("/")[1], c["version"], f"scored.{ctx.crawl_id}", f"{SPEC.name}@v{version}")
+                ctx.lineage.client.set_model_version_tag(
+                    c["uri"].split("/")[1], c["version"], f"scored.{ctx.crawl_id}", f"{SPEC.name}@v{version}"
+                )
 
     return Outcome(
         gate=quality_scored_gate(T.QUALITY_SCORED.schema(opts).names, names),
         accounting=accounting_row(docs.rows, documents=len(scored)),
         documents_in=docs.rows,
-        metrics={"tokens_per_s": summary["tokens_per_s"], "chunks_skipped": summary["chunks_skipped"],
-                 **{f"{n}.{k}": v for n, s in stats.items() for k, v in s.items()}},
+        metrics={
+            "tokens_per_s": summary["tokens_per_s"],
+            "chunks_skipped": summary["chunks_skipped"],
+            **{f"{n}.{k}": v for n, s in stats.items() for k, v in s.items()},
+        },
         metadata={
             "models": MetadataValue.json({c["name"]: {"uri": c["uri"], "version": c["version"]} for c in scorers}),
             "unavailable_scorers": MetadataValue.json({c["name"]: c["unavailable"] for c in scorers if c.get("unavailable")}),
-            "tokens_per_s": round(summary["tokens_per_s"]), "resumed_chunks": summary["chunks_skipped"],
-            "score_stats": MetadataValue.json(stats), "score_histogram": MetadataValue.md(markdown_image(plot, "scores")),
+            "tokens_per_s": round(summary["tokens_per_s"]),
+            "resumed_chunks": summary["chunks_skipped"],
+            "score_stats": MetadataValue.json(stats),
+            "score_histogram": MetadataValue.md(markdown_image(plot, "scores")),
         },
         artifacts=[(plot, "plots")],
         on_publish=[tag_models],

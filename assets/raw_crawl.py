@@ -8,12 +8,12 @@ checks the staged table and that records read = documents + rejections.
 from dagster import Failure, MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
-from storage import tables as T
-from quality.suites import accounting_row, raw_crawl_gate
 from documents.blocklist import Blocklist
+from quality.suites import accounting_row, raw_crawl_gate
 from spark_jobs.warc_ingest import ingest_warc_files
-from storage.warc import discover_warc_files
+from storage import tables as T
 from storage.delta_table import current_version, read_arrow, table_exists
+from storage.warc import discover_warc_files
 
 SPEC = StageSpec(
     name="raw_crawl",
@@ -52,18 +52,25 @@ def work(ctx: StageContext) -> Outcome:
     if blocklist:
         ctx.read_input(T.TAKEDOWNS.name, current_version(ctx.lakehouse.uri(T.TAKEDOWNS.name)))
         ctx.log.info(f"blocklist: {len(blocklist.hashes)} URLs/documents and {len(blocklist.domains)} domains taken down")
-    summary = ingest_warc_files(ctx.spark, files, opts, ctx.output("raw_crawl").staging_uri,
-                                       ctx.output("rejections").staging_uri, ctx.dagster.run_id, blocklist)
+    summary = ingest_warc_files(
+        ctx.spark, files, opts, ctx.output("raw_crawl").staging_uri, ctx.output("rejections").staging_uri, ctx.dagster.run_id, blocklist
+    )
     for s in summary.unreadable:
-        ctx.log.warning(f"{s['warc_file']}: a damaged WARC file, counted as an `unreadable` rejection (the records before the "
-                        f"damage are kept): {s['detail']}")
+        ctx.log.warning(
+            f"{s['warc_file']}: a damaged WARC file, counted as an `unreadable` rejection (the records before the "
+            f"damage are kept): {s['detail']}"
+        )
     docs, rejected = ctx.output("raw_crawl").staged_rows(), ctx.output("rejections").staged_rows()
     return Outcome(
         gate=raw_crawl_gate(T.RAW_CRAWL.schema().names),
         accounting=accounting_row(summary.records_read, documents=docs, rejected=rejected),
         documents_in=summary.records_read,
         reasons=summary.reasons,
-        metrics={"records_read": summary.records_read, "warc_files": len(files), "unreadable_files": len(summary.unreadable),
-                 "input_mb": input_bytes / 1e6},
+        metrics={
+            "records_read": summary.records_read,
+            "warc_files": len(files),
+            "unreadable_files": len(summary.unreadable),
+            "input_mb": input_bytes / 1e6,
+        },
         metadata={"records_read": summary.records_read, "warc_files": len(files), "input_mb": round(input_bytes / 1e6, 2)},
     )

@@ -51,8 +51,9 @@ class LakehouseResource(ConfigurableResource):
 
     def transaction(self, table: T.TableSpec, partition: dict[str, str]) -> Transaction:
         """A write replacing one partition of ``table`` (enter it with ``with``)."""
-        return Transaction(self.uri(table.name), partition=partition, partition_by=list(table.partition_by),
-                           grace_seconds=self.stray_grace_seconds)
+        return Transaction(
+            self.uri(table.name), partition=partition, partition_by=list(table.partition_by), grace_seconds=self.stray_grace_seconds
+        )
 
 
 _SPARK_LOCK = threading.Lock()
@@ -99,8 +100,12 @@ class GpuLauncher(ConfigurableResource, GpuLaunchSettings):
             if not self.image:
                 raise Failure("gpu.launcher is k8s: set gpu.image to an image with Sluice installed", allow_retries=False)
             invocation = PipesK8sClient().run(
-                context=context, image=self.image, command=["python", "-m", module], namespace=self.namespace,
-                extras={"params": params}, env=dict(self.env),
+                context=context,
+                image=self.image,
+                command=["python", "-m", module],
+                namespace=self.namespace,
+                extras={"params": params},
+                env=dict(self.env),
                 base_pod_spec=self.pod_spec(),
             )
         elif self.launcher == "subprocess":
@@ -108,7 +113,9 @@ class GpuLauncher(ConfigurableResource, GpuLaunchSettings):
 
             env = {**os.environ, **self.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
             invocation = PipesSubprocessClient(env=env, cwd=str(REPO)).run(
-                command=[sys.executable, "-m", module], context=context, extras={"params": params},
+                command=[sys.executable, "-m", module],
+                context=context,
+                extras={"params": params},
             )
         else:
             raise Failure(f"gpu.launcher must be subprocess or k8s, not {self.launcher!r}", allow_retries=False)

@@ -16,8 +16,8 @@ from dagster import MetadataValue
 from assets.quality_scored import resolved_scorers
 from assets.stage import Outcome, StageContext, StageSpec
 from gpu_jobs.chunked_output import discard
-from storage import tables as T
 from quality.suites import accounting_row, rewritten_gate
+from storage import tables as T
 
 SKIPPED = "skipped: no rewriter model configured"
 
@@ -53,14 +53,23 @@ def work(ctx: StageContext) -> Outcome:
     if o.score_column not in {c["name"] for c in scorers}:
         ctx.log.warning(f"no available scorer named {o.score_column!r} in scoring.scorers: score_after stays null")
     ctx.run.log_params({"scorers": ",".join(f"{c['name']}={c['uri']}" for c in scorers) or "-"})
-    summary = ctx.gpu_job("gpu_jobs.rewrite", {
-        "doc_files": docs.paths, "score_files": scores.paths, "output_uri": ctx.lakehouse.uri(SPEC.name),
-        "options": o.model_dump(), "scorers": scorers, "run_id": ctx.dagster.run_id,
-    })
+    summary = ctx.gpu_job(
+        "gpu_jobs.rewrite",
+        {
+            "doc_files": docs.paths,
+            "score_files": scores.paths,
+            "output_uri": ctx.lakehouse.uri(SPEC.name),
+            "options": o.model_dump(),
+            "scorers": scorers,
+            "run_id": ctx.dagster.run_id,
+        },
+    )
     cap = summary.get("cap")
     if cap:
-        ctx.log.info(f"no CUDA: rewrote {summary['candidates']} of {summary['candidates_found']} candidates, at most "
-                     f"{cap['max_input_words']} source words and {cap['max_new_tokens']} new tokens each (rewrite.cpu_*)")
+        ctx.log.info(
+            f"no CUDA: rewrote {summary['candidates']} of {summary['candidates_found']} candidates, at most "
+            f"{cap['max_input_words']} source words and {cap['max_new_tokens']} new tokens each (rewrite.cpu_*)"
+        )
     ctx.output(SPEC.name).add_files(summary["files"]["part"])
     ctx.output("rejections").add_files(summary["files"]["rej"])
     out = ctx.staged_arrow(SPEC.name, ["score_before", "score_after", "style"])
@@ -75,12 +84,17 @@ def work(ctx: StageContext) -> Outcome:
         reasons=reasons,
         metrics={"candidates": summary["candidates"], "new_tokens_per_s": summary["new_tokens_per_s"], "mean_score_gain": gain},
         metadata={
-            "candidates": summary["candidates"], "candidates_below_threshold": summary.get("candidates_found", summary["candidates"]),
+            "candidates": summary["candidates"],
+            "candidates_below_threshold": summary.get("candidates_found", summary["candidates"]),
             "cpu_cap": MetadataValue.json(cap) if cap else "none (CUDA)" if summary.get("device") == "cuda" else "none",
-            "styles": MetadataValue.json({r["values"]: r["counts"] for r in out["style"].value_counts().to_pylist()} if out.num_rows else {}),
-            "rewriter": f"{o.backend}:{o.model}", "prompt_version": o.prompt_version,
+            "styles": MetadataValue.json(
+                {r["values"]: r["counts"] for r in out["style"].value_counts().to_pylist()} if out.num_rows else {}
+            ),
+            "rewriter": f"{o.backend}:{o.model}",
+            "prompt_version": o.prompt_version,
             "generation_params": MetadataValue.json(summary["generation_params"]),
-            "mean_score_gain": gain if gain is not None else "-", "new_tokens_per_s": round(summary["new_tokens_per_s"], 1),
+            "mean_score_gain": gain if gain is not None else "-",
+            "new_tokens_per_s": round(summary["new_tokens_per_s"], 1),
             "generation_seconds": round(summary.get("generation_seconds", 0.0), 1),
             "resumed_chunks": summary["chunks_skipped"],
         },

@@ -33,17 +33,15 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
-    AutomationCondition,
-    Backoff,
-    RetryPolicy,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -51,9 +49,12 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AutomationCondition,
+    Backoff,
     Failure,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
     TableColumn,
     TableSchema,
     asset,
@@ -63,9 +64,9 @@ from assets.lineage import LineageResource, StageRun
 from assets.partitions import crawl_partitions
 from assets.resources import GpuLauncher, LakehouseResource, SparkResource
 from assets.ui_metadata import counts_table, ui_metadata
+from quality.gate import GateResult, GateSpec, run_gate
 from storage import tables as T
 from storage.delta_table import CommitResult, DataFile, Transaction, open_table, snapshot_files, table_exists
-from quality.gate import GateResult, GateSpec, run_gate
 
 RESOURCE_TYPES = {"lakehouse": LakehouseResource, "lineage": LineageResource, "spark": SparkResource, "gpu": GpuLauncher}
 OWNERS = ["team:data-platform"]
@@ -152,8 +153,15 @@ class Outcome:
 class StageContext:
     """What a stage's work sees: its options, resources, pinned inputs and staged outputs."""
 
-    def __init__(self, spec: StageSpec, context: AssetExecutionContext, options: dict[str, Any], resources: dict[str, Any],
-                 run: StageRun, outputs: dict[str, Transaction]) -> None:
+    def __init__(
+        self,
+        spec: StageSpec,
+        context: AssetExecutionContext,
+        options: dict[str, Any],
+        resources: dict[str, Any],
+        run: StageRun,
+        outputs: dict[str, Transaction],
+    ) -> None:
         self.spec = spec
         self.dagster = context
         self.log = context.log
@@ -262,8 +270,9 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
 def code_version(spec: StageSpec, options: dict[str, Any]) -> str:
     """A hash of what defines the stage's result: its revision, options and output schemas."""
     schemas = {t.name: [f"{f.name}:{f.type}" for f in spec.table_schema(t, options)] for t in spec.outputs}
-    blob = json.dumps({"stage": spec.name, "revision": spec.revision, "options": _jsonable(options), "schemas": schemas},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"stage": spec.name, "revision": spec.revision, "options": _jsonable(options), "schemas": schemas}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -285,9 +294,13 @@ def parent_run_tags(context: AssetExecutionContext) -> dict[str, str]:
     # by the asset's partitions, not the job's name: the automation sensor's runs are all `__ASSET_JOB`
     mixture = bool(key) and context.assets_def.partitions_def != crawl_partitions
     what = f"mixture {key}" if mixture else f"crawl {key}" if key else "no partition"
-    return {"sluice.job": job, "sluice.partition": key, "sluice.config_hash": context.run.tags.get("sluice/config_hash", ""),
-            "mlflow.note.content": f"Dagster run {context.run_id} of job {job} for {what}: one nested MLflow run per stage "
-                                   "(params, input and output table versions, metrics, gate report)."}
+    return {
+        "sluice.job": job,
+        "sluice.partition": key,
+        "sluice.config_hash": context.run.tags.get("sluice/config_hash", ""),
+        "mlflow.note.content": f"Dagster run {context.run_id} of job {job} for {what}: one nested MLflow run per stage "
+        "(params, input and output table versions, metrics, gate report).",
+    }
 
 
 def plain_description(text: str) -> str:
@@ -320,8 +333,10 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
     body.__name__ = spec.name
     metadata: dict[str, Any] = {}
     if spec.table is not None:
-        metadata = {"dagster/table_name": spec.table.name,
-                    "dagster/column_schema": column_schema(spec.table_schema(spec.table, options), spec.table)}
+        metadata = {
+            "dagster/table_name": spec.table.name,
+            "dagster/column_schema": column_schema(spec.table_schema(spec.table, options), spec.table),
+        }
     return asset(
         name=spec.name,
         partitions_def=spec.partitions(config) if spec.partitions else crawl_partitions,
@@ -335,7 +350,9 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
         metadata=metadata,
         automation_condition=spec.automation(config) if spec.automation else None,
         retry_policy=RetryPolicy(max_retries=config.dagster.retries, delay=config.dagster.retry_delay_seconds, backoff=Backoff.EXPONENTIAL),
-        check_specs=[AssetCheckSpec("gate", asset=spec.name, blocking=spec.gate_blocking, description=plain_description(spec.gate_description))],
+        check_specs=[
+            AssetCheckSpec("gate", asset=spec.name, blocking=spec.gate_blocking, description=plain_description(spec.gate_description))
+        ],
         description=description,
     )(body)
 
@@ -370,8 +387,13 @@ def pinned_upstream(context: AssetExecutionContext, table: str, optional: bool =
 @contextlib.contextmanager
 def stage_run(lineage: LineageResource, context: AssetExecutionContext, name: str, description: str = "") -> Iterator[StageRun]:
     """An MLflow run nested under the Dagster run's; marked FAILED if the body raises."""
-    run = lineage.start_stage(context.run_id, name, context.partition_key if context.has_partition_key else None,
-                              description=description, parent_tags=parent_run_tags(context))
+    run = lineage.start_stage(
+        context.run_id,
+        name,
+        context.partition_key if context.has_partition_key else None,
+        description=description,
+        parent_tags=parent_run_tags(context),
+    )
     context.log.info(f"MLflow run {run.run_id} ({run.url})")
     try:
         yield run
@@ -392,8 +414,14 @@ def _partition(spec: StageSpec, t: T.TableSpec, key: str) -> dict[str, str]:
     return part
 
 
-def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options: dict[str, Any], version: str,
-              context: AssetExecutionContext, resources: dict[str, Any]) -> MaterializeResult:
+def run_stage(
+    spec: StageSpec,
+    work: Callable[[StageContext], Outcome],
+    options: dict[str, Any],
+    version: str,
+    context: AssetExecutionContext,
+    resources: dict[str, Any],
+) -> MaterializeResult:
     lh: LakehouseResource = resources["lakehouse"]
     lineage: LineageResource = resources["lineage"]
     if spec.skip is not None and (why := spec.skip(options)):
@@ -405,15 +433,28 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
     key = context.partition_key
     if context.retry_number > 0 and (done := _published_by_run(lh, spec, key, context.run_id)):
         # Belt and braces: a retry of a step whose tables this run already committed publishes nothing again.
-        context.log.warning(f"{spec.name}: retry {context.retry_number} of a step that already committed "
-                            f"{', '.join(f'{n} v{v}' for n, v in done.items())} in this run; not published again")
-        md = {"status": "published", "gate_passed": True, "tables": MetadataValue.json({n: {"version": v} for n, v in done.items()}),
-              "post_commit_warnings": MetadataValue.md(f"- retry {context.retry_number}: the tables were committed by an earlier "
-                                                       "attempt of this run; nothing was published again")}
+        context.log.warning(
+            f"{spec.name}: retry {context.retry_number} of a step that already committed "
+            f"{', '.join(f'{n} v{v}' for n, v in done.items())} in this run; not published again"
+        )
+        md = {
+            "status": "published",
+            "gate_passed": True,
+            "tables": MetadataValue.json({n: {"version": v} for n, v in done.items()}),
+            "post_commit_warnings": MetadataValue.md(
+                f"- retry {context.retry_number}: the tables were committed by an earlier attempt of this run; nothing was published again"
+            ),
+        }
         if spec.table is not None and spec.table.name in done:
             md["delta_version"] = done[spec.table.name]
-        return MaterializeResult(metadata=md, check_results=[AssetCheckResult(
-            asset_key=spec.name, check_name="gate", passed=True, description="passed in an earlier attempt of this run")])
+        return MaterializeResult(
+            metadata=md,
+            check_results=[
+                AssetCheckResult(
+                    asset_key=spec.name, check_name="gate", passed=True, description="passed in an earlier attempt of this run"
+                )
+            ],
+        )
     warnings: list[str] = []
     commits: dict[str, CommitResult] = {}
 
@@ -454,24 +495,43 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
         quarantined: dict[str, str] = {}
         try:
             if gate.success:
-                info = {"dagster_run_id": context.run_id, "asset": spec.name, "dagster_partition": key,
-                        "mlflow_run_id": run.run_id, "git_sha": lineage.git_sha, "code_version": version, "inputs": dict(ctx.inputs)}
+                info = {
+                    "dagster_run_id": context.run_id,
+                    "asset": spec.name,
+                    "dagster_partition": key,
+                    "mlflow_run_id": run.run_id,
+                    "git_sha": lineage.git_sha,
+                    "code_version": version,
+                    "inputs": dict(ctx.inputs),
+                }
                 for name, txn in txns.items():
                     t_commit = time.time()
                     commits[name] = txn.commit(mode="replace", commit_info=info, empty_schema=spec.table_schema(T.TABLES[name], options))
-                    context.log.info(f"{name} v{commits[name].version}: {commits[name].rows} rows in {commits[name].files} files "
-                                     f"(commit {time.time() - t_commit:.1f}s)")
+                    context.log.info(
+                        f"{name} v{commits[name].version}: {commits[name].rows} rows in {commits[name].files} files "
+                        f"(commit {time.time() - t_commit:.1f}s)"
+                    )
                 for hook in out.on_publish:
                     extra_md.update(after_commit(f"post-commit step {_hook_name(hook)}", hook, commits) or {})
             else:
-                note = {"gate": gate.gate, "failures": gate.failed, "gate_report": gate.result_json, "dagster_run_id": context.run_id,
-                        "mlflow_run_id": run.run_id, "code_version": version}
+                note = {
+                    "gate": gate.gate,
+                    "failures": gate.failed,
+                    "gate_report": gate.result_json,
+                    "dagster_run_id": context.run_id,
+                    "mlflow_run_id": run.run_id,
+                    "code_version": version,
+                }
                 for name, txn in txns.items():
-                    dest = lh.folder(T.QUARANTINE, name, *[f"{k}={v}" for k, v in txn.partition.items()], f"{context.run_id[:8]}-{txn.txn_id[:8]}")
+                    dest = lh.folder(
+                        T.QUARANTINE, name, *[f"{k}={v}" for k, v in txn.partition.items()], f"{context.run_id[:8]}-{txn.txn_id[:8]}"
+                    )
                     quarantined[name] = str(txn.quarantine(dest, note))
                     run.client.set_tag(run.run_id, f"sluice.quarantine.{name}", quarantined[name])
                 if quarantined:
-                    context.log.warning(f"gate failed: nothing published; the candidate is kept for audit in {', '.join(quarantined.values())}")
+                    context.log.warning(
+                        f"gate failed: nothing published; the candidate is kept for audit in {', '.join(quarantined.values())}"
+                    )
                 for hook in out.on_reject:
                     extra_md.update(hook(gate.failed) or {})
         finally:
@@ -488,10 +548,12 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
             after_commit(f"MLflow artifact {Path(path).name}", run.log_artifact, path, folder)
         schema = staged_schema
         if primary is not None and primary.name in commits:
-            schema = after_commit("reading the committed schema", lambda: open_table(lh.uri(primary.name)).schema().to_arrow(),
-                                  default=staged_schema)
-        md = _stage_metadata(out, gate, version, seconds, ctx.inputs, lh, run, primary, commits, rows, rejected, schema, preview,
-                             quarantined, extra_md)
+            schema = after_commit(
+                "reading the committed schema", lambda: open_table(lh.uri(primary.name)).schema().to_arrow(), default=staged_schema
+            )
+        md = _stage_metadata(
+            out, gate, version, seconds, ctx.inputs, lh, run, primary, commits, rows, rejected, schema, preview, quarantined, extra_md
+        )
         md = after_commit("laying out metadata for the UI", lambda: ui_metadata(md, run, lh), default=md)
         if warnings:
             md["post_commit_warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings))
@@ -499,13 +561,14 @@ def run_stage(spec: StageSpec, work: Callable[[StageContext], Outcome], options:
     return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate, spec.gate_blocking)])
 
 
-
-def _stage_metrics(out: Outcome, gate: GateResult, seconds: float, rows: dict[str, int], primary: T.TableSpec | None,
-                   rejected: int | None) -> dict[str, float]:
+def _stage_metrics(
+    out: Outcome, gate: GateResult, seconds: float, rows: dict[str, int], primary: T.TableSpec | None, rejected: int | None
+) -> dict[str, float]:
     """The stage run's MLflow metrics: time, gate, documents in and out, rejections by reason."""
     docs_in = out.documents_in
     return {
-        "seconds": seconds, "gate_passed": float(gate.success),
+        "seconds": seconds,
+        "gate_passed": float(gate.success),
         **({"documents_in": docs_in, "docs_per_s": docs_in / seconds if seconds else 0.0} if docs_in is not None else {}),
         **({"documents": rows[primary.name]} if primary else {}),
         **({"rejected": rejected} if rejected is not None else {}),
@@ -514,10 +577,23 @@ def _stage_metrics(out: Outcome, gate: GateResult, seconds: float, rows: dict[st
     }
 
 
-def _stage_metadata(out: Outcome, gate: GateResult, version: str, seconds: float, inputs: dict[str, Any], lh: LakehouseResource,
-                    run: StageRun, primary: T.TableSpec | None, commits: dict[str, CommitResult], rows: dict[str, int],
-                    rejected: int | None, schema: pa.Schema | None, preview: str | None, quarantined: dict[str, str],
-                    published: dict[str, Any]) -> dict[str, Any]:
+def _stage_metadata(
+    out: Outcome,
+    gate: GateResult,
+    version: str,
+    seconds: float,
+    inputs: dict[str, Any],
+    lh: LakehouseResource,
+    run: StageRun,
+    primary: T.TableSpec | None,
+    commits: dict[str, CommitResult],
+    rows: dict[str, int],
+    rejected: int | None,
+    schema: pa.Schema | None,
+    preview: str | None,
+    quarantined: dict[str, str],
+    published: dict[str, Any],
+) -> dict[str, Any]:
     """The materialization's metadata: what was published (or quarantined), from what, its schema and
     preview, the stage's own metadata, and links to its MLflow run and gate report."""
     md: dict[str, Any] = {"status": "published" if gate.success else "quarantined", "code_version": version}
@@ -536,7 +612,9 @@ def _stage_metadata(out: Outcome, gate: GateResult, version: str, seconds: float
             md["candidate_rows"] = rows[primary.name]
         md["preview"] = MetadataValue.md(preview or "(empty)")
     if rows:
-        md["tables"] = MetadataValue.json({n: {"version": commits[n].version if n in commits else None, "rows": r} for n, r in rows.items()})
+        md["tables"] = MetadataValue.json(
+            {n: {"version": commits[n].version if n in commits else None, "rows": r} for n, r in rows.items()}
+        )
     if out.documents_in is not None:
         md["documents_in"] = out.documents_in
         md["docs_per_s"] = round(out.documents_in / seconds, 1) if seconds else 0.0
@@ -547,10 +625,18 @@ def _stage_metadata(out: Outcome, gate: GateResult, version: str, seconds: float
         md["quarantine"] = MetadataValue.json(quarantined)
     md.update(out.metadata)
     md.update(published)  # what the stage's post-commit steps returned
-    md.update({"seconds": round(seconds, 2), "mlflow_run": MetadataValue.url(run.url), "mlflow_run_id": run.run_id,
-               "gate_report": MetadataValue.url(run.lineage.artifact_url(run.run_id, f"gates/{Path(gate.result_json).name}")),
-               "gate_report_file": MetadataValue.path(gate.result_json), "gate_passed": gate.success})
+    md.update(
+        {
+            "seconds": round(seconds, 2),
+            "mlflow_run": MetadataValue.url(run.url),
+            "mlflow_run_id": run.run_id,
+            "gate_report": MetadataValue.url(run.lineage.artifact_url(run.run_id, f"gates/{Path(gate.result_json).name}")),
+            "gate_report_file": MetadataValue.path(gate.result_json),
+            "gate_passed": gate.success,
+        }
+    )
     return md
+
 
 def _hook_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
@@ -611,7 +697,8 @@ def gate_check(asset_name: str, gate_result: GateResult, blocking: bool = True) 
             "failed": len(gate_result.failed),
             "result_json": MetadataValue.path(gate_result.result_json),
             # Great Expectations Data Docs: a local HTML file (a browser on this machine opens it; the UIs do not serve it).
-            "data_docs_file": MetadataValue.path(gate_result.docs_pages[0].removeprefix("file://")) if gate_result.docs_pages
+            "data_docs_file": MetadataValue.path(gate_result.docs_pages[0].removeprefix("file://"))
+            if gate_result.docs_pages
             else MetadataValue.text("-"),
             "failures": MetadataValue.md("\n".join(f"- {f}" for f in gate_result.failed) or "none"),
         },

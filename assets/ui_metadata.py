@@ -12,7 +12,6 @@ from dagster import MetadataValue, TableColumn, TableSchema
 from assets.lineage import StageRun
 from assets.resources import LakehouseResource
 
-
 # Dagster's asset page shows a Markdown value inline only below this many characters (else behind
 # "[Show Markdown]"); a table value always inline.
 INLINE_MARKDOWN_CHARS = 1000
@@ -63,8 +62,13 @@ def _table_value(header: list[str], rows: list[list[str]]) -> Any:
     types = []
     for i in range(len(names)):
         col = [r[i] for r in parsed if i < len(r)]
-        types.append("int" if col and all(isinstance(v, int) for v in col) else
-                     "float" if col and all(isinstance(v, (int, float)) for v in col) else "string")
+        types.append(
+            "int"
+            if col and all(isinstance(v, int) for v in col)
+            else "float"
+            if col and all(isinstance(v, (int, float)) for v in col)
+            else "string"
+        )
     records = [TableRecord({n: (v if t != "string" else raw) for n, t, v, raw in zip(names, types, p, r)}) for p, r in zip(parsed, rows)]
     types = dict(zip(names, types))
     return MetadataValue.table(records, schema=TableSchema(columns=[TableColumn(n, types[n]) for n in names]))

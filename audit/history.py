@@ -9,7 +9,7 @@ change; the diff compares row keys of the files that differ between the two vers
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +32,23 @@ def history(root: str | Path, table: str) -> list[dict[str, Any]]:
         part = c.info.get("dagster_partition") or c.info.get("partition")
         if isinstance(part, dict):
             part = "/".join(f"{k}={val}" for k, val in part.items()) or None
-        out.append({
-            "version": v,
-            "time": datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc).isoformat(timespec="seconds"),
-            "operation": c.operation,
-            "asset": c.info.get("asset") or ("takedown" if c.info.get("takedown_id") else None),
-            "partition": part,
-            "dagster_run_id": c.info.get("dagster_run_id"),
-            "mlflow_run_id": c.info.get("mlflow_run_id"),
-            "code_version": c.info.get("code_version"),
-            "takedown_id": c.info.get("takedown_id"),
-            "rows_added": sum(log.rows_of.get(a["path"], 0) for a in adds),
-            "rows_removed": sum(log.rows_of.get(r["path"], 0) for r in removes),  # a remove action has no statistics
-            "files_added": len(adds),
-            "files_removed": len(removes),
-        })
+        out.append(
+            {
+                "version": v,
+                "time": datetime.fromtimestamp(c.timestamp_ms / 1000, tz=UTC).isoformat(timespec="seconds"),
+                "operation": c.operation,
+                "asset": c.info.get("asset") or ("takedown" if c.info.get("takedown_id") else None),
+                "partition": part,
+                "dagster_run_id": c.info.get("dagster_run_id"),
+                "mlflow_run_id": c.info.get("mlflow_run_id"),
+                "code_version": c.info.get("code_version"),
+                "takedown_id": c.info.get("takedown_id"),
+                "rows_added": sum(log.rows_of.get(a["path"], 0) for a in adds),
+                "rows_removed": sum(log.rows_of.get(r["path"], 0) for r in removes),  # a remove action has no statistics
+                "files_added": len(adds),
+                "files_removed": len(removes),
+            }
+        )
     return out
 
 
@@ -57,13 +59,22 @@ def version_at(root: str | Path, table: str, when: datetime) -> int:
     before = [v for v, c in log.commits.items() if c.timestamp_ms <= ts]
     if not before:
         first = min(log.commits.values(), key=lambda c: c.version) if log.commits else None
-        raise LakehouseError(f"{table} did not exist at {when.isoformat()}" +
-                             (f" (its first version is from {datetime.fromtimestamp(first.timestamp_ms / 1000, tz=timezone.utc).isoformat()})" if first else ""))
+        raise LakehouseError(
+            f"{table} did not exist at {when.isoformat()}"
+            + (f" (its first version is from {datetime.fromtimestamp(first.timestamp_ms / 1000, tz=UTC).isoformat()})" if first else "")
+        )
     return max(before)
 
 
-def read_version(root: str | Path, table: str, version: int | None = None, when: datetime | None = None,
-                 columns: list[str] | None = None, where: dict[str, str] | None = None, limit: int | None = None) -> tuple[pa.Table, int]:
+def read_version(
+    root: str | Path,
+    table: str,
+    version: int | None = None,
+    when: datetime | None = None,
+    columns: list[str] | None = None,
+    where: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> tuple[pa.Table, int]:
     """A table at a version (or at a time): filtered by equality on ``where``, at most ``limit`` rows."""
     import pyarrow.dataset as ds
 
@@ -130,19 +141,37 @@ def diff(root: str | Path, table: str, v1: int, v2: int) -> dict[str, Any]:
     lo, hi = min(v1, v2), max(v1, v2)
     commits = [h for h in history(root, table) if lo < h["version"] <= hi]
     return {
-        "table": table, "from_version": v1, "to_version": v2, "row_key": idx,
-        "rows_added": len(added), "rows_removed": len(removed), "rows_unchanged_in_rewritten_files": len(ko.keys() & kn.keys()),
-        "added": grouped(added), "removed": grouped(removed),
-        "added_sample": sorted(str(r.get(keys[0])) for r in added)[:10], "removed_sample": sorted(str(r.get(keys[0])) for r in removed)[:10],
+        "table": table,
+        "from_version": v1,
+        "to_version": v2,
+        "row_key": idx,
+        "rows_added": len(added),
+        "rows_removed": len(removed),
+        "rows_unchanged_in_rewritten_files": len(ko.keys() & kn.keys()),
+        "added": grouped(added),
+        "removed": grouped(removed),
+        "added_sample": sorted(str(r.get(keys[0])) for r in added)[:10],
+        "removed_sample": sorted(str(r.get(keys[0])) for r in removed)[:10],
         "commits": commits,
     }
 
 
 def render_history(table: str, rows: list[dict[str, Any]]) -> str:
     head = ("version", "time (UTC)", "operation", "asset", "partition", "dagster run", "code", "rows +", "rows -")
-    body = [(str(r["version"]), r["time"].replace("+00:00", ""), r["operation"], str(r["asset"] or "-"), str(r["partition"] or "-"),
-             str(r["dagster_run_id"])[:8] if r["dagster_run_id"] else (r.get("takedown_id") or "-"), str(r["code_version"] or "-"), str(r["rows_added"]),
-             str(r["rows_removed"])) for r in rows]
+    body = [
+        (
+            str(r["version"]),
+            r["time"].replace("+00:00", ""),
+            r["operation"],
+            str(r["asset"] or "-"),
+            str(r["partition"] or "-"),
+            str(r["dagster_run_id"])[:8] if r["dagster_run_id"] else (r.get("takedown_id") or "-"),
+            str(r["code_version"] or "-"),
+            str(r["rows_added"]),
+            str(r["rows_removed"]),
+        )
+        for r in rows
+    ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     lines = [f"history of {table}:", "  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in body]
@@ -150,14 +179,18 @@ def render_history(table: str, rows: list[dict[str, Any]]) -> str:
 
 
 def render_diff(d: dict[str, Any]) -> str:
-    lines = [f"{d['table']} v{d['from_version']} → v{d['to_version']}: +{d['rows_added']} rows, -{d['rows_removed']} rows "
-             f"(key {', '.join(d['row_key'])}; {d['rows_unchanged_in_rewritten_files']} rows rewritten unchanged)"]
+    lines = [
+        f"{d['table']} v{d['from_version']} → v{d['to_version']}: +{d['rows_added']} rows, -{d['rows_removed']} rows "
+        f"(key {', '.join(d['row_key'])}; {d['rows_unchanged_in_rewritten_files']} rows rewritten unchanged)"
+    ]
     for label in ("added", "removed"):
         for part, groups in d[label].items():
             lines.append(f"  {label:<7} {part}: " + ", ".join(f"{g} {n}" for g, n in groups.items()))
     lines.append("commits:")
     for c in d["commits"]:
-        lines.append(f"  v{c['version']} {c['time']} {c['operation']} by {c['asset'] or '-'} / {c['partition'] or '-'}; dagster run "
-                     f"{c['dagster_run_id'] or '-'}, mlflow run {c['mlflow_run_id'] or '-'}, code {c['code_version'] or '-'}"
-                     + (f", takedown {c['takedown_id']}" if c.get("takedown_id") else ""))
+        lines.append(
+            f"  v{c['version']} {c['time']} {c['operation']} by {c['asset'] or '-'} / {c['partition'] or '-'}; dagster run "
+            f"{c['dagster_run_id'] or '-'}, mlflow run {c['mlflow_run_id'] or '-'}, code {c['code_version'] or '-'}"
+            + (f", takedown {c['takedown_id']}" if c.get("takedown_id") else "")
+        )
     return "\n".join(lines)

@@ -9,10 +9,11 @@ text and HTML columns are never read unless asked for.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -124,8 +125,14 @@ class Lake:
             self._datasets[key] = (d, dt.version())
         return self._datasets[key]
 
-    def find(self, table: str, column: str | dict[str, Iterable[str]], values: Iterable[str] = (), columns: list[str] | None = None,
-             version: int | None = None) -> tuple[pa.Table, int | None]:
+    def find(
+        self,
+        table: str,
+        column: str | dict[str, Iterable[str]],
+        values: Iterable[str] = (),
+        columns: list[str] | None = None,
+        version: int | None = None,
+    ) -> tuple[pa.Table, int | None]:
         """Rows of ``table`` whose ``column`` is one of ``values`` — or, with a dict, whose any
         column is one of its values (one scan) — with ``__filename``, and the version read; an
         empty table when the table does not exist."""

@@ -77,8 +77,7 @@ def _reasons(lake: Lake, crawl: str, stage: str) -> tuple[dict[str, int], list[s
     d, _ = lake.dataset(T.REJECTIONS.name)
     t = d.to_table(columns=["doc_id", "reason"], filter=(ds.field("crawl_id") == crawl) & (ds.field("stage") == stage))
     counts = t.group_by("reason").aggregate([("reason", "count")]).to_pylist()
-    return ({r["reason"]: r["reason_count"] for r in sorted(counts, key=lambda r: -r["reason_count"])},
-            t.column("doc_id").to_pylist())
+    return ({r["reason"]: r["reason_count"] for r in sorted(counts, key=lambda r: -r["reason_count"])}, t.column("doc_id").to_pylist())
 
 
 def _rewrite_words(lake: Lake, crawl: str, ids: list[str]) -> int:
@@ -98,8 +97,9 @@ def _structure(lake: Lake, crawl: str) -> dict[str, int]:
     if not lake.has(T.REJECTIONS.name):
         return {}
     d, _ = lake.dataset(T.REJECTIONS.name)
-    t = d.to_table(columns=["detail"], filter=(ds.field("crawl_id") == crawl) & (ds.field("stage") == T.INGEST)
-                   & (ds.field("reason") == STRUCTURE))
+    t = d.to_table(
+        columns=["detail"], filter=(ds.field("crawl_id") == crawl) & (ds.field("stage") == T.INGEST) & (ds.field("reason") == STRUCTURE)
+    )
     return {r["values"] or "?": r["counts"] for r in t.column("detail").value_counts().to_pylist()}
 
 
@@ -134,8 +134,11 @@ def crawl_funnel(root: str | Path, crawl: str, tracking_uri: str | None = None) 
             s.words_in = (s.words_kept or 0) + s.words_rejected
         if lake.has(s.table):
             log = lake.log(s.table)
-            ours = [c for c in log.commits.values() if (c.info.get("dagster_partition") == crawl or
-                                                       (c.info.get("partition") or {}).get("crawl_id") == crawl)]
+            ours = [
+                c
+                for c in log.commits.values()
+                if (c.info.get("dagster_partition") == crawl or (c.info.get("partition") or {}).get("crawl_id") == crawl)
+            ]
             if ours:
                 last = max(ours, key=lambda c: c.version)
                 s.version, s.commit = last.version, last.runs
@@ -174,14 +177,19 @@ def write_report(root: str | Path, crawl: str, out_dir: str | Path, tracking_uri
         g = s.gate
         gate = "-" if g is None else ("passed" if g["success"] else "FAILED: " + ", ".join(g["failed"][:5]))
         fmt = lambda v: "n/a¹" if v is None else f"{v:,}"  # noqa: E731
-        rows.append(f"<tr><td>{s.name}</td><td>{s.docs_in:,}</td><td>{s.kept:,}</td><td>{s.rejected:,}</td>"
-                    f"<td>{'✓' if s.conserved else '✗ ' + str(s.docs_in - s.kept - s.rejected)}</td>"
-                    f"<td>{fmt(s.words_in)}</td><td>{fmt(s.words_kept)}</td><td>{fmt(s.words_rejected)}</td>"
-                    f"<td>{html.escape(gate)}</td><td>{s.table}@v{s.version if s.version is not None else '-'}</td>"
-                    f"<td>{'-' if s.seconds is None else f'{s.seconds:.1f}'}</td>"
-                    f"<td>{html.escape(str(s.commit.get('dagster_run_id') or '-'))[:8]}</td><td>{html.escape(str(s.commit.get('code_version') or '-'))}</td></tr>")
-    reason_rows = "".join(f"<tr><td>{s.name}</td><td>{html.escape(r)}</td><td>{n:,}</td><td>{n / max(s.docs_in, 1):.2%}</td></tr>"
-                          for s in stages for r, n in s.reasons.items())
+        rows.append(
+            f"<tr><td>{s.name}</td><td>{s.docs_in:,}</td><td>{s.kept:,}</td><td>{s.rejected:,}</td>"
+            f"<td>{'✓' if s.conserved else '✗ ' + str(s.docs_in - s.kept - s.rejected)}</td>"
+            f"<td>{fmt(s.words_in)}</td><td>{fmt(s.words_kept)}</td><td>{fmt(s.words_rejected)}</td>"
+            f"<td>{html.escape(gate)}</td><td>{s.table}@v{s.version if s.version is not None else '-'}</td>"
+            f"<td>{'-' if s.seconds is None else f'{s.seconds:.1f}'}</td>"
+            f"<td>{html.escape(str(s.commit.get('dagster_run_id') or '-'))[:8]}</td><td>{html.escape(str(s.commit.get('code_version') or '-'))}</td></tr>"
+        )
+    reason_rows = "".join(
+        f"<tr><td>{s.name}</td><td>{html.escape(r)}</td><td>{n:,}</td><td>{n / max(s.docs_in, 1):.2%}</td></tr>"
+        for s in stages
+        for r, n in s.reasons.items()
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Sluice audit — {html.escape(crawl)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}</style></head><body>
@@ -193,18 +201,38 @@ they are recorded in <code>rejections</code> (stage ingest, reason {STRUCTURE}) 
 <img src="funnel.png" alt="funnel">
 <table><tr><th>stage</th><th>documents in</th><th>kept</th><th>rejected</th><th>in = kept + rejected</th><th>words in</th>
 <th>words kept</th><th>words rejected</th><th>gate</th><th>table version</th><th>seconds</th><th>dagster run</th><th>code</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 <p>¹ not measured: a record has no text before extraction, and the filters do not keep the text of what they reject.</p>
-<h2>Rejections by reason</h2>{'<img src="reasons.png" alt="reasons">' if reasons_plot else ''}
+<h2>Rejections by reason</h2>{'<img src="reasons.png" alt="reasons">' if reasons_plot else ""}
 <table><tr><th>stage</th><th>reason</th><th>documents</th><th>share of the stage's input</th></tr>{reason_rows}</table>
 </body></html>"""
     (out / "audit.html").write_text(page, encoding="utf-8")
     summary = {
-        "crawl": crawl, "report": str(out / "audit.html"), "plots": [str(funnel)] + ([str(reasons_plot)] if reasons_plot else []),
-        "warc_structure_records": structure, "conserved": all(s.conserved for s in stages), "gates_passed": all(s.gate is None or s.gate["success"] for s in stages),
-        "stages": [{"stage": s.name, "in": s.docs_in, "kept": s.kept, "rejected": s.rejected, "conserved": s.conserved,
-                    "words_in": s.words_in, "words_kept": s.words_kept, "words_rejected": s.words_rejected, "reasons": s.reasons,
-                    "table": s.table, "version": s.version, "seconds": s.seconds, "gate": s.gate, "runs": s.commit} for s in stages],
+        "crawl": crawl,
+        "report": str(out / "audit.html"),
+        "plots": [str(funnel)] + ([str(reasons_plot)] if reasons_plot else []),
+        "warc_structure_records": structure,
+        "conserved": all(s.conserved for s in stages),
+        "gates_passed": all(s.gate is None or s.gate["success"] for s in stages),
+        "stages": [
+            {
+                "stage": s.name,
+                "in": s.docs_in,
+                "kept": s.kept,
+                "rejected": s.rejected,
+                "conserved": s.conserved,
+                "words_in": s.words_in,
+                "words_kept": s.words_kept,
+                "words_rejected": s.words_rejected,
+                "reasons": s.reasons,
+                "table": s.table,
+                "version": s.version,
+                "seconds": s.seconds,
+                "gate": s.gate,
+                "runs": s.commit,
+            }
+            for s in stages
+        ],
     }
     (out / "audit.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
@@ -215,8 +243,10 @@ def audit_table(summary: dict[str, Any]) -> str:
     lines = ["| stage | in | kept | rejected | in = kept + rejected | gate |", "|---|---:|---:|---:|---|---|"]
     for s in summary["stages"]:
         g = s["gate"]
-        lines.append(f"| {s['stage']} | {s['in']:,} | {s['kept']:,} | {s['rejected']:,} | {'yes' if s['conserved'] else 'NO'} | "
-                     f"{'-' if g is None else 'passed' if g['success'] else 'failed'} |")
+        lines.append(
+            f"| {s['stage']} | {s['in']:,} | {s['kept']:,} | {s['rejected']:,} | {'yes' if s['conserved'] else 'NO'} | "
+            f"{'-' if g is None else 'passed' if g['success'] else 'failed'} |"
+        )
     return "\n".join(lines)
 
 
@@ -226,10 +256,15 @@ def render(summary: dict[str, Any]) -> str:
         g = s["gate"]
         gate = "-" if g is None else "passed" if g["success"] else "FAILED"
         top = ", ".join(f"{r} {n}" for r, n in list(s["reasons"].items())[:3])
-        lines.append(f"{s['stage']:<9} {s['in']:>9,} {s['kept']:>9,} {s['rejected']:>9,}  {'yes' if s['conserved'] else 'NO':<9}  {gate:<6}  {top}")
+        lines.append(
+            f"{s['stage']:<9} {s['in']:>9,} {s['kept']:>9,} {s['rejected']:>9,}  {'yes' if s['conserved'] else 'NO':<9}  {gate:<6}  {top}"
+        )
     structure = summary.get("warc_structure_records") or {}
     if structure:
-        lines.append(f"(not pages: {sum(structure.values()):,} WARC structure records, "
-                     + ", ".join(f"{k} {v:,}" for k, v in sorted(structure.items())) + ")")
+        lines.append(
+            f"(not pages: {sum(structure.values()):,} WARC structure records, "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(structure.items()))
+            + ")"
+        )
     lines.append(f"report: {summary['report']}")
     return "\n".join(lines)

@@ -20,9 +20,9 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,7 +60,9 @@ def encoded_forms(needles: Iterable[str]) -> list[str]:
     forms: set[str] = set()
     for n in needles:
         once = json.dumps(n, ensure_ascii=False)[1:-1]
-        forms.update({n, once, json.dumps(n)[1:-1], json.dumps(once, ensure_ascii=False)[1:-1], html.escape(n, quote=False), html.escape(n)})
+        forms.update(
+            {n, once, json.dumps(n)[1:-1], json.dumps(once, ensure_ascii=False)[1:-1], html.escape(n, quote=False), html.escape(n)}
+        )
     return sorted((f for f in forms if f), key=len, reverse=True)
 
 

@@ -29,7 +29,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,11 @@ from deltalake import DeltaTable
 from audit import scrub
 from audit.lake import Lake
 from documents.blocklist import host_of, parent_domains, sha256_hex
-from documents.mixture import file_sha256
 from documents.minhash import DedupOptions, band_keys, exact_hashes, minhash, shingles, words
+from documents.mixture import file_sha256
 from storage import tables as T
-from storage.export import write_jsonl_shard
 from storage.delta_table import Transaction, current_version, snapshot_files, table_exists
+from storage.export import write_jsonl_shard
 
 # Derived from the table contract (``TableSpec.id_columns``, ``text_column``): which columns name a
 # document in each table (a row goes when any of them is a removed id), and where the text is.
@@ -165,8 +165,9 @@ def promotions(lake: Lake, ids: set[str], keep_column: str | None) -> list[Promo
         return []
     # Members point to their kept copy from `rejections`, also across crawls (a later crawl's copy
     # of an earlier crawl's kept document; the earlier partition's cluster size never changes).
-    dropped = _scan(lake, T.REJECTIONS.name, ds.field("related_doc_id").isin(sorted(ids)) & (ds.field("stage") == T.DEDUP),
-                    ["doc_id", "related_doc_id"]).to_pylist()
+    dropped = _scan(
+        lake, T.REJECTIONS.name, ds.field("related_doc_id").isin(sorted(ids)) & (ds.field("stage") == T.DEDUP), ["doc_id", "related_doc_id"]
+    ).to_pylist()
     by_kept: dict[str, list[str]] = {}
     for r in dropped:
         if r["doc_id"] not in ids:
@@ -245,8 +246,11 @@ class Writer:
                 # Files get new names; the commit says which file each one's rows came from, so an
                 # audit still finds the run that wrote them (``audit.lake.TableLog.commit_of_file``).
                 carried = {dst: origin.get(src) or by_inode.get(os.stat(src).st_ino) for src, dst in txn.planned_paths().items()}
-                version = txn.commit(mode="replace", commit_info={**self.info, "operation": what, "carried": carried},
-                                     empty_schema=spec.data_schema(None) if not spec.extra_columns else None).version
+                version = txn.commit(
+                    mode="replace",
+                    commit_info={**self.info, "operation": what, "carried": carried},
+                    empty_schema=spec.data_schema(None) if not spec.extra_columns else None,
+                ).version
             self._done(table, version, 0, partition)
         self.rows[table] = self.rows.get(table, 0) + removed
         return removed
@@ -271,6 +275,7 @@ class Writer:
 
     def set_where(self, table: str, column: str, old: str, changes, what: str) -> None:
         """Rows whose ``column`` is ``old``: ``changes(t, mask)`` returns the table with them changed."""
+
         def change(t: pa.Table) -> pa.Table:
             return changes(t, pc.fill_null(pc.equal(t.column(column).cast(pa.string()), old), False))
 
@@ -285,7 +290,11 @@ class Writer:
 
 def _replace(t: pa.Table, column: str, mask: pa.Array, value) -> pa.Table:
     col = t.column(column)
-    new = pc.if_else(mask, pa.scalar(value, col.type), col) if not isinstance(value, (pa.Array, pa.ChunkedArray)) else pc.if_else(mask, value, col)
+    new = (
+        pc.if_else(mask, pa.scalar(value, col.type), col)
+        if not isinstance(value, (pa.Array, pa.ChunkedArray))
+        else pc.if_else(mask, value, col)
+    )
     return t.set_column(t.column_names.index(column), column, new)
 
 
@@ -299,24 +308,43 @@ def promote(lake: Lake, w: Writer, p: Promotion, dedup: DedupOptions, keep_colum
     sig = minhash(shingles(texts, dedup.ngram, wl), dedup.num_perm, dedup.seed)
     keys = band_keys(sig, dedup.bands, dedup.rows)
     ex = exact_hashes(texts, wl)
-    docs = row.append_column("exact_hash", pa.array(ex, pa.int64())).append_column(
-        "dup_cluster_id", pa.array([new], pa.string())).append_column("dup_cluster_size", pa.array([size], pa.int64()))
-    w.append(T.DEDUPLICATED.name, p.crawl_id, docs.select([c for c, _ in T.DEDUPLICATED.columns]).cast(T.DEDUPLICATED.data_schema()),
-             f"promote {new} (cluster of removed {old})")
+    docs = (
+        row.append_column("exact_hash", pa.array(ex, pa.int64()))
+        .append_column("dup_cluster_id", pa.array([new], pa.string()))
+        .append_column("dup_cluster_size", pa.array([size], pa.int64()))
+    )
+    w.append(
+        T.DEDUPLICATED.name,
+        p.crawl_id,
+        docs.select([c for c, _ in T.DEDUPLICATED.columns]).cast(T.DEDUPLICATED.data_schema()),
+        f"promote {new} (cluster of removed {old})",
+    )
     seq_t = _scan(lake, T.DEDUP_SIGNATURES.name, ds.field("crawl_id") == p.crawl_id, ["seq"])
     seq = int(pc.max(seq_t.column("seq")).as_py()) if seq_t.num_rows else 0
     quality = row.column(keep_column).cast(pa.float64()) if keep_column and keep_column in row.column_names else pa.nulls(1, pa.float64())
-    sig_t = pa.table({
-        "doc_id": [new], "seq": pa.array([seq], pa.int64()), "exact_hash": pa.array(ex, pa.int64()), "quality": quality,
-        "warc_date": row.column("warc_date"), "minhash": pa.array([sig[0].view(np.int32).tolist()], pa.list_(pa.int32())),
-        "band_keys": pa.array([keys[0].tolist()], pa.list_(pa.int64())),
-        # Not embedded here: a promoted copy is not compared semantically by later crawls.
-        "embedding": pa.nulls(1, pa.list_(pa.float32())), "embedding_model": pa.nulls(1, pa.string()),
-    })
+    sig_t = pa.table(
+        {
+            "doc_id": [new],
+            "seq": pa.array([seq], pa.int64()),
+            "exact_hash": pa.array(ex, pa.int64()),
+            "quality": quality,
+            "warc_date": row.column("warc_date"),
+            "minhash": pa.array([sig[0].view(np.int32).tolist()], pa.list_(pa.int32())),
+            "band_keys": pa.array([keys[0].tolist()], pa.list_(pa.int64())),
+            # Not embedded here: a promoted copy is not compared semantically by later crawls.
+            "embedding": pa.nulls(1, pa.list_(pa.float32())),
+            "embedding_model": pa.nulls(1, pa.string()),
+        }
+    )
     w.append(T.DEDUP_SIGNATURES.name, p.crawl_id, sig_t.cast(T.DEDUP_SIGNATURES.data_schema()), f"signature of promoted {new}")
     w.delete(T.REJECTIONS.name, {new})  # it is no longer a dropped duplicate
-    w.set_where(T.REJECTIONS.name, "related_doc_id", old,
-                lambda t, m: _replace(_replace(t, "related_doc_id", m, new), "detail", m, f"cluster of {size}"), f"cluster {old} now kept as {new}")
+    w.set_where(
+        T.REJECTIONS.name,
+        "related_doc_id",
+        old,
+        lambda t, m: _replace(_replace(t, "related_doc_id", m, new), "detail", m, f"cluster of {size}"),
+        f"cluster {old} now kept as {new}",
+    )
 
     def clusters(t: pa.Table, m: pa.Array) -> pa.Table:
         is_new = pc.fill_null(pc.equal(t.column("doc_id").cast(pa.string()), new), False)
@@ -342,7 +370,9 @@ def purge_old_files(root: Path, table: str, ids: set[str]) -> list[str]:
             t = pq.read_table(f, columns=[c for c in scrub.ID_NAMES if c in pq.read_schema(f).names])
         except Exception:  # noqa: BLE001 - not ours to judge: left alone
             continue
-        hit = any(pc.any(pc.fill_null(pc.is_in(t.column(c).cast(pa.string()), pa.array(sorted(ids))), False)).as_py() for c in t.column_names)
+        hit = any(
+            pc.any(pc.fill_null(pc.is_in(t.column(c).cast(pa.string()), pa.array(sorted(ids))), False)).as_py() for c in t.column_names
+        )
         if hit:
             purged.append(str(f.relative_to(uri)))
             f.unlink()
@@ -412,8 +442,9 @@ def flag_exports(root: Path, ids: set[str], takedown: dict[str, Any]) -> list[di
             manifest["tokens"] = manifest.get("tokens", 0) - removed_tokens
             manifest.setdefault("index", {})["sha256"] = file_sha256(index_path)
             manifest["rebuild_required"] = True
-            manifest.setdefault("takedowns", []).append({**takedown, "documents_removed": removed_docs, "tokens_removed": removed_tokens,
-                                                         "shards": per_shard})
+            manifest.setdefault("takedowns", []).append(
+                {**takedown, "documents_removed": removed_docs, "tokens_removed": removed_tokens, "shards": per_shard}
+            )
             manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         flagged.append({"export": str(out), "documents_removed": removed_docs, "tokens_removed": removed_tokens})
     return flagged
@@ -433,8 +464,11 @@ def _is_table_data(root: Path, p: Path) -> bool:
 def record(root: Path, row: dict[str, Any]) -> int:
     with Transaction(root / T.TAKEDOWNS.name) as txn:
         txn.write_arrow(pa.Table.from_pylist([row], schema=T.TAKEDOWNS.data_schema()))
-        return txn.commit(mode="append", commit_info={"takedown_id": row["takedown_id"], "operation": "record takedown"},
-                          empty_schema=T.TAKEDOWNS.data_schema()).version
+        return txn.commit(
+            mode="append",
+            commit_info={"takedown_id": row["takedown_id"], "operation": "record takedown"},
+            empty_schema=T.TAKEDOWNS.data_schema(),
+        ).version
 
 
 def verify(root: Path, ids: set[str], needles: set[str], extra_roots: list[Path]) -> dict[str, Any]:
@@ -456,8 +490,9 @@ def verify(root: Path, ids: set[str], needles: set[str], extra_roots: list[Path]
     return {"clean": not in_tables and not files, "rows_left": in_tables, "files_holding_text": files}
 
 
-def takedown(root: str | Path, req: Request, dedup: DedupOptions | None = None, extra_roots: list[Path] | None = None,
-             progress=print) -> dict[str, Any]:
+def takedown(
+    root: str | Path, req: Request, dedup: DedupOptions | None = None, extra_roots: list[Path] | None = None, progress=print
+) -> dict[str, Any]:
     """Carry out a takedown on the lakehouse at ``root``; ``extra_roots``: other folders Sluice
     wrote (a Dagster home or MLflow store kept outside the lakehouse). Returns its record, with
     the verification."""
@@ -465,11 +500,13 @@ def takedown(root: str | Path, req: Request, dedup: DedupOptions | None = None, 
     dedup = dedup or DedupOptions()
     keep_column = dedup.keep.quality_column
     extra_roots = [Path(p).resolve() for p in (extra_roots or []) if not Path(p).resolve().is_relative_to(root)]
-    tid = f"td-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    tid = f"td-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     lake = Lake(root)
     p = plan(lake, req, keep_column)
-    progress(f"takedown {tid}: {len(p.ids)} documents ({req.kind} {req.value if req.kind == 'domain' else '…'}), "
-             f"{len(p.promotions)} dedup promotions")
+    progress(
+        f"takedown {tid}: {len(p.ids)} documents ({req.kind} {req.value if req.kind == 'domain' else '…'}), "
+        f"{len(p.promotions)} dedup promotions"
+    )
     info = {"takedown_id": tid, "reason": req.reason, "ticket": req.ticket}
     w = Writer(root, info)
     for pr in p.promotions:
@@ -480,24 +517,39 @@ def takedown(root: str | Path, req: Request, dedup: DedupOptions | None = None, 
     progress(f"  rows removed: {w.rows or 'none'}; old files purged: {sum(map(len, purged.values()))}")
     needles = scrub.base_needles(p.texts, p.urls)
     exports = flag_exports(root, p.ids, info)
-    rep = scrub.scrub([root, *extra_roots], needles, p.ids, mark=f"[removed by takedown {tid}]",
-                      skip=lambda f: _is_table_data(root, f))
+    rep = scrub.scrub([root, *extra_roots], needles, p.ids, mark=f"[removed by takedown {tid}]", skip=lambda f: _is_table_data(root, f))
     progress(f"  files scrubbed: {len(rep.files_scrubbed)}, deleted: {len(rep.files_deleted)}; exports flagged: {len(exports)}")
     rows_removed = {t: {"rows": w.rows.get(t, 0), "version": w.versions[t], "files_purged": len(purged.get(t, []))} for t in w.versions}
     for t, files in purged.items():  # a table with old files purged but no current row: still recorded
         if files and t not in rows_removed:
             rows_removed[t] = {"rows": 0, "version": current_version(root / t), "files_purged": len(files)}
     row = {
-        "takedown_id": tid, "kind": req.kind, "target": req.value if req.kind == "domain" else None,
-        "target_sha256": sha256_hex(req.value), "url_sha256": sorted(sha256_hex(u) for u in p.urls),
+        "takedown_id": tid,
+        "kind": req.kind,
+        "target": req.value if req.kind == "domain" else None,
+        "target_sha256": sha256_hex(req.value),
+        "url_sha256": sorted(sha256_hex(u) for u in p.urls),
         "doc_sha256": sorted(sha256_hex(i) for i in p.ids),
-        "reason": req.reason, "ticket": req.ticket, "requested_at": datetime.now(timezone.utc), "documents": len(p.ids),
-        "rows_removed": json.dumps(rows_removed, sort_keys=True), "files_purged": sum(map(len, purged.values())),
-        "files_scrubbed": len(rep.files_scrubbed) + len(rep.files_deleted), "exports_flagged": json.dumps(exports),
+        "reason": req.reason,
+        "ticket": req.ticket,
+        "requested_at": datetime.now(UTC),
+        "documents": len(p.ids),
+        "rows_removed": json.dumps(rows_removed, sort_keys=True),
+        "files_purged": sum(map(len, purged.values())),
+        "files_scrubbed": len(rep.files_scrubbed) + len(rep.files_deleted),
+        "exports_flagged": json.dumps(exports),
     }
     version = record(root, row)
     proof = verify(root, p.ids, needles, extra_roots)
-    return {**row, "requested_at": row["requested_at"].isoformat(), "takedowns_version": version,
-            "promotions": [pr.__dict__ for pr in p.promotions], "crawls": sorted(p.crawls), "exports": exports,
-            "partitions_changed": {t: sorted(v) for t, v in w.partitions.items()},
-            "scrub": rep.as_dict(), "verification": proof, "rows_removed": rows_removed}
+    return {
+        **row,
+        "requested_at": row["requested_at"].isoformat(),
+        "takedowns_version": version,
+        "promotions": [pr.__dict__ for pr in p.promotions],
+        "crawls": sorted(p.crawls),
+        "exports": exports,
+        "partitions_changed": {t: sorted(v) for t, v in w.partitions.items()},
+        "scrub": rep.as_dict(),
+        "verification": proof,
+        "rows_removed": rows_removed,
+    }

@@ -49,7 +49,11 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 def _rejection_text(r: dict[str, Any]) -> str:
     stage, reason, value, detail = r.get("stage"), r["reason"], r.get("value"), r.get("detail")
     if stage == T.INGEST:
-        return f"rejected at ingest: {reason}" + (f" ({detail})" if detail else "") + f" — record in {r['warc_file']} at offset {r['warc_offset']}"
+        return (
+            f"rejected at ingest: {reason}"
+            + (f" ({detail})" if detail else "")
+            + f" — record in {r['warc_file']} at offset {r['warc_offset']}"
+        )
     if stage == T.DEDUP and reason == f"{T.DEDUP}.semantic":
         model = detail.split(";")[0].split(" by ", 1)[-1] if detail and " by " in detail else None
         sim = f" (cosine similarity {value:.3f}" + (f", {model})" if model else ")") if value is not None else ""
@@ -80,8 +84,15 @@ class _Doc:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, kind: str, text: str, src: dict[str, Any] | None = None, **extra: Any) -> None:
-        self.steps.append({"step": kind, "says": text, **({"commit": src.pop("_commit")} if src and "_commit" in src else {}),
-                           **({"row": _clean(src)} if src else {}), **extra})
+        self.steps.append(
+            {
+                "step": kind,
+                "says": text,
+                **({"commit": src.pop("_commit")} if src and "_commit" in src else {}),
+                **({"row": _clean(src)} if src else {}),
+                **extra,
+            }
+        )
 
 
 class Tracer:
@@ -127,8 +138,12 @@ class Tracer:
 
     def _raw_crawl(self, doc: _Doc) -> None:
         for r in doc.raw:
-            doc.step(T.INGEST, f"ingested from {r['warc_file']} at offset {r['warc_offset']} (HTTP {r['http_status']}, {r['content_type']}, "
-                               f"fetched {r['warc_date']})", r)
+            doc.step(
+                T.INGEST,
+                f"ingested from {r['warc_file']} at offset {r['warc_offset']} (HTTP {r['http_status']}, {r['content_type']}, "
+                f"fetched {r['warc_date']})",
+                r,
+            )
 
     def _filtered(self, doc: _Doc) -> None:
         for r in self._find(T.FILTERED.name, "doc_id", [doc.doc_id], ["doc_id", *_SHOWN_SIGNALS, "crawl_id"]):
@@ -137,10 +152,14 @@ class Tracer:
 
     def _deduplicated(self, doc: _Doc) -> None:
         absorbed = doc.absorbed
-        dedup = self._find(T.DEDUPLICATED.name, "doc_id", [doc.doc_id], ["doc_id", "dup_cluster_id", "dup_cluster_size", "exact_hash", "crawl_id"])
+        dedup = self._find(
+            T.DEDUPLICATED.name, "doc_id", [doc.doc_id], ["doc_id", "dup_cluster_id", "dup_cluster_size", "exact_hash", "crawl_id"]
+        )
         for r in dedup:
             size = r.get("dup_cluster_size") or 1
-            txt = "kept as the only copy" if size <= 1 else f"kept as the representative of cluster {r['dup_cluster_id']} ({size} documents)"
+            txt = (
+                "kept as the only copy" if size <= 1 else f"kept as the representative of cluster {r['dup_cluster_id']} ({size} documents)"
+            )
             if absorbed:
                 txt += "; absorbed " + ", ".join(f"{a['doc_id']} ({a['reason']}, {a['crawl_id']})" for a in absorbed)
             if (r.get("_commit") or {}).get("takedown_id"):
@@ -156,22 +175,36 @@ class Tracer:
             scores = []
             for name, uri in uris.items():
                 val = r.get(name)
-                scores.append(f"{name} {'null' if val is None else f'{val:.3f}'} ({uri}" + (f" v{versions[name]}" if versions.get(name) else "") + ")")
+                scores.append(
+                    f"{name} {'null' if val is None else f'{val:.3f}'} ({uri}" + (f" v{versions[name]}" if versions.get(name) else "") + ")"
+                )
             for name in [k for k in r if f"{k}_label" in r and k not in uris]:  # ensembles (scoring.ensembles)
                 scores.append(f"{name} {'null' if r[name] is None else f'{r[name]:.3f}'} (ensemble)")
             doc.step(T.SCORING, "scored: " + "; ".join(scores), r)
 
     def _rewritten(self, doc: _Doc) -> None:
-        rewrites = self._find(T.REWRITTEN.name, {"doc_id": [doc.doc_id], T.SOURCE_ID: [doc.doc_id]},
-                              columns=[c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"])
+        rewrites = self._find(
+            T.REWRITTEN.name,
+            {"doc_id": [doc.doc_id], T.SOURCE_ID: [doc.doc_id]},
+            columns=[c for c, _ in T.REWRITTEN.columns if c != "text"] + ["crawl_id"],
+        )
         for r in [r for r in rewrites if r[T.SOURCE_ID] == doc.doc_id]:
             after = "null" if r["score_after"] is None else f"{r['score_after']:.3f}"
             before = "null" if r["score_before"] is None else f"{r['score_before']:.3f}"
-            doc.step(T.REWRITE, f"rewritten as {r['doc_id']} by {r['rewriter_model']} ({r['prompt_version']}, {r.get('style') or '-'}): "
-                                f"score {before} → {after}", r, rewrite_doc_id=r["doc_id"])
+            doc.step(
+                T.REWRITE,
+                f"rewritten as {r['doc_id']} by {r['rewriter_model']} ({r['prompt_version']}, {r.get('style') or '-'}): "
+                f"score {before} → {after}",
+                r,
+                rewrite_doc_id=r["doc_id"],
+            )
         for r in [r for r in rewrites if r["doc_id"] == doc.doc_id]:
-            doc.step(T.REWRITE, f"is a rewrite of {r[T.SOURCE_ID]} by {r['rewriter_model']} ({r['prompt_version']})", r,
-                     source_doc_id=r[T.SOURCE_ID])
+            doc.step(
+                T.REWRITE,
+                f"is a rewrite of {r[T.SOURCE_ID]} by {r['rewriter_model']} ({r['prompt_version']})",
+                r,
+                source_doc_id=r[T.SOURCE_ID],
+            )
 
     def _decontaminated(self, doc: _Doc) -> None:
         for r in self._find(T.DECONTAMINATED.name, "doc_id", [doc.doc_id], ["doc_id", "source", T.SOURCE_ID, "crawl_id"]):
@@ -183,15 +216,24 @@ class Tracer:
         for r in mixed:
             mixtures.setdefault(r["mixture_name"], []).append(r)
         for name, rows in mixtures.items():
-            doc.step(T.MIXTURE, f"in mixture {name!r}, bucket {rows[0]['source']}, {len(rows)} repeat(s), {rows[0]['token_count']} tokens each",
-                     rows[0], repeats=len(rows))
+            doc.step(
+                T.MIXTURE,
+                f"in mixture {name!r}, bucket {rows[0]['source']}, {len(rows)} repeat(s), {rows[0]['token_count']} tokens each",
+                rows[0],
+                repeats=len(rows),
+            )
         for e in self._exports(doc.doc_id):  # exports are of mixtures (shards under _exports/, not a table)
             doc.step(T.EXPORT, f"exported in {e['export']}: shard {e['shard']} row {e['row']} (repeat {e['repeat']})", None, **e)
 
     def _takedowns(self, doc: _Doc) -> None:
         for r in self.takedowns(doc.doc_id, doc.url):
-            doc.step(T.TAKEDOWN, f"taken down {r['requested_at']}: {r['reason']}" + (f" (ticket {r['ticket']})" if r.get("ticket") else "") +
-                     f" — takedown {r['takedown_id']}", r)
+            doc.step(
+                T.TAKEDOWN,
+                f"taken down {r['requested_at']}: {r['reason']}"
+                + (f" (ticket {r['ticket']})" if r.get("ticket") else "")
+                + f" — takedown {r['takedown_id']}",
+                r,
+            )
 
     def _exports(self, doc_id: str) -> list[dict[str, Any]]:
         out = []
@@ -211,16 +253,28 @@ class Tracer:
         rows = self.lake.rows_with_commits(T.TAKEDOWNS.name, d.to_table(columns=d.schema.names + ["__filename"]))
         doc_h, url_h = sha256(doc_id) if doc_id else None, sha256(url) if url else None
         domains = set(parent_domains(host_of(url))) if url else set()
-        return [r for r in rows if r["target_sha256"] in (doc_h, url_h) or doc_h in (r.get("doc_sha256") or [])
-                or url_h in (r.get("url_sha256") or []) or (r.get("kind") == "domain" and r.get("target") in domains)]
+        return [
+            r
+            for r in rows
+            if r["target_sha256"] in (doc_h, url_h)
+            or doc_h in (r.get("doc_sha256") or [])
+            or url_h in (r.get("url_sha256") or [])
+            or (r.get("kind") == "domain" and r.get("target") in domains)
+        ]
 
 
 # The reader of each traced table (``TableSpec.traced``); a test holds this to the contract.
 READERS: dict[str, Callable[[Tracer, _Doc], None]] = {
-    T.RAW_CRAWL.name: Tracer._raw_crawl, T.FILTERED.name: Tracer._filtered, T.DEDUPLICATED.name: Tracer._deduplicated,
-    T.QUALITY_SCORED.name: Tracer._quality_scored, T.REWRITTEN.name: Tracer._rewritten, T.DECONTAMINATED.name: Tracer._decontaminated,
-    T.MIXED.name: Tracer._mixed, T.TAKEDOWNS.name: Tracer._takedowns,
+    T.RAW_CRAWL.name: Tracer._raw_crawl,
+    T.FILTERED.name: Tracer._filtered,
+    T.DEDUPLICATED.name: Tracer._deduplicated,
+    T.QUALITY_SCORED.name: Tracer._quality_scored,
+    T.REWRITTEN.name: Tracer._rewritten,
+    T.DECONTAMINATED.name: Tracer._decontaminated,
+    T.MIXED.name: Tracer._mixed,
+    T.TAKEDOWNS.name: Tracer._takedowns,
 }
+
 
 def trace(root: str | Path, doc_id: str | None = None, url: str | None = None) -> dict[str, Any]:
     """The history of a document id, or of every document fetched from a URL."""
@@ -230,9 +284,21 @@ def trace(root: str | Path, doc_id: str | None = None, url: str | None = None) -
     if not docs and url:
         # Nothing left in any table: perhaps taken down (the takedowns table keeps the URL's hash).
         gone = tracer.takedowns("", url)
-        docs = [{"doc_id": None, "url": url, "found": bool(gone), "steps": [
-            {"step": "takedown", "says": f"taken down {r['requested_at']}: {r['reason']} — takedown {r['takedown_id']}", "row": _clean(r)}
-            for r in gone]}]
+        docs = [
+            {
+                "doc_id": None,
+                "url": url,
+                "found": bool(gone),
+                "steps": [
+                    {
+                        "step": "takedown",
+                        "says": f"taken down {r['requested_at']}: {r['reason']} — takedown {r['takedown_id']}",
+                        "row": _clean(r),
+                    }
+                    for r in gone
+                ],
+            }
+        ]
     return {"lakehouse": str(tracer.lake.root), "query": {"doc_id": doc_id, "url": url}, "tables_read": tracer.read, "documents": docs}
 
 
@@ -250,11 +316,14 @@ def render(result: dict[str, Any]) -> str:
             runs = ", ".join(f"{k.split('_')[0]} {str(c[k])[:8]}" for k in ("dagster_run_id", "mlflow_run_id") if c.get(k))
             lines.append(f"  {s['step']:<9} {s['says']}")
             if where or runs:
-                lines.append(f"  {'':<9}   ↳ {where}" + (f"  [{runs}]" if runs else "") + (f"  code {c['code_version']}" if c.get("code_version") else ""))
+                lines.append(
+                    f"  {'':<9}   ↳ {where}"
+                    + (f"  [{runs}]" if runs else "")
+                    + (f"  code {c['code_version']}" if c.get("code_version") else "")
+                )
     lines.append("tables read: " + ", ".join(f"{k}@v{v}" for k, v in sorted(result["tables_read"].items())))
     return "\n".join(lines)
 
 
 def to_json(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=1, default=str)
-

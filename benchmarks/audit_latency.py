@@ -35,14 +35,28 @@ from storage.delta_table import open_table, read_arrow, table_exists  # noqa: E4
 def build(landing: Path, lakehouse: Path) -> float:
     conf = lakehouse.parent / f"{lakehouse.name}.yaml"
     evals = next(landing.glob("*/eval_set.jsonl"), None)
-    conf.write_text(json.dumps({
-        "lakehouse_dir": str(lakehouse), "landing_dir": str(landing),
-        "scoring": {"scorers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
-        **({"decontamination": {"benchmarks": [{"name": "evals", "path": str(evals), "fields": ["question"]}]}} if evals else {}),
-    }))
+    conf.write_text(
+        json.dumps(
+            {
+                "lakehouse_dir": str(lakehouse),
+                "landing_dir": str(landing),
+                "scoring": {"scorers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
+                **({"decontamination": {"benchmarks": [{"name": "evals", "path": str(evals), "fields": ["question"]}]}} if evals else {}),
+            }
+        )
+    )
     t0 = time.time()
-    subprocess.run([str(REPO / ".venv" / "bin" / "sluice"), "run", "--config", str(conf), "--select",
-                    "raw_crawl,filtered,deduplicated,quality_scored,rewritten,decontaminated"], check=True)
+    subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "sluice"),
+            "run",
+            "--config",
+            str(conf),
+            "--select",
+            "raw_crawl,filtered,deduplicated,quality_scored,rewritten,decontaminated",
+        ],
+        check=True,
+    )
     return time.time() - t0
 
 
@@ -95,8 +109,10 @@ def main() -> int:
         print(f"building {root} from {args.landing} …", file=sys.stderr)
         print(f"pipeline: {build(args.landing.resolve(), root):.0f}s", file=sys.stderr)
     crawls = Counter(read_arrow(root / T.RAW_CRAWL.name, columns=["crawl_id"]).column("crawl_id").to_pylist())
-    print(f"lakehouse {root}: {len(crawls)} crawls, {sum(crawls.values()):,} documents in raw_crawl, "
-          f"{sum(1 for _ in root.rglob('*.parquet')):,} Parquet files")
+    print(
+        f"lakehouse {root}: {len(crawls)} crawls, {sum(crawls.values()):,} documents in raw_crawl, "
+        f"{sum(1 for _ in root.rglob('*.parquet')):,} Parquet files"
+    )
 
     ids = sample_ids(root, args.samples)
     times: dict[str, list[float]] = {}
@@ -107,8 +123,10 @@ def main() -> int:
             times.setdefault(kind, []).append(time.perf_counter() - t0)
             assert r["documents"][0]["found"], d
     all_t = sorted(x for v in times.values() for x in v)
-    print(f"\ntrace by doc_id ({len(all_t)} documents): median {statistics.median(all_t) * 1000:.0f} ms, "
-          f"p95 {all_t[int(0.95 * (len(all_t) - 1))] * 1000:.0f} ms, max {all_t[-1] * 1000:.0f} ms")
+    print(
+        f"\ntrace by doc_id ({len(all_t)} documents): median {statistics.median(all_t) * 1000:.0f} ms, "
+        f"p95 {all_t[int(0.95 * (len(all_t) - 1))] * 1000:.0f} ms, max {all_t[-1] * 1000:.0f} ms"
+    )
     for kind, v in sorted(times.items()):
         print(f"  {kind:<26} n={len(v):>3}  median {statistics.median(v) * 1000:6.0f} ms")
     urls = read_arrow(root / T.FILTERED.name, columns=["url"]).column("url").to_pylist()[:10]
@@ -125,8 +143,10 @@ def main() -> int:
         naive_trace(root, d)
         naive.append(time.perf_counter() - t0)
     ours = statistics.median(all_t)
-    print(f"naive trace (read every table whole, filter in memory; {len(naive)}): median {statistics.median(naive):.2f} s "
-          f"→ pushdown is {statistics.median(naive) / ours:.1f}× faster")
+    print(
+        f"naive trace (read every table whole, filter in memory; {len(naive)}): median {statistics.median(naive):.2f} s "
+        f"→ pushdown is {statistics.median(naive) / ours:.1f}× faster"
+    )
 
     if not args.no_takedown:
         from audit.takedown import Request, takedown
@@ -137,9 +157,11 @@ def main() -> int:
         res = takedown(root, Request("domain", domain, "benchmark", "BENCH-1"), progress=lambda m: print(m, file=sys.stderr))
         took = time.time() - t0
         rows = sum(v["rows"] for v in res["rows_removed"].values())
-        print(f"\ntakedown of domain {domain}: {res['documents']} documents, {rows} rows from {len(res['rows_removed'])} tables, "
-              f"{res['files_purged']} old files purged, {res['scrub']['files_scrubbed']} other files scrubbed, "
-              f"verified clean: {res['verification']['clean']} — {took:.1f} s wall")
+        print(
+            f"\ntakedown of domain {domain}: {res['documents']} documents, {rows} rows from {len(res['rows_removed'])} tables, "
+            f"{res['files_purged']} old files purged, {res['scrub']['files_scrubbed']} other files scrubbed, "
+            f"verified clean: {res['verification']['clean']} — {took:.1f} s wall"
+        )
     return 0
 
 

@@ -40,8 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._measure import measure  # noqa: E402
-from benchmarks.dedup_throughput import write_parquet  # noqa: E402  (generated texts → filtered-schema Parquet)
+from benchmarks._measure import measure
+from benchmarks.dedup_throughput import write_parquet
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
 NGRAM = 13
@@ -58,10 +58,13 @@ def load_items() -> tuple[list[dict], list[list[str]]]:
 def options(mmlu_dir: Path, gsm_file: Path):
     from documents.decontam import BenchmarkSpec, DecontamOptions
 
-    return DecontamOptions(ngram=NGRAM, benchmarks=[
-        BenchmarkSpec(name="gsm8k", path=str(gsm_file), fields=["question", "answer"]),
-        BenchmarkSpec(name="mmlu", path=str(mmlu_dir), format="csv", header=False, fields=[0, 1, 2, 3, 4]),
-    ])
+    return DecontamOptions(
+        ngram=NGRAM,
+        benchmarks=[
+            BenchmarkSpec(name="gsm8k", path=str(gsm_file), fields=["question", "answer"]),
+            BenchmarkSpec(name="mmlu", path=str(mmlu_dir), format="csv", header=False, fields=[0, 1, 2, 3, 4]),
+        ],
+    )
 
 
 def make_corpus(n: int, seed: int = 0) -> tuple[list[str], set[int], set[int]]:
@@ -105,8 +108,12 @@ def run_mixture(spark, work: Path, docs: int) -> float:
     from documents.mixture import MixtureSpec
     from spark_jobs.mix_job import build_mixture
 
-    spec = MixtureSpec(name="bench", token_budget=100 * docs, seed=1, sources=[
-        {"name": "long", "where": "length(text) >= 1500", "weight": 0.5}, {"name": "other", "weight": 0.5}])
+    spec = MixtureSpec(
+        name="bench",
+        token_budget=100 * docs,
+        seed=1,
+        sources=[{"name": "long", "where": "length(text) >= 1500", "weight": 0.5}, {"name": "other", "weight": 0.5}],
+    )
     kept = spark.read.parquet(str(work / "kept")).withColumn("crawl_id", F.lit("bench"))
     t0 = time.perf_counter()
     build_mixture(spark, kept, spec, str(work / "mix-scratch"), str(work / "mixed"))
@@ -122,9 +129,16 @@ def run_sluice(spark, paths: list[str], work: Path) -> set[int]:
     o = options(BENCH / "mmlu" / "test", BENCH / "gsm8k" / "test.jsonl")
     index = build_index(o)
     stats = decontaminate(spark, {"deduplicated": paths}, index, o, str(work / "scratch"), str(work / "kept"), str(work / "rej"), "bench")
-    print(f"  sluice: {index.ngrams} benchmark n-grams; suppressed {len(stats.suppressed)} frequent n-grams "
-          f"(> {stats.threshold:.0f} documents)", file=sys.stderr)
-    return {int(d[1:]) for d in pq.read_table(work / "rej", columns=["doc_id"]).column("doc_id").to_pylist()} if (work / "rej").exists() else set()
+    print(
+        f"  sluice: {index.ngrams} benchmark n-grams; suppressed {len(stats.suppressed)} frequent n-grams "
+        f"(> {stats.threshold:.0f} documents)",
+        file=sys.stderr,
+    )
+    return (
+        {int(d[1:]) for d in pq.read_table(work / "rej", columns=["doc_id"]).column("doc_id").to_pylist()}
+        if (work / "rej").exists()
+        else set()
+    )
 
 
 def datatrove_index(folder: Path) -> None:
@@ -159,10 +173,14 @@ def run_datatrove(data_dir: Path, n_files: int, work: Path, workers: int) -> set
     datatrove_index(work / "index")
     cfg = NGramsDecontConfig(n_grams=NGRAM, find_query_ngrams=True)
     LocalPipelineExecutor(
-        pipeline=[ParquetReader(str(data_dir), id_key="doc_id", read_metadata=False),
-                  NGramsDecontFilter(str(work / "index"), config=cfg, exclusion_writer=JsonlWriter(str(work / "removed"), compression=None)),
-                  JsonlWriter(str(work / "kept"), compression=None)],
-        tasks=n_files, workers=workers, logging_dir=str(work / "logs"),
+        pipeline=[
+            ParquetReader(str(data_dir), id_key="doc_id", read_metadata=False),
+            NGramsDecontFilter(str(work / "index"), config=cfg, exclusion_writer=JsonlWriter(str(work / "removed"), compression=None)),
+            JsonlWriter(str(work / "kept"), compression=None),
+        ],
+        tasks=n_files,
+        workers=workers,
+        logging_dir=str(work / "logs"),
     ).run()
     removed = set()
     for f in (work / "removed").glob("*.jsonl"):
@@ -219,8 +237,25 @@ def main() -> int:
         import subprocess
 
         with measure() as m:
-            subprocess.run([sys.executable, __file__, "--side", name, "--data", str(data), "--out", str(out), "--cores", str(args.cores),
-                            "--driver-memory", args.driver_memory], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--side",
+                    name,
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(out),
+                    "--cores",
+                    str(args.cores),
+                    "--driver-memory",
+                    args.driver_memory,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         r = json.loads(out.read_text())
         mix_seconds[(name, str(data))] = r.get("mixture_seconds")
         return r["seconds"], m.peak_rss_mb, set(r["removed"])
@@ -239,8 +274,11 @@ def main() -> int:
             write_parquet(texts[:n], work / f"data-{n}", args.files)
         del texts
         gc.collect()
-        print(f"corpus: {args.docs} documents, {len(dirty)} contaminated, {len(quotes)} quoting web-common benchmark text, "
-              f"{sum(Path(p).stat().st_size for p in paths) / 1e6:.0f} MB Parquet, made in {time.time() - t0:.0f}s", file=sys.stderr)
+        print(
+            f"corpus: {args.docs} documents, {len(dirty)} contaminated, {len(quotes)} quoting web-common benchmark text, "
+            f"{sum(Path(p).stat().st_size for p in paths) / 1e6:.0f} MB Parquet, made in {time.time() - t0:.0f}s",
+            file=sys.stderr,
+        )
         sides = {}
         for name in ("sluice", "datatrove"):
             if name in args.skip.split(","):
@@ -251,18 +289,35 @@ def main() -> int:
         scaling = []
         for n in subs:
             secs, rss, removed = side("sluice", work / f"data-{n}", work / f"sluice-{n}.json")
-            scaling.append((n, secs, rss, *score(removed, {d for d in dirty if d < n}, {q for q in quotes if q < n}),
-                            mix_seconds[("sluice", str(work / f"data-{n}"))]))
+            scaling.append(
+                (
+                    n,
+                    secs,
+                    rss,
+                    *score(removed, {d for d in dirty if d < n}, {q for q in quotes if q < n}),
+                    mix_seconds[("sluice", str(work / f"data-{n}"))],
+                )
+            )
         if "sluice" in sides:
             scaling.append((args.docs, *sides["sluice"], mix_seconds[("sluice", str(work / "data"))]))
         labels = {"sluice": f"sluice (Spark local[{args.cores}])", "datatrove": f"datatrove NGramsDecontFilter ({args.cores} workers)"}
-        print(f"\n{args.docs} documents against GSM8K + MMLU, {NGRAM}-grams, {args.cores} cores, each side in its own process "
-              f"(seconds: index build + the pass, start-up excluded)")
-        print(f"{'side':44s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'false removals':>15s} {'of them web-common':>19s}")
+        print(
+            f"\n{args.docs} documents against GSM8K + MMLU, {NGRAM}-grams, {args.cores} cores, each side in its own process "
+            f"(seconds: index build + the pass, start-up excluded)"
+        )
+        print(
+            f"{'side':44s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'false removals':>15s} {'of them web-common':>19s}"
+        )
         for key, (secs, rss, rec, false, quoted) in sides.items():
             print(f"{labels[key]:44s} {secs:8.1f} {args.docs / secs:8.0f} {rss:12.0f} {rec:7.4f} {false:15d} {quoted:19d}")
-            results[key] = {"seconds": secs, "docs_per_s": args.docs / secs, "peak_rss_mb": rss, "recall": rec,
-                            "false_removals": false, "web_common_removed": quoted}
+            results[key] = {
+                "seconds": secs,
+                "docs_per_s": args.docs / secs,
+                "peak_rss_mb": rss,
+                "recall": rec,
+                "false_removals": false,
+                "web_common_removed": quoted,
+            }
         if len(sides) == 2:
             results["ratio_docs_per_s"] = sides["datatrove"][0] / sides["sluice"][0]
             print(f"sluice / datatrove: {results['ratio_docs_per_s']:.2f}× docs/s")
@@ -270,8 +325,9 @@ def main() -> int:
         print(f"{'docs':>8s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'mix seconds':>12s} {'mix docs/s':>11s}")
         for n, secs, rss, rec, _f, _q, mix in sorted(scaling):
             print(f"{n:8d} {secs:8.1f} {n / secs:8.0f} {rss:12.0f} {rec:7.4f} {mix:12.1f} {n / mix:11.0f}")
-        results["scaling"] = [{"docs": n, "seconds": s, "peak_rss_mb": r, "recall": rec, "mixture_seconds": mix}
-                              for n, s, r, rec, _f, _q, mix in scaling]
+        results["scaling"] = [
+            {"docs": n, "seconds": s, "peak_rss_mb": r, "recall": rec, "mixture_seconds": mix} for n, s, r, rec, _f, _q, mix in scaling
+        ]
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:

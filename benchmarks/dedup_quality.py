@@ -69,8 +69,16 @@ def shared_sets(spark, work: Path) -> list[dict]:
         truth = {tuple(sorted(line.split())) for line in (SHARED / "neardup" / f"{name}.truth").open()}
         found = {tuple(sorted(p)) for p in run_job(spark, [i for i, _ in lines], [t for _, t in lines], True, work / name)}
         tp = len(found & truth)
-        rows.append({"set": name, "docs": len(lines), "truth_pairs": len(truth), "found": len(found),
-                     "precision": tp / len(found) if found else 1.0, "recall": tp / len(truth)})
+        rows.append(
+            {
+                "set": name,
+                "docs": len(lines),
+                "truth_pairs": len(truth),
+                "found": len(found),
+                "precision": tp / len(found) if found else 1.0,
+                "recall": tp / len(truth),
+            }
+        )
     return rows
 
 
@@ -148,8 +156,10 @@ def main() -> int:
         print(f"{bv['band']:>13s} {bv['pairs']:6d} {bv['found']:15d} {bl['found']:17d}")
     for mode in ("verify", "lsh_only"):
         m = selfm[mode]
-        print(f"{mode:9s}: recall above 0.8 = {m['recall_above_0.8']:.3f}; reported pairs {m['reported_pairs']}, "
-              f"of which exact Jaccard < 0.6: {m['reported_below_0.6']}, < 0.7: {m['reported_below_0.7']}")
+        print(
+            f"{mode:9s}: recall above 0.8 = {m['recall_above_0.8']:.3f}; reported pairs {m['reported_pairs']}, "
+            f"of which exact Jaccard < 0.6: {m['reported_below_0.6']}, < 0.7: {m['reported_below_0.7']}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"shared": shared, "self_made": selfm}, indent=2))
     return 0

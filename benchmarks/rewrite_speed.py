@@ -57,8 +57,10 @@ def pages(n: int, generated: bool = False) -> tuple[str, list[tuple[str, str]]]:
         from rewrite_quality import low_scoring_pages
 
         got = low_scoring_pages(n)
-        return (f"the {len(got)} lowest-scoring English pages of ../shared/data (signals {got[0][2]:.3f}..{got[-1][2]:.3f})",
-                [(i, t) for i, t, _ in got])
+        return (
+            f"the {len(got)} lowest-scoring English pages of ../shared/data (signals {got[0][2]:.3f}..{got[-1][2]:.3f})",
+            [(i, t) for i, t, _ in got],
+        )
     from sample_crawl.text import article
 
     rng = random.Random(0)
@@ -108,8 +110,9 @@ def main() -> None:
     ap.add_argument("--max-input-words", type=int, default=RewriteOptions().cpu_max_input_words)
     ap.add_argument("--batch", type=int, default=8, help="prompts per call for the batch and best configurations")
     ap.add_argument("--generated", action="store_true", help="generated pages even where ../shared/data is present")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads for the table (default 1: see the threads comparison printed first)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads for the table (default 1: see the threads comparison printed first)"
+    )
     ap.add_argument("--thread-prompts", type=int, default=2, help="prompts for the threads comparison (0: skip it)")
     ap.add_argument("--thread-tokens", type=int, default=16, help="new tokens per prompt in the threads comparison")
     ap.add_argument("--once", action="store_true", help="measure the baseline once, not before and after the levers")
@@ -127,8 +130,10 @@ def main() -> None:
     default_threads = torch.get_num_threads()
     o = RewriteOptions()
     load = os.getloadavg()
-    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; model {o.model}")
+    print(
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; model {o.model}"
+    )
     t = time.perf_counter()
     where, docs = pages(args.docs, args.generated)
     print(f"{where}, in {time.perf_counter() - t:.0f} s")
@@ -137,10 +142,13 @@ def main() -> None:
     prompts = [tpl.replace("{document}", s) for tpl, s in zip(templates, sources)]
     t = time.perf_counter()
     gen = HFGenerator(o.model, args.max_new_tokens, batch_size=1, device="cpu")
-    print(f"model loaded in {time.perf_counter() - t:.1f} s; {len(prompts)} prompts, "
-          f"{min(len(gen.tokenizer(gen.format(p))['input_ids']) for p in prompts)}.."
-          f"{max(len(gen.tokenizer(gen.format(p))['input_ids']) for p in prompts)} prompt tokens, "
-          f"up to {args.max_new_tokens} new tokens each, greedy\n", flush=True)
+    print(
+        f"model loaded in {time.perf_counter() - t:.1f} s; {len(prompts)} prompts, "
+        f"{min(len(gen.tokenizer(gen.format(p))['input_ids']) for p in prompts)}.."
+        f"{max(len(gen.tokenizer(gen.format(p))['input_ids']) for p in prompts)} prompt tokens, "
+        f"up to {args.max_new_tokens} new tokens each, greedy\n",
+        flush=True,
+    )
     fp32 = gen.model
     if args.thread_prompts:
         # OpenMP threads spin while they wait for each other; on cores other processes also want,
@@ -191,8 +199,9 @@ def main() -> None:
             gen.model.forward = torch.compile(fp32.forward)
             t = time.perf_counter()
             gen.generate(prompts, args.max_new_tokens)
-            results["compile"] = go("torch.compile + static KV cache, batch 1", gen,
-                                    f" (first call, compiling, took {time.perf_counter() - t:.0f} s)")
+            results["compile"] = go(
+                "torch.compile + static KV cache, batch 1", gen, f" (first call, compiling, took {time.perf_counter() - t:.0f} s)"
+            )
         except Exception as e:  # noqa: BLE001 - no C++ toolchain, an unsupported op: say so, measure the rest
             print(f"  torch.compile: failed ({type(e).__name__}: {str(e)[:300]})")
         finally:
@@ -209,7 +218,9 @@ def main() -> None:
             m.forward = torch.compile(gen.model.forward)
             gen.model = m
             gen.generate(prompts, args.max_new_tokens)  # compile for these shapes first
-        results["best"] = go(f"batch {args.batch}, length-bucketed + " + (" + ".join(helped) or "nothing else (no other lever helped alone)"), gen)
+        results["best"] = go(
+            f"batch {args.batch}, length-bucketed + " + (" + ".join(helped) or "nothing else (no other lever helped alone)"), gen
+        )
         gen.model, gen.static_cache, gen.batch_size = fp32, False, 1
 
     if not args.once:

@@ -62,8 +62,12 @@ def run_once(crawl: Path, lake: Path, master: str | None, cluster_pids: list[int
     if master:
         env["SLUICE_SPARK__MASTER"] = master
     samples: list[tuple[float, int]] = []
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "sluice"), "run", "--crawl", str(crawl)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "sluice"), "run", "--crawl", str(crawl)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def sample() -> None:
         while proc.poll() is None:
@@ -129,7 +133,7 @@ def main() -> int:
     work = args.out or Path(tempfile.mkdtemp(prefix="sluice-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict]] = json.loads((work / "scaling.json").read_text()) if args.report else {}
-    for mode in ([] if args.report else args.modes):
+    for mode in [] if args.report else args.modes:
         master, pids, env = None, [], {**os.environ, "SLUICE_SPARK_CLUSTER_DIR": str(work / "spark-cluster")}
         script = REPO / "infra" / "spark" / "local-cluster.sh"
         if mode == "cluster":
@@ -160,8 +164,12 @@ def main() -> int:
                 continue
             cells = [by_pages[str(p)][s] for p in pages]
             b = exponent(pages, [c["seconds"] for c in cells]) if len(pages) > 1 else float("nan")
-            print(f"{s:<20}" + "".join(f"{c['seconds']:>10.1f} ({c['peak_bytes'] / 2**30:4.1f})" for c in cells)
-                  + f"{b:>12.2f}" + ("  > 1.1" if b > 1.1 else ""))
+            print(
+                f"{s:<20}"
+                + "".join(f"{c['seconds']:>10.1f} ({c['peak_bytes'] / 2**30:4.1f})" for c in cells)
+                + f"{b:>12.2f}"
+                + ("  > 1.1" if b > 1.1 else "")
+            )
         total = [sum(by_pages[str(p)][s]["seconds"] for s in STAGES if s in by_pages[str(p)]) for p in pages]
         # the stages' seconds, not `sluice run`'s wall time (which adds JVM start-up and Dagster)
         if len(pages) > 1:

@@ -56,10 +56,10 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 LABELS = ROOT / "benchmarks" / "data" / "quality_labels.tsv"
 
-from gpu_jobs.scorers.signals import DIRECTIONS, SignalScorer, detect_language, measure  # noqa: E402
-from gpu_jobs.train_classifier import roc_auc  # noqa: E402
 from documents.extract import ExtractOptions, Extractor  # noqa: E402
 from documents.quality_rules import STOP_WORDS, words_of  # noqa: E402
+from gpu_jobs.scorers.signals import DIRECTIONS, SignalScorer, detect_language, measure  # noqa: E402
+from gpu_jobs.train_classifier import roc_auc  # noqa: E402
 
 
 def html_pages():
@@ -79,7 +79,7 @@ def html_pages():
                 for k, r in enumerate(ArchiveIterator(fh, record_types=WarcRecordType.response, parse_http=True)):
                     if "html" in ((r.http_headers.get("Content-Type") or "") if r.http_headers else ""):
                         yield f"warc/{w.name}/{k}", r.reader.read()
-            except Exception:  # the deliberately truncated file ends early; its earlier records count
+            except Exception:  # noqa: BLE001 - the deliberately truncated file ends early; its earlier records count
                 pass
 
 
@@ -101,7 +101,7 @@ def english_documents(only: set[str] | None = None) -> dict[str, str]:
             continue
         try:
             text = ex.extract_with_path(html, None)[0].strip()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a page the extractor cannot read is left out
             continue
         if text and detect_language(text) == "en":
             out[doc_id] = text
@@ -148,8 +148,18 @@ def pseudo_label_classifier(pool: list[str], workdir: Path, kind: str) -> Path:
     class Log:
         info = warning = staticmethod(lambda m: print(f"  [train] {m}", file=sys.stderr))
 
-    run({"backbone": ClassifierTraining().backbone, "options": ClassifierTraining(model_kind=kind).model_dump(), "positives_path": None,
-         "labelled_path": None, "negative_files": [str(workdir / "pool.parquet")], "output_dir": str(out)}, Log, lambda s: None)
+    run(
+        {
+            "backbone": ClassifierTraining().backbone,
+            "options": ClassifierTraining(model_kind=kind).model_dump(),
+            "positives_path": None,
+            "labelled_path": None,
+            "negative_files": [str(workdir / "pool.parquet")],
+            "output_dir": str(out),
+        },
+        Log,
+        lambda s: None,
+    )
     return out
 
 
@@ -172,14 +182,17 @@ def toxicity_sets(args) -> dict[str, tuple[list[str], np.ndarray]]:
         with open(args.davidson, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         out["t-davidson tweets (offensive|hate vs neither; in its training data)"] = (
-            [r["tweet"] for r in rows], np.array([int(r["class"] in ("0", "1")) for r in rows]))
+            [r["tweet"] for r in rows],
+            np.array([int(r["class"] in ("0", "1")) for r in rows]),
+        )
     if args.stormfront and (Path(args.stormfront) / "annotations_metadata.csv").exists():
         root = Path(args.stormfront)
         with open(root / "annotations_metadata.csv", newline="", encoding="utf-8") as fh:
             rows = [r for r in csv.DictReader(fh) if r["label"] in ("hate", "noHate")]
         out["Vicomtech Stormfront sentences (hate vs noHate; unseen)"] = (
             [(root / "all_files" / f"{r['file_id']}.txt").read_text(encoding="utf-8", errors="replace") for r in rows],
-            np.array([int(r["label"] == "hate") for r in rows]))
+            np.array([int(r["label"] == "hate") for r in rows]),
+        )
     return out
 
 
@@ -207,18 +220,20 @@ def main() -> None:
     texts = [docs[k] for k in ids]
     y = np.array([labels[k] for k in ids])
     crawl = list(docs.values())
-    print(f"{len(ids)} labelled English documents in the evaluation fold ({int(y.sum())} positive, {int((1 - y).sum())} negative; "
-          f"the other {sum(1 for k in labels if k in docs and in_training_fold(k))} trained {QUALITY_REF} as unlabelled negatives); "
-          f"real crawl for the distributions: {len(crawl)} English pages of ../shared/data")
+    print(
+        f"{len(ids)} labelled English documents in the evaluation fold ({int(y.sum())} positive, {int((1 - y).sum())} negative; "
+        f"the other {sum(1 for k in labels if k in docs and in_training_fold(k))} trained {QUALITY_REF} as unlabelled negatives); "
+        f"real crawl for the distributions: {len(crawl)} English pages of ../shared/data"
+    )
 
     survivors = filter_survivors(dict(zip(ids, texts)))
     kept = np.array([k in survivors for k in ids])
     print(f"{int(kept.sum())} of them pass the `filtered` stage's rules ({int(y[kept].sum())} positive)")
     sig = [measure(t, "en") for t in texts]
-    rows: dict[str, np.ndarray] = {
-        f"  {n} ({'+' if d > 0 else '-'})": d * np.array([s[n] for s in sig]) for n, d in DIRECTIONS.items()}
-    rows["  stop-word ratio (Gopher's 8 words) (+)"] = np.array([
-        sum(w.lower() in STOP_WORDS for w in ws) / max(1, len(ws)) for ws in map(words_of, texts)])
+    rows: dict[str, np.ndarray] = {f"  {n} ({'+' if d > 0 else '-'})": d * np.array([s[n] for s in sig]) for n, d in DIRECTIONS.items()}
+    rows["  stop-word ratio (Gopher's 8 words) (+)"] = np.array(
+        [sum(w.lower() in STOP_WORDS for w in ws) / max(1, len(ws)) for ws in map(words_of, texts)]
+    )
     speed: dict[str, float] = {}
     dist: dict[str, np.ndarray] = {}
 
@@ -268,8 +283,10 @@ def main() -> None:
     tox_scores = timed(TOX, lambda t: tox.score(t).score)
 
     print(f"\n== quality: hand labels, evaluation fold ({len(ids)} pages; {int(kept.sum())} after filters)")
-    print(f"{'scorer':58s} {'ROC-AUC':>8s}   95% bootstrap   {'after filters':>13s}   95% bootstrap   "
-          f"{'Δ vs signals-v1 [95%]':>24s}   docs/s/core")
+    print(
+        f"{'scorer':58s} {'ROC-AUC':>8s}   95% bootstrap   {'after filters':>13s}   95% bootstrap   "
+        f"{'Δ vs signals-v1 [95%]':>24s}   docs/s/core"
+    )
     for name, s in sorted(rows.items(), key=lambda kv: kv[0].startswith("  ")):  # scorers first, then single signals
         lo, hi = bootstrap_auc(y, s)
         klo, khi = bootstrap_auc(y[kept], s[kept])
@@ -278,11 +295,15 @@ def main() -> None:
             dlo, dhi = paired_delta(y, s, signals)
             delta = f"{roc_auc(y, s) - roc_auc(y, signals):+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
         rate = f"{speed[name]:>11,.0f}" if name in speed else f"{'':>11s}"
-        print(f"{name:58s} {roc_auc(y, s):8.3f}   [{lo:.3f}, {hi:.3f}]   {roc_auc(y[kept], s[kept]):13.3f}   [{klo:.3f}, {khi:.3f}]   "
-              f"{delta:>24s}   {rate}")
+        print(
+            f"{name:58s} {roc_auc(y, s):8.3f}   [{lo:.3f}, {hi:.3f}]   {roc_auc(y[kept], s[kept]):13.3f}   [{klo:.3f}, {khi:.3f}]   "
+            f"{delta:>24s}   {rate}"
+        )
 
-    print(f"\n== score distribution on a real crawl ({len(crawl)} English pages of ../shared/data); "
-          "flag = the classifier gate's distribution rules")
+    print(
+        f"\n== score distribution on a real crawl ({len(crawl)} English pages of ../shared/data); "
+        "flag = the classifier gate's distribution rules"
+    )
     print(f"{'scorer':58s} {'p10':>6s} {'p50':>6s} {'p90':>6s} {'high':>6s}   flag")
     for name, d in dist.items():
         p10, p50, p90 = np.quantile(d, [0.1, 0.5, 0.9])
@@ -291,8 +312,10 @@ def main() -> None:
         print(f"{name:58s} {p10:6.3f} {p50:6.3f} {p90:6.3f} {share:6.1%}   {'COLLAPSED/FLAT: ' + '; '.join(why) if why else 'ok'}")
 
     print(f"\n== toxicity: labelled offensive/clean text ({TOX}, {speed[TOX]:,.0f} web pages/s per core)")
-    print(f"   on the hand-labelled pages: p50 {np.median(tox_scores):.3f}, p90 {np.quantile(tox_scores, 0.9):.3f}, "
-          f"{int((tox_scores >= 0.5).sum())} of {len(tox_scores)} labelled toxic")
+    print(
+        f"   on the hand-labelled pages: p50 {np.median(tox_scores):.3f}, p90 {np.quantile(tox_scores, 0.9):.3f}, "
+        f"{int((tox_scores >= 0.5).sum())} of {len(tox_scores)} labelled toxic"
+    )
     sets = toxicity_sets(args)
     if not sets:
         print("   no labelled toxicity set given (--davidson, --stormfront): skipped")
@@ -301,8 +324,10 @@ def main() -> None:
         sc = tox.score(tt).score
         rate = len(tt) / (time.perf_counter() - t0)
         lo, hi = bootstrap_auc(ty, sc, n=200)
-        print(f"   {name}: {len(tt):,} texts ({int(ty.sum()):,} offensive), ROC-AUC {roc_auc(ty, sc):.3f} [{lo:.3f}, {hi:.3f}], "
-              f"{rate:,.0f} texts/s")
+        print(
+            f"   {name}: {len(tt):,} texts ({int(ty.sum()):,} offensive), ROC-AUC {roc_auc(ty, sc):.3f} [{lo:.3f}, {hi:.3f}], "
+            f"{rate:,.0f} texts/s"
+        )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,9 @@ def real_pages(pages: Path = PAGES, min_sentences: int = 12, min_words: int = 15
     return out
 
 
-def planted_corpus(n_planted: int = 150, seed: int = 7, pages: Path = PAGES, max_files: int | None = None
-                   ) -> tuple[list[str], list[str], dict[str, str]]:
+def planted_corpus(
+    n_planted: int = 150, seed: int = 7, pages: Path = PAGES, max_files: int | None = None
+) -> tuple[list[str], list[str], dict[str, str]]:
     """(ids, texts, copy id → original id): ``n_planted`` republished copies among the real pages."""
     docs = real_pages(pages, max_files=max_files)
     rng = random.Random(seed)
@@ -151,8 +152,7 @@ def score(removed: dict, truth: dict, ids: list[str], natural: set[tuple[int, in
     pos = {d: i for i, d in enumerate(ids)}
     twin = {**truth, **{o: c for c, o in truth.items()}}
     found = sum(1 for c, o in truth.items() if removed.get(c, ("",))[0] == o or removed.get(o, ("",))[0] == c)
-    false = [d for d, (k, _) in removed.items()
-             if twin.get(d) != k and tuple(sorted((pos[d], pos[k]))) not in natural]
+    false = [d for d, (k, _) in removed.items() if twin.get(d) != k and tuple(sorted((pos[d], pos[k]))) not in natural]
     must_stay = len(ids) - len(truth)  # every original and every unrelated page (one of each planted pair goes)
     return found / max(1, len(truth)), len(false) / max(1, must_stay), len(false)
 
@@ -166,7 +166,7 @@ def synthetic_texts(n: int, seed: int = 3) -> list[str]:
     words = rng.choice(len(vocab), int(lengths.sum()), p=p)
     out, k = [], 0
     for L in lengths:
-        out.append(" ".join(vocab[w] for w in words[k:k + L]))
+        out.append(" ".join(vocab[w] for w in words[k : k + L]))
         k += L
     return out
 
@@ -186,7 +186,7 @@ def peak_memory(n: int, spec) -> dict:
     base = rss()
     texts = synthetic_texts(n)
     t0 = time.time()
-    v = np.concatenate([embed(texts[i:i + 5000], spec) for i in range(0, n, 5000)])
+    v = np.concatenate([embed(texts[i : i + 5000], spec) for i in range(0, n, 5000)])
     t1 = time.time()
     del texts
     after_embed = rss()
@@ -196,7 +196,14 @@ def peak_memory(n: int, spec) -> dict:
     t2 = time.time()
     r = semantic_duplicates(ids, [(0.0, 0, d) for d in ids], x, threshold=spec.threshold, o=SemanticOptions())
     t3 = time.time()
-    return {"embed_s": t1 - t0, "pairs_s": t3 - t2, "clusters": r.clusters, "base_mb": base, "after_embed_mb": after_embed, "peak_mb": rss()}
+    return {
+        "embed_s": t1 - t0,
+        "pairs_s": t3 - t2,
+        "clusters": r.clusters,
+        "base_mb": base,
+        "after_embed_mb": after_embed,
+        "peak_mb": rss(),
+    }
 
 
 def main() -> int:
@@ -221,14 +228,18 @@ def main() -> int:
     ids, texts, truth = planted_corpus(args.planted)
     n_unrel = len(ids) - 2 * len(truth)
     words = sum(len(t.split()) for t in texts) / len(texts)
-    print(f"corpus: {len(ids)} documents ({len(truth)} originals with a planted copy each, {n_unrel} other pages; mean {words:.0f} words), "
-          f"from {PAGES}")
+    print(
+        f"corpus: {len(ids)} documents ({len(truth)} originals with a planted copy each, {n_unrel} other pages; mean {words:.0f} words), "
+        f"from {PAGES}"
+    )
     specs = {"static": embedding_model(SemanticOptions(model="static"))}
     if not args.no_full:
         specs["full"] = embedding_model(SemanticOptions(model="full"))
     print("\n1. cosine: planted copy vs its original; every pair of unrelated pages")
-    print(f"{'model':<7} {'thr':>5} {'planted p5':>10} {'p25':>6} {'median':>7} {'>=thr':>6} "
-          f"{'unrel p99.9':>11} {'p99.99':>7} {'max':>6} {'unrel>=thr':>10} {'docs/CPU-s first pass':>22} {'again':>6}")
+    print(
+        f"{'model':<7} {'thr':>5} {'planted p5':>10} {'p25':>6} {'median':>7} {'>=thr':>6} "
+        f"{'unrel p99.9':>11} {'p99.99':>7} {'max':>6} {'unrel>=thr':>10} {'docs/CPU-s first pass':>22} {'again':>6}"
+    )
     speeds, natural = {}, set()
     for kind, spec in specs.items():
         c = cosine_table(ids, texts, truth, spec)
@@ -236,27 +247,36 @@ def main() -> int:
         natural |= c["natural"]
         speeds[kind] = len(texts) / c["cpu_seconds"]
         again = len(texts) / c["warm_cpu_seconds"]
-        print(f"{kind:<7} {spec.threshold:>5.2f} {np.percentile(p, 5):>10.3f} {np.percentile(p, 25):>6.3f} {np.median(p):>7.3f} "
-              f"{(p >= spec.threshold).mean():>6.1%} {np.percentile(u, 99.9):>11.3f} {np.percentile(u, 99.99):>7.3f} {u.max():>6.3f} "
-              f"{int((u >= spec.threshold).sum()):>10d} {speeds[kind]:>22.1f} {again:>6.0f}")
+        print(
+            f"{kind:<7} {spec.threshold:>5.2f} {np.percentile(p, 5):>10.3f} {np.percentile(p, 25):>6.3f} {np.median(p):>7.3f} "
+            f"{(p >= spec.threshold).mean():>6.1%} {np.percentile(u, 99.9):>11.3f} {np.percentile(u, 99.99):>7.3f} {u.max():>6.3f} "
+            f"{int((u >= spec.threshold).sum()):>10d} {speeds[kind]:>22.1f} {again:>6.0f}"
+        )
         speeds[kind] = max(speeds[kind], again)
         for thr in (0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96):
             print(f"        at {thr:.2f}: planted {(p >= thr).mean():>6.1%}, unrelated pairs {int((u >= thr).sum())}")
     print(f"({len(u):,} unrelated pairs; {len(natural)} pairs of pages the set holds twice, 5-gram Jaccard >= 0.2, set aside)")
     if "full" in speeds:
-        print(f"static (second pass) / full: {speeds['static'] / speeds['full']:.0f}x the documents per CPU-second (one thread each, "
-              f"same {len(texts)} documents; the static model reads whole texts, the full one 256 tokens)")
+        print(
+            f"static (second pass) / full: {speeds['static'] / speeds['full']:.0f}x the documents per CPU-second (one thread each, "
+            f"same {len(texts)} documents; the static model reads whole texts, the full one 256 tokens)"
+        )
 
     if not args.no_spark:
         from spark_jobs.session import SparkSettings, build_spark
 
         spark = build_spark(SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False, driver_memory="2g"))
-        print(f"\n2. the dedup job (exact always on): recall of the {len(truth)} planted pairs; false removals among the "
-              f"{len(ids) - len(truth)} documents that must stay")
+        print(
+            f"\n2. the dedup job (exact always on): recall of the {len(truth)} planted pairs; false removals among the "
+            f"{len(ids) - len(truth)} documents that must stay"
+        )
         print(f"{'passes':<28} {'recall':>7} {'false-removal rate':>19} {'false removals':>15}")
         with tempfile.TemporaryDirectory() as tmp:
-            runs = [("MinHash alone", True, False, "static"), ("semantic alone (static)", False, True, "static"),
-                    ("MinHash + semantic (static)", True, True, "static")]
+            runs = [
+                ("MinHash alone", True, False, "static"),
+                ("semantic alone (static)", False, True, "static"),
+                ("MinHash + semantic (static)", True, True, "static"),
+            ]
             if not args.no_full:
                 runs += [("semantic alone (full)", False, True, "full"), ("MinHash + semantic (full)", True, True, "full")]
             for k, (name, fuzzy, sem, model) in enumerate(runs):
@@ -267,10 +287,12 @@ def main() -> int:
 
     if args.memory_docs:
         m = peak_memory(args.memory_docs, specs["static"])
-        print(f"\n3. {args.memory_docs:,} documents, static model, one process (peak RSS before: {m['base_mb']:.0f} MB): "
-              f"embedding synthetic texts (a Zipf word list, 150-600 words; not real text) {m['embed_s']:.0f} s, "
-              f"peak RSS {m['after_embed_mb']:.0f} MB; k-means ({m['clusters']} clusters) + pairs on random unit vectors "
-              f"{m['pairs_s']:.0f} s, peak RSS {m['peak_mb']:.0f} MB")
+        print(
+            f"\n3. {args.memory_docs:,} documents, static model, one process (peak RSS before: {m['base_mb']:.0f} MB): "
+            f"embedding synthetic texts (a Zipf word list, 150-600 words; not real text) {m['embed_s']:.0f} s, "
+            f"peak RSS {m['after_embed_mb']:.0f} MB; k-means ({m['clusters']} clusters) + pairs on random unit vectors "
+            f"{m['pairs_s']:.0f} s, peak RSS {m['peak_mb']:.0f} MB"
+        )
     return 0
 
 

@@ -45,10 +45,15 @@ def main() -> int:
         generate_crawl(crawl, args.pages, seed=5)
     lake = work / f"lake-{args.model_kind}"
     conf = work / f"{args.model_kind}.yaml"
-    conf.write_text(json.dumps({
-        "lakehouse_dir": str(lake), "classifier": {"model_kind": args.model_kind},
-        "scoring": {"ensembles": [{"name": "ensemble", "of": ["quality", "classifier"]}]},
-    }))
+    conf.write_text(
+        json.dumps(
+            {
+                "lakehouse_dir": str(lake),
+                "classifier": {"model_kind": args.model_kind},
+                "scoring": {"ensembles": [{"name": "ensemble", "of": ["quality", "classifier"]}]},
+            }
+        )
+    )
     t0 = time.time()
     subprocess.run([str(REPO / ".venv" / "bin" / "sluice"), "run", "--config", str(conf), "--crawl", str(crawl)], check=True)
     wall = time.time() - t0

@@ -5,8 +5,9 @@ Spark task."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -33,7 +34,7 @@ class Blocklist:
     domains: dict[str, str] = field(default_factory=dict)  # domain -> takedown id
 
     @classmethod
-    def from_rows(cls, rows: Iterable[dict[str, Any]]) -> "Blocklist":
+    def from_rows(cls, rows: Iterable[dict[str, Any]]) -> Blocklist:
         b = cls()
         for r in rows:
             if r.get("kind") == "domain" and r.get("target"):

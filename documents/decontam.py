@@ -18,9 +18,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -237,8 +238,16 @@ def match_batch(texts: pa.Array, index: BenchmarkIndex) -> Matches:
         ok = n_words >= size
         hit, doc = hit[ok], doc[ok]
         entry = at_c[hit].astype(np.int64)
-        out.append((doc.astype(np.int64), sh.values[hit], np.full(len(hit), size, np.int32),
-                    (hit - sh.starts[doc]).astype(np.int32), entry, index.bench[size][entry].astype(np.int32)))
+        out.append(
+            (
+                doc.astype(np.int64),
+                sh.values[hit],
+                np.full(len(hit), size, np.int32),
+                (hit - sh.starts[doc]).astype(np.int32),
+                entry,
+                index.bench[size][entry].astype(np.int32),
+            )
+        )
     if not out:
         e = np.zeros(0, np.int64)
         return Matches(e, np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), e, np.zeros(0, np.int32))

@@ -48,9 +48,26 @@ class ExtractOptions(BaseModel):
     max_link_density_in_gap: float = 0.5
     # Elements skipped before extraction (CSS selectors).
     skip_selectors: list[str] = [
-        ".related", ".share", ".social", ".newsletter", ".breadcrumb", ".breadcrumbs", ".tags",
-        ".author-bio", ".teaser", ".sidebar", "aside", "nav", "footer", ".comments", "#comments",
-        ".cookie", ".advert", ".ad", ".promo", ".subscribe",
+        ".related",
+        ".share",
+        ".social",
+        ".newsletter",
+        ".breadcrumb",
+        ".breadcrumbs",
+        ".tags",
+        ".author-bio",
+        ".teaser",
+        ".sidebar",
+        "aside",
+        "nav",
+        "footer",
+        ".comments",
+        "#comments",
+        ".cookie",
+        ".advert",
+        ".ad",
+        ".promo",
+        ".subscribe",
     ]
     # A page nested deeper than this is refused before it is parsed (reason extract.too_deep):
     # main-content extraction grows superlinearly with DOM depth (Resiliparse: 5,000 levels 0.5 s,
@@ -105,7 +122,11 @@ def _blocks(tree, o: ExtractOptions) -> list[tuple[str, int, float]]:
     from resiliparse.extract.html2text import extract_plain_text
 
     marked = extract_plain_text(
-        tree, main_content=True, preserve_formatting="minimal_html", links=True, alt_texts=False,
+        tree,
+        main_content=True,
+        preserve_formatting="minimal_html",
+        links=True,
+        alt_texts=False,
         skip_elements=o.skip_selectors,
     )
     out = []
@@ -225,7 +246,7 @@ def serve(options_json: str) -> None:
             return
         try:
             reply = ("ok", ex.extract_with_path(html, charset))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the child reports any error to the parent, which rejects the page
             reply = ("error", f"{type(e).__name__}: {e}")
         _frame_send(out, reply)
 
@@ -249,8 +270,9 @@ class IsolatedExtractor:
 
     def _start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        self._proc = subprocess.Popen([sys.executable, "-m", "documents.extract", self.o.model_dump_json()],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "documents.extract", self.o.model_dump_json()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
         try:
             ready = self._reply(self.START_SECONDS)
         except EOFError:
@@ -306,7 +328,7 @@ class IsolatedExtractor:
     def __del__(self) -> None:
         try:
             self._stop()
-        except Exception:  # at interpreter exit; the child ends on its own when its stdin closes
+        except Exception:  # noqa: BLE001 - at interpreter exit; the child ends on its own when its stdin closes
             pass
 
 

@@ -59,7 +59,7 @@ class DedupOptions(BaseModel):
     semantic: SemanticOptions = Field(default_factory=SemanticOptions)
 
     @model_validator(mode="after")
-    def _check(self) -> "DedupOptions":
+    def _check(self) -> DedupOptions:
         if self.num_perm > 1024:
             raise ValueError("bands × rows must be ≤ 1024 hash functions")
         return self

@@ -72,14 +72,18 @@ def plan(spec: MixtureSpec, available: dict[str, int]) -> tuple[dict[str, float]
     for s in spec.sources:
         have = available.get(s.name, 0)
         if have <= 0:
-            problems.append(f"source {s.name!r} has no documents (where: {s.where}; a document belongs to the first source "
-                            "whose rule it meets, so an earlier source may have taken them all)")
+            problems.append(
+                f"source {s.name!r} has no documents (where: {s.where}; a document belongs to the first source "
+                "whose rule it meets, so an earlier source may have taken them all)"
+            )
             continue
         epochs[s.name] = targets[s.name] / have
         cap = s.max_epochs or spec.max_epochs
         if epochs[s.name] > cap + 1e-9:
-            problems.append(f"source {s.name!r} needs {epochs[s.name]:.2f} epochs of its {have} tokens for {targets[s.name]:.0f} "
-                            f"tokens; at most {cap:g} allowed (lower its weight or the budget to {have * cap / s.weight:.0f} tokens)")
+            problems.append(
+                f"source {s.name!r} needs {epochs[s.name]:.2f} epochs of its {have} tokens for {targets[s.name]:.0f} "
+                f"tokens; at most {cap:g} allowed (lower its weight or the budget to {have * cap / s.weight:.0f} tokens)"
+            )
     return targets, epochs, problems
 
 

@@ -54,8 +54,18 @@ def _features(w: np.ndarray) -> np.ndarray:
     return np.hstack([w, w[:, i] * w[:, j]])
 
 
-def propose(w: np.ndarray, y: np.ndarray, sources: list[str], bounds: dict[str, float], synthetic: list[str], synthetic_cap: float,
-            lower_is_better: bool = True, samples: int = 200_000, top_k: int = 100, seed: int = 0) -> Proposal:
+def propose(
+    w: np.ndarray,
+    y: np.ndarray,
+    sources: list[str],
+    bounds: dict[str, float],
+    synthetic: list[str],
+    synthetic_cap: float,
+    lower_is_better: bool = True,
+    samples: int = 200_000,
+    top_k: int = 100,
+    seed: int = 0,
+) -> Proposal:
     """``bounds``: each source's largest weight (epoch cap × available tokens / budget, ≤ 1)."""
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import LeaveOneOut, cross_val_predict
@@ -80,7 +90,12 @@ def propose(w: np.ndarray, y: np.ndarray, sources: list[str], bounds: dict[str, 
     best = cand[order].mean(axis=0)
     i_best = int(np.argmin(y) if lower_is_better else np.argmax(y))
     return Proposal(
-        sources=sources, weights={s: float(v) for s, v in zip(sources, best)}, predicted=float(model.predict(_features(best[None]))[0]),
-        best_run={**{s: float(v) for s, v in zip(sources, w[i_best])}, "metric": float(y[i_best])}, cv_r2=cv_r2, runs=len(y),
-        feasible_candidates=int(len(cand)), bounds={s: float(c) for s, c in zip(sources, cap)},
+        sources=sources,
+        weights={s: float(v) for s, v in zip(sources, best)},
+        predicted=float(model.predict(_features(best[None]))[0]),
+        best_run={**{s: float(v) for s, v in zip(sources, w[i_best])}, "metric": float(y[i_best])},
+        cv_r2=cv_r2,
+        runs=len(y),
+        feasible_candidates=int(len(cand)),
+        bounds={s: float(c) for s, c in zip(sources, cap)},
     )

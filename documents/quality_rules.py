@@ -12,7 +12,7 @@ with Python dictionaries of tuples: it is the costliest signal and runs on every
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -126,9 +126,7 @@ class GopherRepetitionOptions(BaseModel):
     dup_line_char_frac: float = 0.20
     dup_para_char_frac: float = 0.20
     top_ngram_char_frac: dict[int, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
-    dup_ngram_char_frac: dict[int, float] = Field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
-    )
+    dup_ngram_char_frac: dict[int, float] = Field(default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
 
 
 def gopher_repetition_signals(text: str, words: list[str], o: GopherRepetitionOptions) -> dict[str, float]:
@@ -209,7 +207,10 @@ def gopher_quality_verdict(s: dict[str, float], o: GopherQualityOptions) -> Cros
         ("mean_word_length", outside("mean_word_length", o.min_mean_word_length, o.max_mean_word_length)),
         ("symbol_word_ratio", _bound(">", o.max_symbol_word_ratio) if s["symbol_word_ratio"] > o.max_symbol_word_ratio else None),
         ("bullet_lines_ratio", _bound(">", o.max_bullet_lines_ratio) if s["bullet_lines_ratio"] > o.max_bullet_lines_ratio else None),
-        ("ellipsis_lines_ratio", _bound(">", o.max_ellipsis_lines_ratio) if s["ellipsis_lines_ratio"] > o.max_ellipsis_lines_ratio else None),
+        (
+            "ellipsis_lines_ratio",
+            _bound(">", o.max_ellipsis_lines_ratio) if s["ellipsis_lines_ratio"] > o.max_ellipsis_lines_ratio else None,
+        ),
         ("alpha_words_ratio", _bound("<", o.min_alpha_words_ratio) if s["alpha_words_ratio"] < o.min_alpha_words_ratio else None),
         ("stop_word_count", _bound("<", o.min_stop_words) if s["stop_word_count"] < o.min_stop_words else None),
     )
@@ -313,26 +314,88 @@ def fineweb_verdict(s: dict[str, float], o: FineWebOptions) -> Crossing | None:
 
 # ISO 639-1 (what langid returns) → jusText stop-list name, for the languages both know.
 STOPLIST_NAMES = {
-    "af": "Afrikaans", "an": "Aragonese", "ar": "Arabic", "az": "Azerbaijani", "be": "Belarusian", "bg": "Bulgarian",
-    "bn": "Bengali", "br": "Breton", "bs": "Bosnian", "ca": "Catalan", "cs": "Czech", "cy": "Welsh", "da": "Danish",
-    "de": "German", "el": "Greek", "en": "English", "eo": "Esperanto", "es": "Spanish", "et": "Estonian",
-    "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French", "ga": "Irish", "gl": "Galician",
-    "gu": "Gujarati", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian", "ht": "Haitian", "hu": "Hungarian",
-    "hy": "Armenian", "id": "Indonesian", "is": "Icelandic", "it": "Italian", "jv": "Javanese", "ka": "Georgian",
-    "kk": "Kazakh", "kn": "Kannada", "ko": "Korean", "ku": "Kurdish", "ky": "Kyrgyz", "la": "Latin",
-    "lb": "Luxembourgish", "lt": "Lithuanian", "lv": "Latvian", "mk": "Macedonian", "ml": "Malayalam",
-    "mr": "Marathi", "ms": "Malay", "mt": "Maltese", "nb": "Norwegian_Bokmal", "ne": "Nepali", "nl": "Dutch",
-    "nn": "Norwegian_Nynorsk", "no": "Norwegian_Bokmal", "oc": "Occitan", "pl": "Polish", "pt": "Portuguese",
-    "qu": "Quechua", "ro": "Romanian", "ru": "Russian", "sk": "Slovak", "sl": "Slovenian", "sq": "Albanian",
-    "sr": "Serbian", "sv": "Swedish", "sw": "Swahili", "ta": "Tamil", "te": "Telugu", "tl": "Tagalog",
-    "tr": "Turkish", "uk": "Ukrainian", "ur": "Urdu", "uz": "Uzbek", "vi": "Vietnamese", "wa": "Walloon",
+    "af": "Afrikaans",
+    "an": "Aragonese",
+    "ar": "Arabic",
+    "az": "Azerbaijani",
+    "be": "Belarusian",
+    "bg": "Bulgarian",
+    "bn": "Bengali",
+    "br": "Breton",
+    "bs": "Bosnian",
+    "ca": "Catalan",
+    "cs": "Czech",
+    "cy": "Welsh",
+    "da": "Danish",
+    "de": "German",
+    "el": "Greek",
+    "en": "English",
+    "eo": "Esperanto",
+    "es": "Spanish",
+    "et": "Estonian",
+    "eu": "Basque",
+    "fa": "Persian",
+    "fi": "Finnish",
+    "fr": "French",
+    "ga": "Irish",
+    "gl": "Galician",
+    "gu": "Gujarati",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "hr": "Croatian",
+    "ht": "Haitian",
+    "hu": "Hungarian",
+    "hy": "Armenian",
+    "id": "Indonesian",
+    "is": "Icelandic",
+    "it": "Italian",
+    "jv": "Javanese",
+    "ka": "Georgian",
+    "kk": "Kazakh",
+    "kn": "Kannada",
+    "ko": "Korean",
+    "ku": "Kurdish",
+    "ky": "Kyrgyz",
+    "la": "Latin",
+    "lb": "Luxembourgish",
+    "lt": "Lithuanian",
+    "lv": "Latvian",
+    "mk": "Macedonian",
+    "ml": "Malayalam",
+    "mr": "Marathi",
+    "ms": "Malay",
+    "mt": "Maltese",
+    "nb": "Norwegian_Bokmal",
+    "ne": "Nepali",
+    "nl": "Dutch",
+    "nn": "Norwegian_Nynorsk",
+    "no": "Norwegian_Bokmal",
+    "oc": "Occitan",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "qu": "Quechua",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "sk": "Slovak",
+    "sl": "Slovenian",
+    "sq": "Albanian",
+    "sr": "Serbian",
+    "sv": "Swedish",
+    "sw": "Swahili",
+    "ta": "Tamil",
+    "te": "Telugu",
+    "tl": "Tagalog",
+    "tr": "Turkish",
+    "uk": "Ukrainian",
+    "ur": "Urdu",
+    "uz": "Uzbek",
+    "vi": "Vietnamese",
+    "wa": "Walloon",
     "yo": "Yoruba",
 }
 
 
-
-
-@lru_cache(maxsize=None)
+@cache
 def stop_words(language: str) -> frozenset[str] | None:
     """jusText's stop list of an ISO 639-1 language, lower-cased; None when jusText has none."""
     import justext

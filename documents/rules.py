@@ -15,8 +15,9 @@ line in the README's reason table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
@@ -95,7 +96,7 @@ def _extract(doc: Doc, o: ExtractOptions, state: Any) -> Verdict | None:
         return ("extract.crashed", str(e), None)
     except ExtractError as e:  # raised in the child: its message already names the error
         return ("extract.failed", str(e)[:300], None)
-    except Exception as e:  # an undecodable or unparseable page is explained, never fatal
+    except Exception as e:  # noqa: BLE001 - an undecodable or unparseable page is explained, never fatal
         return ("extract.failed", f"{type(e).__name__}: {e}"[:300], None)
     doc.text = text.strip()
     if not doc.text:
@@ -147,31 +148,60 @@ _F, _I = pa.float64(), pa.int64()
 RULES: list[Rule] = [
     Rule("url", "url", UrlFilterOptions, (), _url, load=UrlFilter),
     Rule("extract", "extract", ExtractOptions, (Signal("extractor", pa.string()),), _extract, load=make_extractor),
-    Rule("language", "language", LanguageOptions, (Signal("language", pa.string()), Signal("language_score", _F)), _language,
-         load=lambda o: (LanguageIdentifier(o), frozenset(o.languages))),
-    Rule("gopher_repetition", "gopher_rep", Q.GopherRepetitionOptions, (
-        *[Signal(n, _F, ratio=True) for n in ("dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac")],
-        *[Signal(f"top_{n}gram_char_frac", _F, ratio=True) for n in (2, 3, 4)],
-        *[Signal(f"dup_{n}gram_char_frac", _F, ratio=True) for n in range(5, 11)],
-    ), _measured(Q.gopher_repetition_signals, Q.gopher_repetition_verdict)),
-    Rule("gopher_quality", "gopher_quality", Q.GopherQualityOptions, (
-        Signal("mean_word_length", _F),
-        *[Signal(n, _F, ratio=True) for n in ("symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio", "alpha_words_ratio")],
-        Signal("stop_word_count", _I),
-    ), _measured(Q.gopher_quality_signals, Q.gopher_quality_verdict)),
+    Rule(
+        "language",
+        "language",
+        LanguageOptions,
+        (Signal("language", pa.string()), Signal("language_score", _F)),
+        _language,
+        load=lambda o: (LanguageIdentifier(o), frozenset(o.languages)),
+    ),
+    Rule(
+        "gopher_repetition",
+        "gopher_rep",
+        Q.GopherRepetitionOptions,
+        (
+            *[Signal(n, _F, ratio=True) for n in ("dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac")],
+            *[Signal(f"top_{n}gram_char_frac", _F, ratio=True) for n in (2, 3, 4)],
+            *[Signal(f"dup_{n}gram_char_frac", _F, ratio=True) for n in range(5, 11)],
+        ),
+        _measured(Q.gopher_repetition_signals, Q.gopher_repetition_verdict),
+    ),
+    Rule(
+        "gopher_quality",
+        "gopher_quality",
+        Q.GopherQualityOptions,
+        (
+            Signal("mean_word_length", _F),
+            *[Signal(n, _F, ratio=True) for n in ("symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio", "alpha_words_ratio")],
+            Signal("stop_word_count", _I),
+        ),
+        _measured(Q.gopher_quality_signals, Q.gopher_quality_verdict),
+    ),
     Rule("c4", "c4", Q.C4Options, (Signal("c4_lines_removed", _I), Signal("sentence_count", _I)), _c4),
-    Rule("fineweb", "fineweb", Q.FineWebOptions, (
-        *[Signal(n, _F, ratio=True) for n in ("line_punct_ratio", "short_line_ratio", "char_dup_ratio")],
-        Signal("newline_word_ratio", _F),
-    ), _measured(Q.fineweb_signals, Q.fineweb_verdict)),
+    Rule(
+        "fineweb",
+        "fineweb",
+        Q.FineWebOptions,
+        (
+            *[Signal(n, _F, ratio=True) for n in ("line_punct_ratio", "short_line_ratio", "char_dup_ratio")],
+            Signal("newline_word_ratio", _F),
+        ),
+        _measured(Q.fineweb_signals, Q.fineweb_verdict),
+    ),
     Rule("pii", "pii", PiiOptions, (Signal("pii_emails", _I), Signal("pii_ips", _I), Signal("pii_phones", _I)), _pii, rejects=False),
 ]
 
 # Measured on every kept document whatever rules are on (word_count by Gopher quality when it runs);
 # the final_text_signals on the final text, so that the built-in quality score reads them, not the text.
-DOCUMENT_SIGNALS = (Signal("word_count", _I), Signal("char_count", _I), Signal("line_count", _I),
-                    Signal("stop_word_ratio", _F, ratio=True), Signal("final_word_count", _I),
-                    Signal("final_line_punct_ratio", _F, ratio=True))
+DOCUMENT_SIGNALS = (
+    Signal("word_count", _I),
+    Signal("char_count", _I),
+    Signal("line_count", _I),
+    Signal("stop_word_ratio", _F, ratio=True),
+    Signal("final_word_count", _I),
+    Signal("final_line_punct_ratio", _F, ratio=True),
+)
 
 # Derived from RULES: the funnel's stages (reason prefixes, pipeline order), the signal columns, the
 # shares the gate checks, and the options model under ``filter:``.
@@ -198,8 +228,9 @@ class DocumentFilter:
 
     def __init__(self, o: BaseModel) -> None:
         self.o = o
-        self.active = [(r, getattr(o, r.key), r.load(getattr(o, r.key))) for r in RULES
-                       if r.key == "extract" or _enabled(getattr(o, r.key))]  # no text without extraction
+        self.active = [
+            (r, getattr(o, r.key), r.load(getattr(o, r.key))) for r in RULES if r.key == "extract" or _enabled(getattr(o, r.key))
+        ]  # no text without extraction
 
     def one(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, Verdict | None]:
         """(kept row, None) or (None, (reason, detail, value))."""

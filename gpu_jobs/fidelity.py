@@ -64,7 +64,9 @@ _FRAMING = re.compile(r"rewrit|revis|version|summar|explanation|article|question
 META = re.compile(
     r"\b(here(?:'s| is| are) (?:the|a|an|your) (?:rewritten|revised|improved|restructured|summar\w+|version|text|article|explanation|questions?)"
     r"|(?:rewritten|revised|original) (?:text|document|version)\s*:|i hope this helps|as an ai\b|i (?:cannot|can't|am unable to) (?:rewrite|help)"
-    r"|let me know if you|feel free to ask|the (?:original )?document (?:you provided|above|below))", re.I)
+    r"|let me know if you|feel free to ask|the (?:original )?document (?:you provided|above|below))",
+    re.I,
+)
 
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\"']+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.I)
 _NUM = re.compile(r"(?<![\w.])\d+(?:[.,:/]\d+)*")
@@ -100,7 +102,12 @@ def facts(text: str, vocabulary: frozenset[str] = frozenset()) -> dict[str, set[
         if lw in stop or lw in vocabulary:
             continue
         before = bare[max(0, m.start() - 3) : m.start()]
-        if m.start() == 0 or _SENT_END.search(before) or before.strip() in {"#", "##", "###", "*", "-", "**"} or before.endswith(("# ", "* ", "- ", "**")):
+        if (
+            m.start() == 0
+            or _SENT_END.search(before)
+            or before.strip() in {"#", "##", "###", "*", "-", "**"}
+            or before.endswith(("# ", "* ", "- ", "**"))
+        ):
             continue  # a sentence's, line's or heading's first word: capitalised by grammar, not by name
         entities.add(lw)
     return {"numbers": numbers, "urls": urls, "entities": entities}
@@ -126,9 +133,15 @@ def compare(source: str, output: str, vocabulary: frozenset[str] = frozenset()) 
     n_src = sum(len(v) for v in src.values())
     n_out = sum(len(v) for v in out.values())
     n_inv = sum(len(v) for v in invented.values())
-    return {"invented": invented, "n_invented": n_inv, "n_output_facts": n_out, "invented_frac": n_inv / n_out if n_out else 0.0,
-            "n_source_facts": n_src, "coverage": sum(len(v) for v in kept.values()) / n_src if n_src else None,
-            "dropped": {k: sorted(src[k] - set(kept[k]))[:20] for k in src}}
+    return {
+        "invented": invented,
+        "n_invented": n_inv,
+        "n_output_facts": n_out,
+        "invented_frac": n_inv / n_out if n_out else 0.0,
+        "n_source_facts": n_src,
+        "coverage": sum(len(v) for v in kept.values()) / n_src if n_src else None,
+        "dropped": {k: sorted(src[k] - set(kept[k]))[:20] for k in src},
+    }
 
 
 def strip_preamble(output: str) -> str:
@@ -141,7 +154,7 @@ def strip_preamble(output: str) -> str:
     line = text.split("\n", 1)[0]
     head = line[: line.index(":") + 1] if ":" in line else line
     if len(head.split()) <= 16 and _FRAMING.search(head) and (head.endswith(":") or head == line):
-        return text[len(head):].strip()
+        return text[len(head) :].strip()
     return text
 
 
@@ -174,8 +187,23 @@ def judge(source: str, output: str, bounds: FidelityBounds, instructions: str = 
     if not words:
         return Verdict("rewrite.empty", json.dumps(ev), 0.0, text)
     prompt_words = [w.lower().strip(".,:;!?\"'") for w in instructions.replace("{document}", " ").split()]
-    vocab = frozenset(prompt_words) | frozenset(("question", "answer", "summary", "key", "facts", "introduction", "conclusion",
-                                                 "overview", "note", "example", "step", "title", "article"))
+    vocab = frozenset(prompt_words) | frozenset(
+        (
+            "question",
+            "answer",
+            "summary",
+            "key",
+            "facts",
+            "introduction",
+            "conclusion",
+            "overview",
+            "note",
+            "example",
+            "step",
+            "title",
+            "article",
+        )
+    )
     meta = META.search(text)
     echo = echoes(text, prompt_words) if prompt_words else None
     ev["meta"] = meta.group(0) if meta else None
@@ -185,9 +213,14 @@ def judge(source: str, output: str, bounds: FidelityBounds, instructions: str = 
     ratio = len(words) / max(1, len(source.split()))
     ev["length_ratio"] = round(ratio, 4)
     cmp = compare(source, text, vocab)
-    ev.update(invented=cmp["invented"], invented_frac=round(cmp["invented_frac"], 4), n_output_facts=cmp["n_output_facts"],
-              n_source_facts=cmp["n_source_facts"], coverage=None if cmp["coverage"] is None else round(cmp["coverage"], 4),
-              dropped=cmp["dropped"])
+    ev.update(
+        invented=cmp["invented"],
+        invented_frac=round(cmp["invented_frac"], 4),
+        n_output_facts=cmp["n_output_facts"],
+        n_source_facts=cmp["n_source_facts"],
+        coverage=None if cmp["coverage"] is None else round(cmp["coverage"], 4),
+        dropped=cmp["dropped"],
+    )
     coverage = cmp["coverage"]
 
     def no(reason: str, value: float | None) -> Verdict:

@@ -32,9 +32,20 @@ class HFGenerator:
     cache, what ``torch.compile`` needs to avoid recompiling per step), ``compile``, ``threads``
     (CPU torch threads while generating). On CUDA the model runs in bf16 with SDPA attention."""
 
-    def __init__(self, path: str, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 batch_size: int = 8, device: str = "auto", int8: bool = False, static_cache: bool = False,
-                 compile: bool = False, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 8,
+        device: str = "auto",
+        int8: bool = False,
+        static_cache: bool = False,
+        compile: bool = False,
+        threads: int | None = None,
+    ) -> None:
         import torch
 
         from gpu_jobs.runtime import load_causal_lm, pick_device
@@ -89,19 +100,28 @@ class HFGenerator:
             extra = {"cache_implementation": "static"} if self.static_cache else {}
             with torch.inference_mode():
                 gen = self.model.generate(
-                    **enc, max_new_tokens=limit, do_sample=sampling,
-                    temperature=self.temperature if sampling else None, top_p=self.top_p if sampling else None,
-                    top_k=None, pad_token_id=self.tokenizer.pad_token_id, **extra,
+                    **enc,
+                    max_new_tokens=limit,
+                    do_sample=sampling,
+                    temperature=self.temperature if sampling else None,
+                    top_p=self.top_p if sampling else None,
+                    top_k=None,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **extra,
                 )
-            new = gen[:, enc["input_ids"].shape[1]:].tolist()
+            new = gen[:, enc["input_ids"].shape[1] :].tolist()
             for row, i in enumerate(idx):
                 toks = new[row]
                 ended = eos in toks
                 if ended:
                     toks = toks[: toks.index(eos)]
                 toks = [t for t in toks if t != self.tokenizer.pad_token_id]
-                out[i] = Generation(self.tokenizer.decode(toks, skip_special_tokens=True).strip(), len(ids[i]), len(toks) + int(ended),
-                                    ended or len(toks) < limit)
+                out[i] = Generation(
+                    self.tokenizer.decode(toks, skip_special_tokens=True).strip(),
+                    len(ids[i]),
+                    len(toks) + int(ended),
+                    ended or len(toks) < limit,
+                )
         return out  # type: ignore[return-value]
 
 
@@ -126,8 +146,19 @@ def _int8(key: str, model):
 
 
 class OpenAIGenerator:
-    def __init__(self, endpoint: str, model: str, api_key: str | None, max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int = 0, concurrency: int = 16, timeout_s: float = 300.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        api_key: str | None,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        concurrency: int = 16,
+        timeout_s: float = 300.0,
+        retries: int = 3,
+    ) -> None:
         import requests
 
         self.url = endpoint.rstrip("/") + "/chat/completions"
@@ -153,11 +184,18 @@ class OpenAIGenerator:
                 r.raise_for_status()
                 data = r.json()
                 usage = data.get("usage") or {}
-                return Generation(data["choices"][0]["message"]["content"].strip(), int(usage.get("prompt_tokens", 0)),
-                                  int(usage.get("completion_tokens", 0)))
+                return Generation(
+                    data["choices"][0]["message"]["content"].strip(),
+                    int(usage.get("prompt_tokens", 0)),
+                    int(usage.get("completion_tokens", 0)),
+                )
             except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as e:
-                if attempt == self.retries or (isinstance(e, requests.HTTPError) and e.response is not None and 400 <= e.response.status_code < 500
-                                               and e.response.status_code != 429):
+                if attempt == self.retries or (
+                    isinstance(e, requests.HTTPError)
+                    and e.response is not None
+                    and 400 <= e.response.status_code < 500
+                    and e.response.status_code != 429
+                ):
                     raise RuntimeError(f"{self.url}: request failed after {attempt + 1} attempts: {e}") from e
                 time.sleep(delay)
                 delay *= 2

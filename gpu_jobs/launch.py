@@ -21,4 +21,6 @@ class GpuLaunchSettings(BaseModel):
     # k8s: where the pods may run, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, and
     # the taints of GPU nodes they tolerate (the usual one: nvidia.com/gpu, NoSchedule).
     node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, str]] = Field(default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )

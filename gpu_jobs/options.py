@@ -38,9 +38,11 @@ def default_scorers() -> list[ScorerSpec]:
     benchmarks/scorer_quality.py), so it stays the default; ``classifier``: the version of
     `quality_classifier` approved for the crawl (by default the shipped reference model, measured
     on the crawl by its gate); ``toxicity``: alt-profanity-check's offensive-language probability."""
-    return [ScorerSpec(name="quality", kind="signals", model=SIGNALS_MODEL),
-            ScorerSpec(name="classifier", max_length=256),
-            ScorerSpec(name="toxicity", kind="toxicity", model=TOXICITY_MODEL)]
+    return [
+        ScorerSpec(name="quality", kind="signals", model=SIGNALS_MODEL),
+        ScorerSpec(name="classifier", max_length=256),
+        ScorerSpec(name="toxicity", kind="toxicity", model=TOXICITY_MODEL),
+    ]
 
 
 class EnsembleSpec(BaseModel):
@@ -62,12 +64,14 @@ class ScoringOptions(BaseModel):
     @classmethod
     def _renamed_keys(cls, data: Any) -> Any:
         if isinstance(data, dict) and "classifiers" in data:
-            raise ValueError("scoring.classifiers is now scoring.scorers (same entries: name, kind, model, label, max_length): "
-                             "rename the key in your config")
+            raise ValueError(
+                "scoring.classifiers is now scoring.scorers (same entries: name, kind, model, label, max_length): "
+                "rename the key in your config"
+            )
         return data
 
     @model_validator(mode="after")
-    def _ensembles_name_scorers(self) -> "ScoringOptions":
+    def _ensembles_name_scorers(self) -> ScoringOptions:
         names = [c.name for c in self.scorers]
         for e in self.ensembles:
             unknown = [m for m in e.of if m not in names]
@@ -76,6 +80,7 @@ class ScoringOptions(BaseModel):
             if e.name in names:
                 raise ValueError(f"ensemble {e.name!r} has the name of a scorer")
         return self
+
     # Length-sorted batches are cut at this many (padded) tokens, or max_batch_size documents.
     batch_tokens: int = Field(32768, ge=512)
     max_batch_size: int = Field(256, ge=1)

@@ -39,6 +39,7 @@ from storage.tables import REJECTION_COLUMNS, REWRITTEN_COLUMNS
 
 PROMPTS = Path(__file__).parent / "prompts"
 
+
 def prompt_template(version: str, style: str = "article") -> str:
     """The prompt of a format: ``<version>.<style>.txt``, or ``<version>.txt`` for a version that
     has a single format (rewire-v1)."""
@@ -60,22 +61,41 @@ def hash_order(doc_id: str, seed: int) -> int:
 
 
 def bounds(o: RewriteOptions) -> FidelityBounds:
-    return FidelityBounds(o.min_length_ratio, o.max_length_ratio, o.max_dup_4gram_frac, o.check_language, o.max_invented_facts,
-                          o.max_invented_frac, o.min_fact_coverage, o.min_source_facts)
+    return FidelityBounds(
+        o.min_length_ratio,
+        o.max_length_ratio,
+        o.max_dup_4gram_frac,
+        o.check_language,
+        o.max_invented_facts,
+        o.max_invented_frac,
+        o.min_fact_coverage,
+        o.min_source_facts,
+    )
 
 
 def limits(o: RewriteOptions, device_type: str) -> dict:
     """The effective limits: the CPU caps when an in-process model runs on CPU, else the options'."""
     if o.backend == "hf" and device_type == "cpu":
-        return {"max_documents": o.cpu_max_documents, "max_input_words": min(o.max_input_words, o.cpu_max_input_words),
-                "max_new_tokens": min(o.max_new_tokens, o.cpu_max_new_tokens), "capped": True}
+        return {
+            "max_documents": o.cpu_max_documents,
+            "max_input_words": min(o.max_input_words, o.cpu_max_input_words),
+            "max_new_tokens": min(o.max_new_tokens, o.cpu_max_new_tokens),
+            "capped": True,
+        }
     return {"max_documents": None, "max_input_words": o.max_input_words, "max_new_tokens": o.max_new_tokens, "capped": False}
 
 
 def generation_params(o: RewriteOptions, lim: dict | None = None) -> dict:
     lim = lim or limits(o, "cuda")
-    return {"backend": o.backend, "max_new_tokens": lim["max_new_tokens"], "temperature": o.temperature, "top_p": o.top_p,
-            "seed": o.seed, "do_sample": o.temperature > 0, "max_input_words": lim["max_input_words"]}
+    return {
+        "backend": o.backend,
+        "max_new_tokens": lim["max_new_tokens"],
+        "temperature": o.temperature,
+        "top_p": o.top_p,
+        "seed": o.seed,
+        "do_sample": o.temperature > 0,
+        "max_input_words": lim["max_input_words"],
+    }
 
 
 def rewrite_id(source_doc_id: str, model: str, prompt_version: str, params: dict, style: str | None = None) -> str:
@@ -105,12 +125,32 @@ def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int |
     from gpu_jobs.generators import HFGenerator, OpenAIGenerator
 
     if o.backend == "hf":
-        return HFGenerator(o.model, max_new_tokens or o.max_new_tokens, o.temperature, o.top_p, o.seed, o.batch_size, o.device,
-                           int8=o.int8, static_cache=o.static_cache, compile=o.compile,
-                           threads=o.cpu_threads)
+        return HFGenerator(
+            o.model,
+            max_new_tokens or o.max_new_tokens,
+            o.temperature,
+            o.top_p,
+            o.seed,
+            o.batch_size,
+            o.device,
+            int8=o.int8,
+            static_cache=o.static_cache,
+            compile=o.compile,
+            threads=o.cpu_threads,
+        )
     if o.backend == "openai":
-        return OpenAIGenerator(o.endpoint, o.model, api_key, max_new_tokens or o.max_new_tokens, o.temperature, o.top_p, o.seed,
-                               o.concurrency, o.timeout_s, o.retries)
+        return OpenAIGenerator(
+            o.endpoint,
+            o.model,
+            api_key,
+            max_new_tokens or o.max_new_tokens,
+            o.temperature,
+            o.top_p,
+            o.seed,
+            o.concurrency,
+            o.timeout_s,
+            o.retries,
+        )
     raise ValueError(f"no rewriter backend configured (backend={o.backend!r})")
 
 
@@ -145,10 +185,15 @@ def run(params: dict, log, report) -> dict:
         order = sorted(range(found), key=lambda i: hash_order(cand["doc_id"][i].as_py(), o.seed))[: lim["max_documents"]]
         cand = cand.take(sorted(order))
     n = cand.num_rows
-    cap = ({"max_documents": lim["max_documents"], "max_input_words": lim["max_input_words"], "max_new_tokens": lim["max_new_tokens"]}
-           if lim["capped"] else None)
-    log.info(f"{found} documents score below {o.threshold} on {o.score_column!r}; rewriting {n} with {o.backend}:{o.model} "
-             f"({o.prompt_version}, formats {', '.join(o.styles)})" + (f"; CPU cap {cap} (no CUDA)" if cap else ""))
+    cap = (
+        {"max_documents": lim["max_documents"], "max_input_words": lim["max_input_words"], "max_new_tokens": lim["max_new_tokens"]}
+        if lim["capped"]
+        else None
+    )
+    log.info(
+        f"{found} documents score below {o.threshold} on {o.score_column!r}; rewriting {n} with {o.backend}:{o.model} "
+        f"({o.prompt_version}, formats {', '.join(o.styles)})" + (f"; CPU cap {cap} (no CUDA)" if cap else "")
+    )
     scorers = params.get("scorers") or ([params["scorer"]] if params.get("scorer") else [])
     key = work_key(docs=params["doc_files"], scores=params["score_files"], options=o.model_dump(), scorers=scorers, device=device.type)
     out = ChunkedOutput(params["output_uri"], key, pa.schema(REWRITTEN_COLUMNS))
@@ -165,8 +210,10 @@ def run(params: dict, log, report) -> dict:
         if gen is None:
             # The key comes from the job's environment (a pod secret on Kubernetes), never from its parameters.
             gen = make_generator(o, os.environ.get(o.api_key_env), lim["max_new_tokens"])
-            loaded = [(sc.get("name", o.score_column), load_scorer(sc["kind"], sc["path"], sc["max_length"], sc.get("label"), o.device))
-                      for sc in scorers]
+            loaded = [
+                (sc.get("name", o.score_column), load_scorer(sc["kind"], sc["path"], sc["max_length"], sc.get("label"), o.device))
+                for sc in scorers
+            ]
         part = cand.slice(lo, o.rows_per_chunk).to_pylist()
         sources = [source_text(r["text"], lim["max_input_words"]) for r in part]
         styles = [choose_style(r["doc_id"], o.seed, o.styles) for r in part]
@@ -180,34 +227,71 @@ def run(params: dict, log, report) -> dict:
             v = judge(src, g.text, gate, tpl, g.finished)
             stats["new_tokens"] += g.new_tokens
             if v.reason:
-                rejected.append({"doc_id": new_id, "url": r["url"], "reason": v.reason, "detail": v.detail, "value": v.value,
-                                 "related_doc_id": r["doc_id"], "warc_file": r["warc_file"], "warc_offset": r["warc_offset"],
-                                 "run_id": params.get("run_id")})
+                rejected.append(
+                    {
+                        "doc_id": new_id,
+                        "url": r["url"],
+                        "reason": v.reason,
+                        "detail": v.detail,
+                        "value": v.value,
+                        "related_doc_id": r["doc_id"],
+                        "warc_file": r["warc_file"],
+                        "warc_offset": r["warc_offset"],
+                        "run_id": params.get("run_id"),
+                    }
+                )
             else:
-                kept.append({"doc_id": new_id, "source_doc_id": r["doc_id"], "url": r["url"], "text": v.text,
-                             "rewriter_model": f"{o.backend}:{o.model}", "prompt_version": o.prompt_version, "style": st,
-                             "generation_params": json.dumps(gparams, sort_keys=True), "score_before": r["score_before"],
-                             "score_after": None, "scores_after": None, "source_words": len(src.split()), "output_words": len(v.text.split()),
-                             "new_tokens": g.new_tokens, "facts_kept": v.facts_kept,
-                             "invented_facts": sum(len(x) for x in v.evidence.get("invented", {}).values())})
+                kept.append(
+                    {
+                        "doc_id": new_id,
+                        "source_doc_id": r["doc_id"],
+                        "url": r["url"],
+                        "text": v.text,
+                        "rewriter_model": f"{o.backend}:{o.model}",
+                        "prompt_version": o.prompt_version,
+                        "style": st,
+                        "generation_params": json.dumps(gparams, sort_keys=True),
+                        "score_before": r["score_before"],
+                        "score_after": None,
+                        "scores_after": None,
+                        "source_words": len(src.split()),
+                        "output_words": len(v.text.split()),
+                        "new_tokens": g.new_tokens,
+                        "facts_kept": v.facts_kept,
+                        "invented_facts": sum(len(x) for x in v.evidence.get("invented", {}).values()),
+                    }
+                )
         if kept and loaded:
             after = {name: [float(x) for x in sc.score([k["text"] for k in kept]).score] for name, sc in loaded}
             for i, k in enumerate(kept):
                 k["scores_after"] = json.dumps({name: vals[i] for name, vals in after.items()}, sort_keys=True)
                 k["score_after"] = after[o.score_column][i] if o.score_column in after else None
         # Rejections first: the "part" file marks the chunk done.
-        out.write(chunk, pa.Table.from_pylist(rejected, schema=pa.schema(REJECTION_COLUMNS)), name="rej", schema=pa.schema(REJECTION_COLUMNS))
+        out.write(
+            chunk, pa.Table.from_pylist(rejected, schema=pa.schema(REJECTION_COLUMNS)), name="rej", schema=pa.schema(REJECTION_COLUMNS)
+        )
         out.write(chunk, pa.Table.from_pylist(kept, schema=pa.schema(REWRITTEN_COLUMNS)), name="part")
         stats["generated"] += len(part)
         stats["kept"] += len(kept)
         stats["rejected"] += len(rejected)
-        log.info(f"chunk {chunk}: {stats['generated']} rewritten this run ({stats['kept']} kept), "
-                 f"{stats['new_tokens'] / max(gen_seconds, 1e-9):.1f} new tokens/s while generating")
+        log.info(
+            f"chunk {chunk}: {stats['generated']} rewritten this run ({stats['kept']} kept), "
+            f"{stats['new_tokens'] / max(gen_seconds, 1e-9):.1f} new tokens/s while generating"
+        )
     el = time.time() - t0
-    summary = {**stats, "candidates": n, "candidates_found": found, "cap": cap, "device": device.type,
-               "files": {"part": out.files("part"), "rej": out.files("rej")},
-               "resume_dir": str(out.dir), "seconds": el, "generation_seconds": gen_seconds,
-               "new_tokens_per_s": stats["new_tokens"] / gen_seconds if gen_seconds else 0.0, "generation_params": gparams}
+    summary = {
+        **stats,
+        "candidates": n,
+        "candidates_found": found,
+        "cap": cap,
+        "device": device.type,
+        "files": {"part": out.files("part"), "rej": out.files("rej")},
+        "resume_dir": str(out.dir),
+        "seconds": el,
+        "generation_seconds": gen_seconds,
+        "new_tokens_per_s": stats["new_tokens"] / gen_seconds if gen_seconds else 0.0,
+        "generation_params": gparams,
+    }
     report(summary)
     return summary
 

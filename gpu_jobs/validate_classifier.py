@@ -82,18 +82,35 @@ def signal_scores(scorer, files: list[str], ids: list[str], texts: list[str]) ->
     return scorer.score_table(table.take(order)).score
 
 
-def measure(scores: np.ndarray, labels: list, signals: np.ndarray | None, hand: dict[str, int], urls: list[str],
-            min_spread: float, fraction: float) -> dict:
+def measure(
+    scores: np.ndarray, labels: list, signals: np.ndarray | None, hand: dict[str, int], urls: list[str], min_spread: float, fraction: float
+) -> dict:
     """The figures of one classifier on one crawl sample (pure: tested with made-up scores)."""
     from gpu_jobs.train_classifier import roc_auc
 
     n = len(scores)
-    out: dict = {"documents": n, "p10": None, "p50": None, "p90": None, "high_share": None, "agreement_auc": None,
-                 "agreement_with": SIGNALS_MODEL, "signals_p10": None, "signals_p90": None, "labelled_auc": None, "labelled_documents": 0}
+    out: dict = {
+        "documents": n,
+        "p10": None,
+        "p50": None,
+        "p90": None,
+        "high_share": None,
+        "agreement_auc": None,
+        "agreement_with": SIGNALS_MODEL,
+        "signals_p10": None,
+        "signals_p90": None,
+        "labelled_auc": None,
+        "labelled_documents": 0,
+    }
     if not n:
         return out
     p10, p50, p90 = (float(v) for v in np.quantile(scores, [0.1, 0.5, 0.9]))
-    out.update(p10=p10, p50=p50, p90=p90, high_share=float(np.mean([lab == "high" or (lab is None and s >= 0.5) for lab, s in zip(labels, scores)])))
+    out.update(
+        p10=p10,
+        p50=p50,
+        p90=p90,
+        high_share=float(np.mean([lab == "high" or (lab is None and s >= 0.5) for lab, s in zip(labels, scores)])),
+    )
     if signals is not None and n:
         s10, s90 = (float(v) for v in np.quantile(signals, [0.1, 0.9]))
         out.update(signals_p10=s10, signals_p90=s90)
@@ -127,16 +144,32 @@ def run(params: dict, log, report) -> dict:
 
     t0 = time.time()
     ids, urls, texts, eligible = crawl_sample(params["files"], params["holdout_only"], params["documents"])
-    scorer = load_scorer(params["kind"], params["model_path"], params.get("max_length", 256), params.get("label"), params.get("device", "auto"))
+    scorer = load_scorer(
+        params["kind"], params["model_path"], params.get("max_length", 256), params.get("label"), params.get("device", "auto")
+    )
     r = scorer.score(texts) if texts else None
     scores = r.score if r is not None else np.zeros(0)
     signals = signal_scores(SignalScorer(SIGNALS_MODEL), params["files"], ids, texts) if texts else None
-    figures = measure(scores, r.label if r is not None else [], signals, read_hand_labels(params.get("labels_path")), urls,
-                      params["min_spread"], params["agreement_fraction"])
-    fold = "the held-out fold (sha256(doc_id) mod 5 = 0, never trained on)" if params["holdout_only"] else "all documents (the model never trained on this crawl)"
+    figures = measure(
+        scores,
+        r.label if r is not None else [],
+        signals,
+        read_hand_labels(params.get("labels_path")),
+        urls,
+        params["min_spread"],
+        params["agreement_fraction"],
+    )
+    fold = (
+        "the held-out fold (sha256(doc_id) mod 5 = 0, never trained on)"
+        if params["holdout_only"]
+        else "all documents (the model never trained on this crawl)"
+    )
     figures["measured_on"] = f"{len(ids)} of {eligible} documents of {params['table']}, {fold}"
     figures["seconds"] = time.time() - t0
-    log.info(f"measured on {figures['measured_on']}: p10/p50/p90 " + "/".join("-" if figures[k] is None else f"{figures[k]:.3f}" for k in ("p10", "p50", "p90")))
+    log.info(
+        f"measured on {figures['measured_on']}: p10/p50/p90 "
+        + "/".join("-" if figures[k] is None else f"{figures[k]:.3f}" for k in ("p10", "p50", "p90"))
+    )
     report(figures)
     return figures
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -25,8 +25,8 @@ from documents.mixture import MixingOptions
 from documents.rules import FilterOptions
 from gpu_jobs.launch import GpuLaunchSettings
 from gpu_jobs.options import ClassifierTraining, RewriteOptions, ScoringOptions
-from storage import tables as T
 from spark_jobs.session import SparkSettings
+from storage import tables as T
 from storage.warc import IngestOptions
 
 CONFIG_ENV = "SLUICE_CONFIG"
@@ -77,14 +77,32 @@ class LakehouseSettings(BaseModel):
     stray_grace_seconds: float = 0.0
 
 
-_SYSTEM_DIRS = frozenset({"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/sbin", "/srv",
-                           "/sys", "/tmp", "/usr", "/var", "/mnt", "/media"})
+_SYSTEM_DIRS = frozenset(
+    {
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/opt",
+        "/proc",
+        "/root",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+        "/mnt",
+        "/media",
+    }
+)
 
 
 class SluiceConfig(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SLUICE_", env_nested_delimiter="__", extra="forbid", validate_default=True
-    )
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", env_nested_delimiter="__", extra="forbid", validate_default=True)
 
     lakehouse_dir: Path = Path("lakehouse")
     landing_dir: Path = Path("landing")
@@ -109,12 +127,14 @@ class SluiceConfig(BaseSettings):
     @classmethod
     def _local_folder(cls, v: object) -> object:
         if isinstance(v, str) and "://" in v:
-            raise ValueError(f"{v!r}: the lakehouse and landing folders are local (or mounted) paths; object storage URIs "
-                             "are not supported yet (Spark here has no S3 connector; see infra/README.md)")
+            raise ValueError(
+                f"{v!r}: the lakehouse and landing folders are local (or mounted) paths; object storage URIs "
+                "are not supported yet (Spark here has no S3 connector; see infra/README.md)"
+            )
         return v
 
     @model_validator(mode="after")
-    def _safe_folders(self) -> "SluiceConfig":
+    def _safe_folders(self) -> SluiceConfig:
         """Refuse folders whose misuse would be destructive: a takedown rewrites files under the
         lakehouse and the Dagster home, and stray cleanup deletes files in the tables' folders.
         (A lakehouse inside the landing folder is fine: crawl folders are those with WARC files.)"""

@@ -22,14 +22,23 @@ def build_jobs(assets: list) -> list:
     """The crawl job over every crawl-partitioned asset; the mixture job over the others (if any)."""
     per_crawl = [a.key for a in assets if a.partitions_def == crawl_partitions]
     per_mixture = [a.key for a in assets if a.partitions_def != crawl_partitions]
-    jobs = [define_asset_job(CRAWL_JOB, selection=AssetSelection.assets(*per_crawl), partitions_def=crawl_partitions,
-                             description="One crawl through every stage: " + " → ".join(k.to_user_string() for k in per_crawl)
-                                         + " (a partition per crawl).")]
+    jobs = [
+        define_asset_job(
+            CRAWL_JOB,
+            selection=AssetSelection.assets(*per_crawl),
+            partitions_def=crawl_partitions,
+            description="One crawl through every stage: " + " → ".join(k.to_user_string() for k in per_crawl) + " (a partition per crawl).",
+        )
+    ]
     if per_mixture:
-        jobs.append(define_asset_job(MIXTURE_JOB, selection=AssetSelection.assets(*per_mixture),
-                                     partitions_def=assets[[a.key for a in assets].index(per_mixture[0])].partitions_def,
-                                     description="The configured training mixtures over every crawl's decontaminated documents "
-                                                 "(a partition per mixture)."))
+        jobs.append(
+            define_asset_job(
+                MIXTURE_JOB,
+                selection=AssetSelection.assets(*per_mixture),
+                partitions_def=assets[[a.key for a in assets].index(per_mixture[0])].partitions_def,
+                description="The configured training mixtures over every crawl's decontaminated documents (a partition per mixture).",
+            )
+        )
     return jobs
 
 

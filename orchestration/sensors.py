@@ -6,10 +6,9 @@ Dagster's daemon; under ``sluice ui`` (the webserver alone) they show as stopped
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
-
-import hashlib
 
 from dagster import (
     AssetKey,
@@ -70,10 +69,17 @@ def build_landing_sensor(config, job=None):
     """``job``: the crawl job whose ``raw_crawl`` it runs (named in the UI); else the asset alone."""
     target = {"job": job} if job is not None else {"asset_selection": ["raw_crawl"]}
 
-    @sensor(name="crawl_landing_sensor", minimum_interval_seconds=config.dagster.sensor_interval_seconds, **target,
-            default_status=_status(config),
-            description=_describe(config, "Adds a crawl partition, and requests its raw_crawl run, for every new crawl folder "
-                                          f"in the landing folder ({config.landing_dir})."))
+    @sensor(
+        name="crawl_landing_sensor",
+        minimum_interval_seconds=config.dagster.sensor_interval_seconds,
+        **target,
+        default_status=_status(config),
+        description=_describe(
+            config,
+            "Adds a crawl partition, and requests its raw_crawl run, for every new crawl folder "
+            f"in the landing folder ({config.landing_dir}).",
+        ),
+    )
     def crawl_landing_sensor(context: SensorEvaluationContext):
         crawls = landed_crawls(Path(config.landing_dir).resolve(), config.ingest.file_globs, config.landing_settle_seconds)
         known = set(context.instance.get_dynamic_partitions(crawl_partitions.name))
@@ -81,8 +87,15 @@ def build_landing_sensor(config, job=None):
         if not new:
             return SkipReason(f"no new crawl folder in {config.landing_dir}")
         return SensorResult(
-            run_requests=[RunRequest(partition_key=c, run_key=f"crawl-{c}", tags={**run_tags(config), "sluice/crawl": c},
-                                     asset_selection=[AssetKey("raw_crawl")] if job is not None else None) for c in new],
+            run_requests=[
+                RunRequest(
+                    partition_key=c,
+                    run_key=f"crawl-{c}",
+                    tags={**run_tags(config), "sluice/crawl": c},
+                    asset_selection=[AssetKey("raw_crawl")] if job is not None else None,
+                )
+                for c in new
+            ],
             dynamic_partitions_requests=[crawl_partitions.build_add_request(new)],
         )
 
@@ -92,10 +105,14 @@ def build_landing_sensor(config, job=None):
 def build_automation_sensor(config) -> AutomationConditionSensorDefinition:
     """Evaluates the assets' automation conditions (see ``assets.stage.follow_upstreams``)."""
     return AutomationConditionSensorDefinition(
-        "sluice_automation", target=AssetSelection.all(), default_status=_status(config),
-        minimum_interval_seconds=max(10, config.dagster.sensor_interval_seconds // 2), run_tags=run_tags(config),
-        description=_describe(config, "Runs each stage of a crawl once its upstreams are updated and their gates passed; "
-                                      "mixtures on their cron."),
+        "sluice_automation",
+        target=AssetSelection.all(),
+        default_status=_status(config),
+        minimum_interval_seconds=max(10, config.dagster.sensor_interval_seconds // 2),
+        run_tags=run_tags(config),
+        description=_describe(
+            config, "Runs each stage of a crawl once its upstreams are updated and their gates passed; mixtures on their cron."
+        ),
     )
 
 
@@ -105,8 +122,13 @@ def build_lineage_sensors(config=None) -> list:
 
     def make(status: DagsterRunStatus, mlflow_status: str):
         text = f"Ends the MLflow parent run of a {status.value.lower()} run as {mlflow_status}, with its stages' summary metrics."
-        @run_status_sensor(run_status=status, name=f"close_mlflow_run_on_{status.value.lower()}", default_status=status_default,
-                           description=_describe(config, text) if config is not None else text)
+
+        @run_status_sensor(
+            run_status=status,
+            name=f"close_mlflow_run_on_{status.value.lower()}",
+            default_status=status_default,
+            description=_describe(config, text) if config is not None else text,
+        )
         def close(context: RunStatusSensorContext, lineage: LineageResource):
             lineage.finish_parent(context.dagster_run.run_id, mlflow_status)
 

@@ -95,7 +95,7 @@ def histogram_png(values: dict[str, list[float]], title: str, out: str | Path, b
         ax.hist([x for x in v if x is not None], bins=bins, color="#3b7dd8")
         ax.set_xlabel(name)
         ax.set_ylabel("documents")
-    for ax in flat[len(values):]:
+    for ax in flat[len(values) :]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     return _save(fig, out)

@@ -52,6 +52,8 @@ def raw_crawl_gate(columns: list[str]) -> GateSpec:
 # A valid IPv4 address (octets ≤ 255), not glued to other digits; Java and Python regex alike.
 IPV4_PATTERN = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d|\.\d)"
 EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}"
+
+
 def filtered_gate(columns: list[str], o) -> GateSpec:
     """The filter options ``o`` set the bounds; every share signal the rules declare is in [0, 1]."""
     import great_expectations as gx
@@ -92,8 +94,10 @@ def deduplicated_gate(columns: list[str]) -> GateSpec:
         ],
         accounting=[
             *conservation("records_read", ["documents", "rejected"]),
-            *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0)
-              for c in ["clusters_without_kept", "hash_clashes_with_earlier"]],
+            *[
+                E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0)
+                for c in ["clusters_without_kept", "hash_clashes_with_earlier"]
+            ],
         ],
     )
 
@@ -135,8 +139,10 @@ def classifier_reasons(f: dict, min_auc: float, min_agreement: float) -> list[st
             out.append(f"agreement with {f['agreement_with']} ROC-AUC {f['agreement_auc']:.3f} < {min_agreement}")
     elif "agreement_with" in f:  # neither hand labels nor a signal that separates the documents: no evidence of accuracy
         spread = "-" if f.get("signals_p90") is None else f"{f['signals_p90'] - f['signals_p10']:.3g}"
-        out.append(f"no evidence of accuracy (no hand labels; {f['agreement_with']} does not separate these documents: "
-                   f"p90 - p10 = {spread} < {CLASSIFIER_MIN_SPREAD})")
+        out.append(
+            f"no evidence of accuracy (no hand labels; {f['agreement_with']} does not separate these documents: "
+            f"p90 - p10 = {spread} < {CLASSIFIER_MIN_SPREAD})"
+        )
     return out
 
 
@@ -146,8 +152,13 @@ def classifier_verdict(f: dict, min_auc: float, min_agreement: float) -> str:
     where = f.get("measured_on", f"{f.get('documents', 0)} crawl documents")
     if reasons:
         return f"refused: {'; '.join(reasons)} (measured on {where})"
-    evidence = (f"hand-label ROC-AUC {f['labelled_auc']:.3f}" if f.get("labelled_auc") is not None
-                else f"agreement ROC-AUC {f['agreement_auc']:.3f}" if f.get("agreement_auc") is not None else "no agreement measurable")
+    evidence = (
+        f"hand-label ROC-AUC {f['labelled_auc']:.3f}"
+        if f.get("labelled_auc") is not None
+        else f"agreement ROC-AUC {f['agreement_auc']:.3f}"
+        if f.get("agreement_auc") is not None
+        else "no agreement measurable"
+    )
     return f"approved: p10/p50/p90 {f['p10']:.2f}/{f['p50']:.2f}/{f['p90']:.2f}, {evidence} (measured on {where})"
 
 
@@ -158,23 +169,30 @@ def classifier_gate(min_auc: float, min_agreement: float) -> GateSpec:
     import great_expectations as gx
 
     E = gx.expectations
-    return GateSpec(name="quality_classifier", accounting=[
-        # A refusal's reason appears in the gate's description (the unexpected value is the verdict line).
-        E.ExpectColumnValuesToMatchRegex(column="verdict", regex="^approved"),
-        E.ExpectColumnValuesToBeBetween(column="documents", min_value=CLASSIFIER_MIN_DOCUMENTS),
-        E.ExpectColumnValuesToBeBetween(column="labelled_auc", min_value=min_auc, max_value=1.0),  # null: no hand labels
-        E.ExpectColumnValuesToBeBetween(column="agreement_auc", min_value=min_agreement, max_value=1.0),  # null: not measurable
-    ])
+    return GateSpec(
+        name="quality_classifier",
+        accounting=[
+            # A refusal's reason appears in the gate's description (the unexpected value is the verdict line).
+            E.ExpectColumnValuesToMatchRegex(column="verdict", regex="^approved"),
+            E.ExpectColumnValuesToBeBetween(column="documents", min_value=CLASSIFIER_MIN_DOCUMENTS),
+            E.ExpectColumnValuesToBeBetween(column="labelled_auc", min_value=min_auc, max_value=1.0),  # null: no hand labels
+            E.ExpectColumnValuesToBeBetween(column="agreement_auc", min_value=min_agreement, max_value=1.0),  # null: not measurable
+        ],
+    )
 
 
 def classifier_accounting(f: dict, min_auc: float, min_agreement: float) -> dict:
     """The gate's row: the figures, whether they pass, and the verdict line. When hand labels
     decide, agreement is reported in metadata but not gated."""
     verdict = classifier_verdict(f, min_auc, min_agreement)
-    return {"approved": verdict.startswith("approved"), "verdict": verdict, "documents": f.get("documents") or 0,
-            "labelled_auc": f.get("labelled_auc"),
-            "agreement_auc": None if f.get("labelled_auc") is not None else f.get("agreement_auc"),
-            **{k: f.get(k) for k in ("p10", "p50", "p90", "high_share")}}
+    return {
+        "approved": verdict.startswith("approved"),
+        "verdict": verdict,
+        "documents": f.get("documents") or 0,
+        "labelled_auc": f.get("labelled_auc"),
+        "agreement_auc": None if f.get("labelled_auc") is not None else f.get("agreement_auc"),
+        **{k: f.get(k) for k in ("p10", "p50", "p90", "high_share")},
+    }
 
 
 def quality_scored_gate(columns: list[str], score_columns: list[str]) -> GateSpec:
@@ -238,8 +256,10 @@ def mixed_gate(columns: list[str], weights: dict[str, float], tolerance: float, 
             E.ExpectColumnValuesToBeBetween(column="token_count", min_value=1),
         ],
         accounting=[
-            *[E.ExpectColumnValuesToBeBetween(column=f"share.{n}", min_value=max(0.0, w - tolerance), max_value=min(1.0, w + tolerance))
-              for n, w in weights.items()],
+            *[
+                E.ExpectColumnValuesToBeBetween(column=f"share.{n}", min_value=max(0.0, w - tolerance), max_value=min(1.0, w + tolerance))
+                for n, w in weights.items()
+            ],
             E.ExpectColumnValuesToBeBetween(column="synthetic_share", min_value=0.0, max_value=synthetic_cap),
             *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0) for c in ("untraceable_rows", "contaminated_rows")],
         ],

@@ -18,10 +18,11 @@ import json
 import random
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from warcio.warcwriter import WARCWriter
 
@@ -103,7 +104,7 @@ def _render(site: str, title: str, paragraphs: list[str], rng: random.Random, la
         f'<aside><h3>Related stories</h3><ul>{related}</ul><div class="ad">Advertisement</div></aside></main>\n'
         f'<footer><p>© {rng.randint(2015, 2025)} {site}. All rights reserved.</p><a href="/terms">Terms</a> · <a href="/privacy">Privacy</a> · '
         f'<a href="/careers">Careers</a><p>Follow us on social media.</p></footer></body></html>\n'
-    ).encode("utf-8")
+    ).encode()
 
 
 class _PageFactory:
@@ -252,7 +253,7 @@ def generate_crawl(
     out.mkdir(parents=True, exist_ok=True)
     crawl_id = crawl_id or out.name
     factory = _PageFactory(seed, pages)
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=seed % 365 + 30 * recrawl)
+    base = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=seed % 365 + 30 * recrawl)
     n_files = max(1, -(-pages // pages_per_file))
     kinds: Counter[str] = Counter()
     expected: Counter[str] = Counter()
@@ -265,7 +266,9 @@ def generate_crawl(
             frng = random.Random(f"{seed}:file:{fi}" + (f":{recrawl}" if recrawl else ""))
             with (out / name).open("wb") as fh:
                 w = WARCWriter(fh, gzip=True)
-                info = w.create_warcinfo_record(name, {"software": "sluice sample-crawl", "format": "WARC File Format 1.1", "isPartOf": crawl_id})
+                info = w.create_warcinfo_record(
+                    name, {"software": "sluice sample-crawl", "format": "WARC File Format 1.1", "isPartOf": crawl_id}
+                )
                 info.rec_headers.replace_header("WARC-Record-ID", _rid(frng))
                 info.rec_headers.replace_header("WARC-Date", base.strftime("%Y-%m-%dT%H:%M:%SZ"))
                 w.write_record(info)
@@ -277,8 +280,14 @@ def generate_crawl(
                     req_id, resp_id, meta_id = _rid(rrng), _rid(rrng), _rid(rrng)
                     req = f"GET {p.url.split('/', 3)[-1]} HTTP/1.1\r\nHost: {p.url.split('/')[2]}\r\nUser-Agent: sluice-sample\r\n\r\n".encode()
                     w.write_record(
-                        w.create_warc_record(p.url, "request", payload=io.BytesIO(req), length=len(req), warc_content_type="application/http; msgtype=request",
-                                             warc_headers_dict={"WARC-Record-ID": req_id, "WARC-Date": date})
+                        w.create_warc_record(
+                            p.url,
+                            "request",
+                            payload=io.BytesIO(req),
+                            length=len(req),
+                            warc_content_type="application/http; msgtype=request",
+                            warc_headers_dict={"WARC-Record-ID": req_id, "WARC-Date": date},
+                        )
                     )
                     http = _http_bytes(p)
                     extra = {"WARC-Truncated": "length"} if p.truth.get("variant") == "warc_truncated" else {}
@@ -288,20 +297,44 @@ def generate_crawl(
                         _write_raw_record(fh, "response", p.url, resp_headers, http)
                     else:
                         w.write_record(
-                            w.create_warc_record(p.url, "response", payload=io.BytesIO(http), length=len(http),
-                                                 warc_content_type="application/http; msgtype=response", warc_headers_dict=resp_headers)
+                            w.create_warc_record(
+                                p.url,
+                                "response",
+                                payload=io.BytesIO(http),
+                                length=len(http),
+                                warc_content_type="application/http; msgtype=response",
+                                warc_headers_dict=resp_headers,
+                            )
                         )
                     meta = f"fetchTimeMs: {rrng.randint(20, 900)}\r\n".encode()
                     w.write_record(
-                        w.create_warc_record(p.url, "metadata", payload=io.BytesIO(meta), length=len(meta), warc_content_type="application/warc-fields",
-                                             warc_headers_dict={"WARC-Record-ID": meta_id, "WARC-Date": date, "WARC-Concurrent-To": resp_id})
+                        w.create_warc_record(
+                            p.url,
+                            "metadata",
+                            payload=io.BytesIO(meta),
+                            length=len(meta),
+                            warc_content_type="application/warc-fields",
+                            warc_headers_dict={"WARC-Record-ID": meta_id, "WARC-Date": date, "WARC-Concurrent-To": resp_id},
+                        )
                     )
                     records += 3
                     kinds[p.kind] += 1
                     expected[p.expected] += 1
                     planted.update(p.truth.get("benchmark_items", []))
-                    truth.write(json.dumps({"index": i, "url": p.url, "warc_file": name, "warc_record_id": resp_id, "expected": p.expected,
-                                            "sha1": hashlib.sha1(p.body).hexdigest(), **p.truth}) + "\n")
+                    truth.write(
+                        json.dumps(
+                            {
+                                "index": i,
+                                "url": p.url,
+                                "warc_file": name,
+                                "warc_record_id": resp_id,
+                                "expected": p.expected,
+                                "sha1": hashlib.sha1(p.body).hexdigest(),
+                                **p.truth,
+                            }
+                        )
+                        + "\n"
+                    )
                     if progress:
                         progress(1)
                 if unreadable_tail and fi == n_files - 1:

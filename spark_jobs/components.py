@@ -19,24 +19,26 @@ def connected_components(edges: DataFrame, src: str = "a", dst: str = "b", max_r
 
     Returns the DataFrame and the number of rounds it took.
     """
-    both = edges.select(F.col(src).alias("u"), F.col(dst).alias("v")).unionByName(
-        edges.select(F.col(dst).alias("u"), F.col(src).alias("v"))
-    ).distinct().localCheckpoint()
-    labels = (
-        both.groupBy("u").agg(F.least(F.min("v"), F.first("u")).alias("label"))
-        .withColumnRenamed("u", "node").localCheckpoint()
+    both = (
+        edges.select(F.col(src).alias("u"), F.col(dst).alias("v"))
+        .unionByName(edges.select(F.col(dst).alias("u"), F.col(src).alias("v")))
+        .distinct()
+        .localCheckpoint()
     )
+    labels = both.groupBy("u").agg(F.least(F.min("v"), F.first("u")).alias("label")).withColumnRenamed("u", "node").localCheckpoint()
     for rounds in range(1, max_rounds + 1):
         # Propagate: the smallest label among the neighbours.
         prop = (
             both.join(labels.withColumnRenamed("node", "v"), "v")
-            .groupBy("u").agg(F.min("label").alias("nl"))
+            .groupBy("u")
+            .agg(F.min("label").alias("nl"))
             .withColumnRenamed("u", "node")
         )
         step = labels.join(prop, "node").select("node", F.least("label", "nl").alias("label"))
         # Jump: a node takes its label's label.
         jumped = (
-            step.alias("s").join(step.alias("t"), F.col("s.label") == F.col("t.node"), "left")
+            step.alias("s")
+            .join(step.alias("t"), F.col("s.label") == F.col("t.node"), "left")
             .select(F.col("s.node").alias("node"), F.least(F.col("s.label"), F.coalesce(F.col("t.label"), F.col("s.label"))).alias("label"))
             .localCheckpoint()
         )

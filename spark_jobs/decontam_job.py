@@ -14,25 +14,36 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from documents.decontam import BenchmarkIndex, DecontamOptions, match_batch, word_spans
-from storage.tables import DECONTAM, DECONTAMINATED_COLUMNS, REJECTION_COLUMNS
 from spark_jobs.filter_job import plan_units
+from storage.tables import DECONTAM, DECONTAMINATED_COLUMNS, REJECTION_COLUMNS
 
-MATCH_SCHEMA = pa.schema([("doc_id", pa.string()), ("hash", pa.int64()), ("size", pa.int32()), ("pos", pa.int32()),
-                          ("entry", pa.int64()), ("bench", pa.int32())])
-SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("source", pa.string()), ("docs_in", pa.int64()), ("kept", pa.int64()),
-                            ("rejected", pa.int64())])
+MATCH_SCHEMA = pa.schema(
+    [("doc_id", pa.string()), ("hash", pa.int64()), ("size", pa.int32()), ("pos", pa.int32()), ("entry", pa.int64()), ("bench", pa.int32())]
+)
+SUMMARY_SCHEMA = pa.schema(
+    [("part", pa.int64()), ("source", pa.string()), ("docs_in", pa.int64()), ("kept", pa.int64()), ("rejected", pa.int64())]
+)
 # What each source layer contributes to `decontaminated` (the rest of its columns stay null).
 SOURCE_COLUMNS = {
-    "deduplicated": {"doc_id": "doc_id", "source_doc_id": "doc_id", "url": "url", "text": "text", "language": "language",
-                     "word_count": "word_count", "warc_file": "warc_file", "warc_offset": "warc_offset"},
+    "deduplicated": {
+        "doc_id": "doc_id",
+        "source_doc_id": "doc_id",
+        "url": "url",
+        "text": "text",
+        "language": "language",
+        "word_count": "word_count",
+        "warc_file": "warc_file",
+        "warc_offset": "warc_offset",
+    },
     "rewritten": {"doc_id": "doc_id", "source_doc_id": "source_doc_id", "url": "url", "text": "text", "word_count": "output_words"},
 }
 
@@ -49,9 +60,17 @@ def _match_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc) -> It
                     m = match_batch(b.column("text"), index)
                     if not len(m.row):
                         continue
-                    yield pa.RecordBatch.from_arrays([
-                        b.column("doc_id").take(pa.array(m.row)), pa.array(m.hash.view(np.int64)), pa.array(m.size),
-                        pa.array(m.pos), pa.array(m.entry), pa.array(m.bench)], schema=MATCH_SCHEMA)
+                    yield pa.RecordBatch.from_arrays(
+                        [
+                            b.column("doc_id").take(pa.array(m.row)),
+                            pa.array(m.hash.view(np.int64)),
+                            pa.array(m.size),
+                            pa.array(m.pos),
+                            pa.array(m.entry),
+                            pa.array(m.bench),
+                        ],
+                        schema=MATCH_SCHEMA,
+                    )
 
 
 def _project(t: pa.Table, source: str) -> pa.Table:
@@ -85,8 +104,9 @@ def _evidence(text: str, hit: dict[str, Any], index: BenchmarkIndex) -> dict[str
     }
 
 
-def _write_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc, hits: dict[str, dict], kept_dir: str, rejects_dir: str,
-                 run_id: str) -> Iterator[pa.RecordBatch]:
+def _write_tasks(
+    batches: Iterator[pa.RecordBatch], units: list, index_bc, hits: dict[str, dict], kept_dir: str, rejects_dir: str, run_id: str
+) -> Iterator[pa.RecordBatch]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -100,7 +120,9 @@ def _write_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc, hits:
             counts: Counter[tuple[str, str]] = Counter()
             with TaskOutputs(targets, task) as out:
                 for source, path, row_group in units[task]:
-                    docs = _project(pq.ParquetFile(path).read_row_group(row_group, columns=list(set(SOURCE_COLUMNS[source].values()))), source)
+                    docs = _project(
+                        pq.ParquetFile(path).read_row_group(row_group, columns=list(set(SOURCE_COLUMNS[source].values()))), source
+                    )
                     counts[(source, "in")] += docs.num_rows
                     bad = pc.is_in(docs.column("doc_id"), value_set=contaminated) if hits else None
                     if bad is None or not pc.any(bad).as_py():
@@ -110,16 +132,34 @@ def _write_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc, hits:
                     rows = []
                     for d in docs.filter(bad).to_pylist():
                         ev = _evidence(d["text"] or "", hits[d["doc_id"]], index)
-                        rows.append({"doc_id": d["doc_id"], "url": d["url"], "reason": f"{DECONTAM}.{ev['benchmark']}",
-                                     "detail": json.dumps({**ev, "source": source}, ensure_ascii=False), "value": float(ev["matches"]),
-                                     "related_doc_id": d["source_doc_id"] if source != "deduplicated" else None,
-                                     "warc_file": d["warc_file"], "warc_offset": d["warc_offset"], "run_id": run_id})
+                        rows.append(
+                            {
+                                "doc_id": d["doc_id"],
+                                "url": d["url"],
+                                "reason": f"{DECONTAM}.{ev['benchmark']}",
+                                "detail": json.dumps({**ev, "source": source}, ensure_ascii=False),
+                                "value": float(ev["matches"]),
+                                "related_doc_id": d["source_doc_id"] if source != "deduplicated" else None,
+                                "warc_file": d["warc_file"],
+                                "warc_offset": d["warc_offset"],
+                                "run_id": run_id,
+                            }
+                        )
                     out.write("rejected", pa.Table.from_pylist(rows, schema=pa.schema(REJECTION_COLUMNS)))
                     counts[(source, "rejected")] += len(rows)
             for source in sorted({s for s, _ in counts}):
-                yield pa.RecordBatch.from_pylist([{"part": task, "source": source, "docs_in": counts[(source, "in")],
-                                                   "kept": counts[(source, "in")] - counts[(source, "rejected")],
-                                                   "rejected": counts[(source, "rejected")]}], schema=SUMMARY_SCHEMA)
+                yield pa.RecordBatch.from_pylist(
+                    [
+                        {
+                            "part": task,
+                            "source": source,
+                            "docs_in": counts[(source, "in")],
+                            "kept": counts[(source, "in")] - counts[(source, "rejected")],
+                            "rejected": counts[(source, "rejected")],
+                        }
+                    ],
+                    schema=SUMMARY_SCHEMA,
+                )
 
 
 @dataclass
@@ -132,23 +172,34 @@ class DecontamStats:
     suppressed: list[dict[str, Any]] = field(default_factory=list)  # the frequent n-grams: benchmark, item, ngram, documents
 
 
-def decontaminate(spark, inputs: dict[str, list[str]], index: BenchmarkIndex, o: DecontamOptions, scratch: str, kept_dir: str,
-                  rejects_dir: str, run_id: str, tasks: int | None = None) -> DecontamStats:
+def decontaminate(
+    spark,
+    inputs: dict[str, list[str]],
+    index: BenchmarkIndex,
+    o: DecontamOptions,
+    scratch: str,
+    kept_dir: str,
+    rejects_dir: str,
+    run_id: str,
+    tasks: int | None = None,
+) -> DecontamStats:
     """``inputs``: source layer → its pinned Parquet files. Writes into the two staging folders."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
     source_of = {p: s for s, paths in inputs.items() for p in paths}
-    units = [[(source_of[p], p, rg) for p, rg in u]
-             for u in plan_units(list(source_of), tasks or spark.sparkContext.defaultParallelism * 4)]
+    units = [
+        [(source_of[p], p, rg) for p, rg in u] for u in plan_units(list(source_of), tasks or spark.sparkContext.defaultParallelism * 4)
+    ]
     stats = DecontamStats()
     if not units:
         return stats
     index_bc = spark.sparkContext.broadcast(index)
     ids = spark.range(0, len(units), 1, numPartitions=len(units))
     match_dir = f"{scratch}/matches"
-    ids.mapInArrow(partial(_match_tasks, units=units, index_bc=index_bc), from_arrow_schema(MATCH_SCHEMA)) \
-        .write.mode("overwrite").parquet(match_dir)
+    ids.mapInArrow(partial(_match_tasks, units=units, index_bc=index_bc), from_arrow_schema(MATCH_SCHEMA)).write.mode("overwrite").parquet(
+        match_dir
+    )
     m = spark.read.parquet(match_dir)
     import pyarrow.parquet as pq
 
@@ -159,21 +210,39 @@ def decontaminate(spark, inputs: dict[str, list[str]], index: BenchmarkIndex, o:
     frequent = df.where(F.col("docs") > stats.threshold).orderBy(F.desc("docs")).collect()  # at most the index's n-grams
     for r in frequent:
         b = int(index.bench[r["size"]][r["entry"]])
-        stats.suppressed.append({"benchmark": index.names[b], "item": index.item_ids[b][int(index.item[r["size"]][r["entry"]])],
-                                 "ngram": index.ngram_text(r["size"], r["entry"]), "documents": int(r["docs"])})
+        stats.suppressed.append(
+            {
+                "benchmark": index.names[b],
+                "item": index.item_ids[b][int(index.item[r["size"]][r["entry"]])],
+                "ngram": index.ngram_text(r["size"], r["entry"]),
+                "documents": int(r["docs"]),
+            }
+        )
     if frequent:
         m = m.join(spark.createDataFrame([(int(r["hash"]),) for r in frequent], "hash long"), "hash", "left_anti")
-    per_doc = (m.groupBy("doc_id")
-               .agg(F.count("*").alias("matches"), F.min(F.struct("pos", "size", "entry")).alias("first"),
-                    F.collect_list("bench").alias("bench_list"))
-               .where(F.col("matches") >= o.min_matches))
+    per_doc = (
+        m.groupBy("doc_id")
+        .agg(
+            F.count("*").alias("matches"),
+            F.min(F.struct("pos", "size", "entry")).alias("first"),
+            F.collect_list("bench").alias("bench_list"),
+        )
+        .where(F.col("matches") >= o.min_matches)
+    )
     hits: dict[str, dict[str, Any]] = {}
     for r in per_doc.collect():  # the contaminated documents: few by nature
         per_bench = Counter(index.names[b] for b in r["bench_list"])
-        hits[r["doc_id"]] = {"pos": int(r["first"]["pos"]), "size": int(r["first"]["size"]), "entry": int(r["first"]["entry"]),
-                             "matches": int(r["matches"]), "by_benchmark": dict(per_bench)}
-    rows = ids.mapInArrow(partial(_write_tasks, units=units, index_bc=index_bc, hits=hits, kept_dir=kept_dir, rejects_dir=rejects_dir,
-                                  run_id=run_id), from_arrow_schema(SUMMARY_SCHEMA)).collect()
+        hits[r["doc_id"]] = {
+            "pos": int(r["first"]["pos"]),
+            "size": int(r["first"]["size"]),
+            "entry": int(r["first"]["entry"]),
+            "matches": int(r["matches"]),
+            "by_benchmark": dict(per_bench),
+        }
+    rows = ids.mapInArrow(
+        partial(_write_tasks, units=units, index_bc=index_bc, hits=hits, kept_dir=kept_dir, rejects_dir=rejects_dir, run_id=run_id),
+        from_arrow_schema(SUMMARY_SCHEMA),
+    ).collect()
     for r in rows:
         stats.docs_in[r.source] = stats.docs_in.get(r.source, 0) + r.docs_in
         stats.removed[r.source] = stats.removed.get(r.source, 0) + r.rejected

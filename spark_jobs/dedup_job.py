@@ -26,9 +26,9 @@ the result does not depend on partitioning or the number of cores.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -43,16 +43,31 @@ STAGE = DEDUP
 SIG_READ_COLUMNS = ["doc_id", "url", "warc_file", "warc_offset", "warc_date", "text"]
 
 # One row per input document after pass 1.
-SIG_SCHEMA = pa.schema([
-    ("unit", pa.int32()), ("doc_id", pa.string()), ("url", pa.string()), ("warc_file", pa.string()),
-    ("warc_offset", pa.int64()), ("warc_date", pa.timestamp("us", tz="UTC")), ("quality", pa.float64()),
-    ("exact_hash", pa.int64()), ("n_shingles", pa.int32()), ("minhash", pa.list_(pa.int32())),
-    ("band_keys", pa.list_(pa.int64())),
-])
-DECISION_SCHEMA = pa.schema([
-    ("doc_id", pa.string()), ("kept", pa.bool_()), ("cluster_id", pa.string()), ("cluster_size", pa.int64()),
-    ("reason", pa.string()), ("jaccard", pa.float64()),
-])
+SIG_SCHEMA = pa.schema(
+    [
+        ("unit", pa.int32()),
+        ("doc_id", pa.string()),
+        ("url", pa.string()),
+        ("warc_file", pa.string()),
+        ("warc_offset", pa.int64()),
+        ("warc_date", pa.timestamp("us", tz="UTC")),
+        ("quality", pa.float64()),
+        ("exact_hash", pa.int64()),
+        ("n_shingles", pa.int32()),
+        ("minhash", pa.list_(pa.int32())),
+        ("band_keys", pa.list_(pa.int64())),
+    ]
+)
+DECISION_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("kept", pa.bool_()),
+        ("cluster_id", pa.string()),
+        ("cluster_size", pa.int64()),
+        ("reason", pa.string()),
+        ("jaccard", pa.float64()),
+    ]
+)
 SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("docs_in", pa.int64()), ("kept", pa.int64()), ("rejected", pa.int64())])
 EMBEDDING_SCHEMA = pa.schema([("unit", pa.int32()), ("doc_id", pa.string()), ("embedding", pa.list_(pa.float32()))])
 SEMANTIC = f"{STAGE}.semantic"
@@ -60,7 +75,10 @@ SEMANTIC = f"{STAGE}.semantic"
 
 # ---- pass 1: signatures --------------------------------------------------------------------------
 
-def _signature_tasks(batches: Iterator[pa.RecordBatch], units: list, options_json: str, quality_column: str | None) -> Iterator[pa.RecordBatch]:
+
+def _signature_tasks(
+    batches: Iterator[pa.RecordBatch], units: list, options_json: str, quality_column: str | None
+) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
     o = DedupOptions.model_validate_json(options_json)
@@ -82,18 +100,30 @@ def signature_batch(batch: pa.RecordBatch, unit: int, o: DedupOptions, quality_c
     keys = band_keys(sig, o.bands, o.rows)
     quality = batch.column(quality_column).cast(pa.float64()) if quality_column else pa.nulls(n, pa.float64())
     no_shingles = sh.counts == 0
-    band_arr = pa.ListArray.from_arrays(np.arange(0, (n + 1) * o.bands, o.bands, dtype=np.int32), pa.array(keys.ravel()),
-                                        mask=pa.array(no_shingles))
+    band_arr = pa.ListArray.from_arrays(
+        np.arange(0, (n + 1) * o.bands, o.bands, dtype=np.int32), pa.array(keys.ravel()), mask=pa.array(no_shingles)
+    )
     mh_arr = pa.ListArray.from_arrays(np.arange(0, (n + 1) * o.num_perm, o.num_perm, dtype=np.int32), pa.array(sig.view(np.int32).ravel()))
     return pa.RecordBatch.from_arrays(
-        [pa.array(np.full(n, unit, np.int32)), batch.column("doc_id"), batch.column("url"), batch.column("warc_file"),
-         batch.column("warc_offset"), batch.column("warc_date").cast(pa.timestamp("us", tz="UTC")), quality,
-         pa.array(exact_hashes(texts, wl)), pa.array(sh.counts.astype(np.int32)), mh_arr, band_arr],
+        [
+            pa.array(np.full(n, unit, np.int32)),
+            batch.column("doc_id"),
+            batch.column("url"),
+            batch.column("warc_file"),
+            batch.column("warc_offset"),
+            batch.column("warc_date").cast(pa.timestamp("us", tz="UTC")),
+            quality,
+            pa.array(exact_hashes(texts, wl)),
+            pa.array(sh.counts.astype(np.int32)),
+            mh_arr,
+            band_arr,
+        ],
         schema=SIG_SCHEMA,
     )
 
 
 # ---- pass 2: clusters ----------------------------------------------------------------------------
+
 
 def _verify_pairs(batches: Iterator[pa.RecordBatch], ngram: int) -> Iterator[pa.RecordBatch]:
     for b in batches:
@@ -131,8 +161,12 @@ def _rank(df, prio: int):
     # Sorting by this struct ascending = the keep policy: earlier crawls, best quality, earliest date, smallest id.
     return df.withColumn(
         "rank",
-        F.struct(F.lit(prio).alias("prio"), F.coalesce(-F.col("quality"), F.lit(float("inf"))).alias("q"),
-                 F.coalesce(F.col("warc_date"), F.lit("9999-12-31").cast("timestamp")).alias("date"), F.col("doc_id").alias("id")),
+        F.struct(
+            F.lit(prio).alias("prio"),
+            F.coalesce(-F.col("quality"), F.lit(float("inf"))).alias("q"),
+            F.coalesce(F.col("warc_date"), F.lit("9999-12-31").cast("timestamp")).alias("date"),
+            F.col("doc_id").alias("id"),
+        ),
     )
 
 
@@ -142,8 +176,12 @@ def _pairs_from_buckets(members, max_bucket_pairs: int):
 
     m = F.col("m")
     n = F.size(m)
-    all_pairs = F.flatten(F.transform(F.sequence(F.lit(1), n - 1), lambda i: F.transform(
-        F.slice(m, i + 1, n), lambda y: F.struct(F.element_at(m, i).alias("a"), y.alias("b")))))
+    all_pairs = F.flatten(
+        F.transform(
+            F.sequence(F.lit(1), n - 1),
+            lambda i: F.transform(F.slice(m, i + 1, n), lambda y: F.struct(F.element_at(m, i).alias("a"), y.alias("b"))),
+        )
+    )
     star = F.transform(F.slice(m, 2, n), lambda y: F.struct(F.element_at(m, 1).alias("a"), y.alias("b")))
     return (
         members.select(F.explode(F.when(n <= max_bucket_pairs, all_pairs).otherwise(star)).alias("p"))
@@ -198,7 +236,8 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
             prev_bands = prev.select("rank", F.posexplode("band_keys").alias("band", "key"))
             bands = cur_bands.unionByName(prev_bands.join(cur_bands.select("band", "key").distinct(), ["band", "key"], "left_semi"))
         members = (
-            bands.groupBy("band", "key").agg(F.sort_array(F.collect_list("rank")).alias("m"))
+            bands.groupBy("band", "key")
+            .agg(F.sort_array(F.collect_list("rank")).alias("m"))
             .where((F.size("m") > 1) & F.exists("m", lambda x: x["prio"] == 1))
         )
         pairs = _pairs_from_buckets(members, o.max_bucket_pairs).localCheckpoint()
@@ -222,7 +261,9 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     t0 = time.time()
     nodes = cur.select("doc_id", "rank")
     if has_earlier:
-        nodes = nodes.unionByName(prev.join(rep.select(F.col("rep").alias("doc_id")).distinct(), "doc_id", "left_semi").select("doc_id", "rank"))
+        nodes = nodes.unionByName(
+            prev.join(rep.select(F.col("rep").alias("doc_id")).distinct(), "doc_id", "left_semi").select("doc_id", "rank")
+        )
         if comp is not None:
             nodes = nodes.unionByName(prev.join(comp.select(F.col("node").alias("doc_id")), "doc_id", "left_semi").select("doc_id", "rank"))
         nodes = nodes.dropDuplicates(["doc_id"])
@@ -244,24 +285,38 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     same = F.size(F.filter(F.arrays_zip("minhash", "k_mh"), lambda z: z["minhash"] == z["k_mh"]))
     decisions = (
         sigs.select("unit", "doc_id", "exact_hash", "minhash")
-        .join(cur_kept, "doc_id").join(sizes, "kept_id").join(kept_sig, "kept_id", "left")
+        .join(cur_kept, "doc_id")
+        .join(sizes, "kept_id")
+        .join(kept_sig, "kept_id", "left")
         .select(
-            "unit", "doc_id", (F.col("kept_id") == F.col("doc_id")).alias("kept"), F.col("kept_id").alias("cluster_id"),
+            "unit",
+            "doc_id",
+            (F.col("kept_id") == F.col("doc_id")).alias("kept"),
+            F.col("kept_id").alias("cluster_id"),
             "cluster_size",
             F.when(F.col("kept_id") == F.col("doc_id"), F.lit(None))
             .when(F.col("exact_hash") == F.col("k_hash"), F.lit(f"{STAGE}.exact"))
             .when(F.col("k_hash").isNull(), F.lit(f"{STAGE}.missing_kept"))
-            .otherwise(F.lit(f"{STAGE}.near")).alias("reason"),
+            .otherwise(F.lit(f"{STAGE}.near"))
+            .alias("reason"),
             F.when(F.col("kept_id") == F.col("doc_id"), F.lit(1.0))
             .when(F.col("k_mh").isNull(), F.lit(None).cast("double"))
-            .otherwise(same / F.size("minhash")).alias("jaccard"),
+            .otherwise(same / F.size("minhash"))
+            .alias("jaccard"),
         )
     )
     if seen is not None:
-        decisions = decisions.unionByName(seen.select(
-            "unit", "doc_id", F.lit(False).alias("kept"), F.col("doc_id").alias("cluster_id"), F.lit(2).cast("long").alias("cluster_size"),
-            F.lit(f"{STAGE}.exact").alias("reason"), F.lit(1.0).alias("jaccard"),
-        ))
+        decisions = decisions.unionByName(
+            seen.select(
+                "unit",
+                "doc_id",
+                F.lit(False).alias("kept"),
+                F.col("doc_id").alias("cluster_id"),
+                F.lit(2).cast("long").alias("cluster_size"),
+                F.lit(f"{STAGE}.exact").alias("reason"),
+                F.lit(1.0).alias("jaccard"),
+            )
+        )
     decisions.write.mode("overwrite").partitionBy("unit").parquet(decisions_dir)
     d = spark.read.parquet(decisions_dir)
     counts = {(r["kept"], r["reason"]): r["n"] for r in d.groupBy("kept", "reason").agg(F.count("*").alias("n")).collect()}
@@ -276,7 +331,8 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     if has_earlier and o.exact:
         stats.hash_clashes = (
             sigs.join(d.where("kept").select("doc_id"), "doc_id", "left_semi")
-            .join(prev.select("exact_hash"), "exact_hash", "left_semi").count()
+            .join(prev.select("exact_hash"), "exact_hash", "left_semi")
+            .count()
         )
     stats.seconds["assemble"] = time.time() - t0
 
@@ -305,7 +361,10 @@ def embedding_model(o: SemanticOptions) -> ModelSpec:
 
 # ---- pass 2b: semantic ---------------------------------------------------------------------------
 
-def _embedding_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir: str, spec_json: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+
+def _embedding_tasks(
+    batches: Iterator[pa.RecordBatch], units: list, decisions_dir: str, spec_json: str, batch_size: int
+) -> Iterator[pa.RecordBatch]:
     """Embeddings of the documents the exact and MinHash passes kept, unit by unit."""
     import os
 
@@ -328,7 +387,8 @@ def _embedding_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_d
                     v = embed(part.column("text").to_pylist(), spec, batch_size)
                     yield pa.RecordBatch.from_arrays(
                         [pa.array(np.full(part.num_rows, unit, np.int32)), part.column("doc_id").combine_chunks(), _list_array(v)],
-                        schema=EMBEDDING_SCHEMA)
+                        schema=EMBEDDING_SCHEMA,
+                    )
 
 
 def _list_array(v: np.ndarray) -> pa.ListArray:
@@ -361,8 +421,9 @@ def _vectors(t: pa.Table) -> np.ndarray:
     return col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), -1)
 
 
-def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, scratch: str, o: DedupOptions, spec: ModelSpec,
-                  earlier, stats: DedupStats) -> tuple[str, str]:
+def semantic_pass(
+    spark, ids, units: list, sigs_dir: str, decisions_dir: str, scratch: str, o: DedupOptions, spec: ModelSpec, earlier, stats: DedupStats
+) -> tuple[str, str]:
     """Embed the documents still kept, find semantic duplicates among them and against the
     earlier crawls' kept documents, and rewrite the decisions: (decisions folder, embeddings folder)."""
     import time
@@ -383,7 +444,9 @@ def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, sc
     sig = ds.dataset(sigs_dir, format="parquet").to_table(columns=["doc_id", "quality", "warc_date"])
     emb = emb.sort_by("doc_id")  # Arrow joins do not carry list columns: aligned by position
     at = {d: i for i, d in enumerate(sig.column("doc_id").to_pylist())}
-    info = sig.take(pa.array([at[d] for d in emb.column("doc_id").to_pylist()], pa.int64())).append_column("embedding", emb.column("embedding"))
+    info = sig.take(pa.array([at[d] for d in emb.column("doc_id").to_pylist()], pa.int64())).append_column(
+        "embedding", emb.column("embedding")
+    )
     prev = None
     if earlier is not None and "embedding_model" not in earlier.columns:  # an index written before the semantic pass
         stats.earlier_other_model = stats.earlier_docs
@@ -396,9 +459,15 @@ def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, sc
         stats.earlier_embeddings = prev.num_rows
         stats.earlier_other_model = stats.earlier_docs - prev.num_rows
     result = semantic_duplicates(
-        info.column("doc_id").to_pylist(), _ranks(info), _vectors(info),
-        prev.column("doc_id").to_pylist() if prev is not None else (), _ranks(prev) if prev is not None else (),
-        _vectors(prev) if prev is not None and prev.num_rows else None, threshold=spec.threshold, o=o.semantic)
+        info.column("doc_id").to_pylist(),
+        _ranks(info),
+        _vectors(info),
+        prev.column("doc_id").to_pylist() if prev is not None else (),
+        _ranks(prev) if prev is not None else (),
+        _vectors(prev) if prev is not None and prev.num_rows else None,
+        threshold=spec.threshold,
+        o=o.semantic,
+    )
     stats.semantic_model, stats.semantic_threshold = spec.name, spec.threshold
     stats.semantic_clusters, stats.semantic_pairs = result.clusters, result.pairs
     stats.semantic_removed = len(result.removed)
@@ -436,8 +505,18 @@ def semantic_pass(spark, ids, units: list, sigs_dir: str, decisions_dir: str, sc
 
 # ---- pass 3: outputs -----------------------------------------------------------------------------
 
-def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir: str, sigs_dir: str, dirs_json: str,
-                  seq: int, run_id: str, emb_dir: str | None = None, model: str | None = None) -> Iterator[pa.RecordBatch]:
+
+def _output_tasks(
+    batches: Iterator[pa.RecordBatch],
+    units: list,
+    decisions_dir: str,
+    sigs_dir: str,
+    dirs_json: str,
+    seq: int,
+    run_id: str,
+    emb_dir: str | None = None,
+    model: str | None = None,
+) -> Iterator[pa.RecordBatch]:
     import os
 
     import pyarrow.dataset as ds
@@ -464,7 +543,9 @@ def _output_tasks(batches: Iterator[pa.RecordBatch], units: list, decisions_dir:
                     docs_in += table.num_rows
                     _write_unit(out, table, dec, by_id, sig, sig_by_id, seq, run_id, emb, model)
                 kept, rejected = out.rows["documents"], out.rows["rejected"]
-            yield pa.RecordBatch.from_pylist([{"part": unit, "docs_in": docs_in, "kept": kept, "rejected": rejected}], schema=SUMMARY_SCHEMA)
+            yield pa.RecordBatch.from_pylist(
+                [{"part": unit, "docs_in": docs_in, "kept": kept, "rejected": rejected}], schema=SUMMARY_SCHEMA
+            )
 
 
 def output_schemas() -> dict[str, pa.Schema]:
@@ -476,8 +557,18 @@ def output_schemas() -> dict[str, pa.Schema]:
     }
 
 
-def _write_unit(out, table: pa.Table, dec: pa.Table, by_id: dict, sig: pa.Table, sig_by_id: dict, seq: int, run_id: str,
-                emb: pa.Table | None = None, model: str | None = None) -> None:
+def _write_unit(
+    out,
+    table: pa.Table,
+    dec: pa.Table,
+    by_id: dict,
+    sig: pa.Table,
+    sig_by_id: dict,
+    seq: int,
+    run_id: str,
+    emb: pa.Table | None = None,
+    model: str | None = None,
+) -> None:
     ids = table.column("doc_id").to_pylist()
     di = pa.array([by_id[d] for d in ids], pa.int64())
     si = pa.array([sig_by_id[d] for d in ids], pa.int64())
@@ -486,23 +577,48 @@ def _write_unit(out, table: pa.Table, dec: pa.Table, by_id: dict, sig: pa.Table,
     kept_mask = d.column("kept")
     docs_schema = out.schema("documents")
     n_in = table.num_rows
-    docs = pa.table({
-        # Columns a `filtered` table has and a plain text collection may lack are left null.
-        **{f.name: table.column(f.name) if f.name in table.column_names else pa.nulls(n_in, f.type) for f in docs_schema},
-        "exact_hash": s.column("exact_hash"), "dup_cluster_id": d.column("cluster_id"), "dup_cluster_size": d.column("cluster_size"),
-    }).filter(kept_mask).select(docs_schema.names).cast(docs_schema)
+    docs = (
+        pa.table(
+            {
+                # Columns a `filtered` table has and a plain text collection may lack are left null.
+                **{f.name: table.column(f.name) if f.name in table.column_names else pa.nulls(n_in, f.type) for f in docs_schema},
+                "exact_hash": s.column("exact_hash"),
+                "dup_cluster_id": d.column("cluster_id"),
+                "dup_cluster_size": d.column("cluster_size"),
+            }
+        )
+        .filter(kept_mask)
+        .select(docs_schema.names)
+        .cast(docs_schema)
+    )
     out.write("documents", docs)
     removed = pc.invert(kept_mask)
     rd, rs = d.filter(removed), s.filter(removed)
     n = rd.num_rows
-    out.write("rejected", pa.table({
-        "doc_id": rd.column("doc_id"), "url": rs.column("url"), "reason": rd.column("reason"),
-        "detail": pa.array([f"cosine {v:.3f} by {model}; cluster of {k}" if r == SEMANTIC else f"cluster of {k}"
-                            for r, v, k in zip(rd.column("reason").to_pylist(), rd.column("jaccard").to_pylist(),
-                                               rd.column("cluster_size").to_pylist())], pa.string()),
-        "value": rd.column("jaccard"), "related_doc_id": rd.column("cluster_id"), "warc_file": rs.column("warc_file"),
-        "warc_offset": rs.column("warc_offset"), "run_id": pa.array([run_id] * n, pa.string()),
-    }).cast(out.schema("rejected")))
+    out.write(
+        "rejected",
+        pa.table(
+            {
+                "doc_id": rd.column("doc_id"),
+                "url": rs.column("url"),
+                "reason": rd.column("reason"),
+                "detail": pa.array(
+                    [
+                        f"cosine {v:.3f} by {model}; cluster of {k}" if r == SEMANTIC else f"cluster of {k}"
+                        for r, v, k in zip(
+                            rd.column("reason").to_pylist(), rd.column("jaccard").to_pylist(), rd.column("cluster_size").to_pylist()
+                        )
+                    ],
+                    pa.string(),
+                ),
+                "value": rd.column("jaccard"),
+                "related_doc_id": rd.column("cluster_id"),
+                "warc_file": rs.column("warc_file"),
+                "warc_offset": rs.column("warc_offset"),
+                "run_id": pa.array([run_id] * n, pa.string()),
+            }
+        ).cast(out.schema("rejected")),
+    )
     in_cluster = pc.greater(d.column("cluster_size"), 1)
     out.write("clusters", d.filter(in_cluster).select([c for c, _ in CLUSTER_COLUMNS]).cast(out.schema("clusters")))
     ks = s.filter(kept_mask)
@@ -511,15 +627,29 @@ def _write_unit(out, table: pa.Table, dec: pa.Table, by_id: dict, sig: pa.Table,
         vectors = emb.column("embedding").take(pa.array([at.get(d) for d in ks.column("doc_id").to_pylist()], pa.int64()))
     else:
         vectors = pa.nulls(ks.num_rows, pa.list_(pa.float32()))
-    models = pa.array([model if v is not None else None for v in vectors.to_pylist()], pa.string()) if ks.num_rows else pa.array([], pa.string())
-    out.write("index", pa.table({
-        "doc_id": ks.column("doc_id"), "seq": pa.array([seq] * ks.num_rows, pa.int64()), "exact_hash": ks.column("exact_hash"),
-        "quality": ks.column("quality"), "warc_date": ks.column("warc_date"), "minhash": ks.column("minhash"),
-        "band_keys": ks.column("band_keys"), "embedding": vectors, "embedding_model": models,
-    }).cast(out.schema("index")))
+    models = (
+        pa.array([model if v is not None else None for v in vectors.to_pylist()], pa.string()) if ks.num_rows else pa.array([], pa.string())
+    )
+    out.write(
+        "index",
+        pa.table(
+            {
+                "doc_id": ks.column("doc_id"),
+                "seq": pa.array([seq] * ks.num_rows, pa.int64()),
+                "exact_hash": ks.column("exact_hash"),
+                "quality": ks.column("quality"),
+                "warc_date": ks.column("warc_date"),
+                "minhash": ks.column("minhash"),
+                "band_keys": ks.column("band_keys"),
+                "embedding": vectors,
+                "embedding_model": models,
+            }
+        ).cast(out.schema("index")),
+    )
 
 
 # ---- the job -------------------------------------------------------------------------------------
+
 
 @dataclass
 class OutputDirs:
@@ -529,8 +659,19 @@ class OutputDirs:
     index: str
 
 
-def deduplicate(spark, paths: list[str], o: DedupOptions, scratch: str, out: OutputDirs, seq: int, run_id: str,
-                earlier=None, earlier_texts=None, tasks: int | None = None, model: ModelSpec | None = None) -> DedupStats:
+def deduplicate(
+    spark,
+    paths: list[str],
+    o: DedupOptions,
+    scratch: str,
+    out: OutputDirs,
+    seq: int,
+    run_id: str,
+    earlier=None,
+    earlier_texts=None,
+    tasks: int | None = None,
+    model: ModelSpec | None = None,
+) -> DedupStats:
     """Deduplicate the documents of the given `filtered` Parquet files (a pinned snapshot's file
     list) against themselves and against ``earlier`` (index rows of earlier crawls), writing the
     four outputs into the given staging folders. ``model``: the semantic pass's embedding model
@@ -563,8 +704,17 @@ def deduplicate(spark, paths: list[str], o: DedupOptions, scratch: str, out: Out
 
     t0 = time.time()
     dirs = {"documents": out.documents, "rejected": out.rejected, "clusters": out.clusters, "index": out.index}
-    fn = partial(_output_tasks, units=units, decisions_dir=decisions_dir, sigs_dir=sigs_dir, dirs_json=json.dumps(dirs), seq=seq, run_id=run_id,
-                 emb_dir=emb_dir, model=model.name if emb_dir else None)
+    fn = partial(
+        _output_tasks,
+        units=units,
+        decisions_dir=decisions_dir,
+        sigs_dir=sigs_dir,
+        dirs_json=json.dumps(dirs),
+        seq=seq,
+        run_id=run_id,
+        emb_dir=emb_dir,
+        model=model.name if emb_dir else None,
+    )
     rows = ids.mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
     stats.seconds["outputs"] = time.time() - t0
     written_in = sum(r.docs_in for r in rows)
@@ -573,7 +723,9 @@ def deduplicate(spark, paths: list[str], o: DedupOptions, scratch: str, out: Out
     return stats
 
 
-def deduplicate_files(spark, paths: list[str], o: DedupOptions, workdir: str, tasks: int | None = None) -> tuple[DedupStats, dict[str, pa.Table]]:
+def deduplicate_files(
+    spark, paths: list[str], o: DedupOptions, workdir: str, tasks: int | None = None
+) -> tuple[DedupStats, dict[str, pa.Table]]:
     """Deduplicate Parquet files of documents outside the lakehouse (benchmarks, text collections):
     the four outputs are written under ``workdir`` and returned as Arrow tables."""
     import pyarrow.dataset as ds

@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
 from documents.rules import INPUT_COLUMNS, DocumentFilter, FilterOptions, get_filter
 from storage.tables import FILTERED_COLUMNS, REJECTION_COLUMNS
 
-SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("docs_in", pa.int64()), ("kept", pa.int64()), ("rejected", pa.int64()),
-                            ("reasons", pa.string()), ("languages", pa.string())])
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("part", pa.int64()),
+        ("docs_in", pa.int64()),
+        ("kept", pa.int64()),
+        ("rejected", pa.int64()),
+        ("reasons", pa.string()),
+        ("languages", pa.string()),
+    ]
+)
 
 
 def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple[pa.Table, pa.Table]:
@@ -37,9 +46,15 @@ def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple
             continue
         rule, detail, value = why  # type: ignore[misc]
         for k, v in (
-            ("doc_id", row["doc_id"]), ("url", row["url"]), ("reason", rule), ("detail", detail),
-            ("value", value), ("related_doc_id", None), ("warc_file", row["warc_file"]),
-            ("warc_offset", row["warc_offset"]), ("run_id", run_id),
+            ("doc_id", row["doc_id"]),
+            ("url", row["url"]),
+            ("reason", rule),
+            ("detail", detail),
+            ("value", value),
+            ("related_doc_id", None),
+            ("warc_file", row["warc_file"]),
+            ("warc_offset", row["warc_offset"]),
+            ("run_id", run_id),
         ):
             rejected[k].append(v)
     cols = {name: [d.get(name) for d in kept] for name, _ in FILTERED_COLUMNS}
@@ -77,8 +92,16 @@ def _filter_tasks(
                         langs.update(kept.column("language").to_pylist())
                 kept_n, rej_n = out.rows["kept"], out.rows["rejected"]
             yield pa.RecordBatch.from_pylist(
-                [{"part": task, "docs_in": docs_in, "kept": kept_n, "rejected": rej_n,
-                  "reasons": json.dumps(reasons), "languages": json.dumps({str(k): v for k, v in langs.items()})}],
+                [
+                    {
+                        "part": task,
+                        "docs_in": docs_in,
+                        "kept": kept_n,
+                        "rejected": rej_n,
+                        "reasons": json.dumps(reasons),
+                        "languages": json.dumps({str(k): v for k, v in langs.items()}),
+                    }
+                ],
                 schema=SUMMARY_SCHEMA,
             )
 
@@ -119,7 +142,9 @@ def filter_documents(spark, paths: list[str], options: FilterOptions, kept_dir: 
     if not units:
         return FilterSummary(0, 0, 0, {}, {})
     ids = spark.range(0, len(units), 1, numPartitions=len(units))
-    fn = partial(_filter_tasks, units=units, options_json=options.model_dump_json(), kept_dir=kept_dir, rejects_dir=rejects_dir, run_id=run_id)
+    fn = partial(
+        _filter_tasks, units=units, options_json=options.model_dump_json(), kept_dir=kept_dir, rejects_dir=rejects_dir, run_id=run_id
+    )
     rows = ids.mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
     reasons: Counter[str] = Counter()
     langs: Counter[str] = Counter()
@@ -127,6 +152,9 @@ def filter_documents(spark, paths: list[str], options: FilterOptions, kept_dir: 
         reasons.update(json.loads(r.reasons))
         langs.update(json.loads(r.languages))
     return FilterSummary(
-        docs_in=sum(r.docs_in for r in rows), kept=sum(r.kept for r in rows), rejected=sum(r.rejected for r in rows),
-        reasons=dict(reasons), languages=dict(langs),
+        docs_in=sum(r.docs_in for r in rows),
+        kept=sum(r.kept for r in rows),
+        rejected=sum(r.rejected for r in rows),
+        reasons=dict(reasons),
+        languages=dict(langs),
     )

@@ -16,9 +16,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Iterator
 
 import pyarrow as pa
 
@@ -66,10 +66,9 @@ def build_mixture(spark, docs, spec: MixtureSpec, scratch: str, out_dir: str) ->
     assigned = assigned.where(F.col("bucket").isNotNull()).select(*keep)
     schema = to_arrow_schema(assigned.schema).append(pa.field("token_count", pa.int64()))
     tokenized_dir = f"{scratch}/tokenized"
-    assigned.mapInArrow(partial(_count_tokens, tokenizer_path=str(tokenizer_file(spec.tokenizer))), from_arrow_schema(schema)) \
-        .withColumn("key", F.xxhash64(F.col("doc_id"), F.lit(spec.seed))) \
-        .withColumn("hb", F.shiftrightunsigned(F.col("key"), 48)) \
-        .write.mode("overwrite").parquet(tokenized_dir)
+    assigned.mapInArrow(partial(_count_tokens, tokenizer_path=str(tokenizer_file(spec.tokenizer))), from_arrow_schema(schema)).withColumn(
+        "key", F.xxhash64(F.col("doc_id"), F.lit(spec.seed))
+    ).withColumn("hb", F.shiftrightunsigned(F.col("key"), 48)).write.mode("overwrite").parquet(tokenized_dir)
     t = spark.read.parquet(tokenized_dir)
     for r in t.groupBy("bucket").agg(F.sum("token_count").alias("tokens"), F.count("*").alias("docs")).collect():
         stats.available[r["bucket"]], stats.documents[r["bucket"]] = int(r["tokens"]), int(r["docs"])
@@ -96,10 +95,15 @@ def build_mixture(spark, docs, spec: MixtureSpec, scratch: str, out_dir: str) ->
                 break
             cum += tokens
         if cut is None:  # the whole source fits (rounding)
-            frac_rules.append((F.col("bucket") == s.name))
+            frac_rules.append(F.col("bucket") == s.name)
             continue
         chosen = []
-        for r in t.where((F.col("bucket") == s.name) & (F.col("hb") == cut)).select("doc_id", "key", "token_count").orderBy("key", "doc_id").collect():
+        for r in (
+            t.where((F.col("bucket") == s.name) & (F.col("hb") == cut))
+            .select("doc_id", "key", "token_count")
+            .orderBy("key", "doc_id")
+            .collect()
+        ):
             if cum + r["token_count"] > want:
                 # the crossing document is taken when that leaves the source closer to its target
                 if cum + r["token_count"] - want < want - cum:

@@ -33,8 +33,12 @@ def code_archive(dest_dir: str | Path | None = None) -> Path:
     """The project's packages as one zip for the executors, named by a hash of its contents (the
     same code gives the same file; a change gives a new one, never a stale cached copy)."""
     root = Path(__file__).resolve().parents[1]
-    files = sorted(p for pkg in PACKAGES for p in (root / pkg).rglob("*")
-                   if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
+    files = sorted(
+        p
+        for pkg in PACKAGES
+        for p in (root / pkg).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
     digest = hashlib.sha256()
     for p in files:
         digest.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())

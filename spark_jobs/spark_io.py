@@ -18,9 +18,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from storage.delta_table import Transaction, open_table, snapshot_files
 
 
-def read_table(
-    spark: SparkSession, uri: str | Path, version: int | None = None, partition: dict[str, str] | None = None
-) -> DataFrame:
+def read_table(spark: SparkSession, uri: str | Path, version: int | None = None, partition: dict[str, str] | None = None) -> DataFrame:
     """The rows of one table version (one partition optionally), with partition columns as values."""
     dt = open_table(uri, version)
     schema = dt.schema().to_arrow()

@@ -5,9 +5,10 @@ staging folders; only one summary row per file comes back to the driver."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -25,7 +26,15 @@ def write_file_outputs(
 
     from storage.task_output import TaskOutputs
 
-    summary: dict[str, Any] = {"warc_file": f.rel, "records": 0, "documents": 0, "rejected": 0, "file_bytes": f.size, "reason": None, "detail": None}
+    summary: dict[str, Any] = {
+        "warc_file": f.rel,
+        "records": 0,
+        "documents": 0,
+        "rejected": 0,
+        "file_bytes": f.size,
+        "reason": None,
+        "detail": None,
+    }
     reasons: dict[str, int] = {}
     targets = {"doc": (docs_dir, pa.schema(RAW_CRAWL_COLUMNS)), "reject": (rejects_dir, pa.schema(REJECTION_COLUMNS))}
     with TaskOutputs(targets, index) as out:
@@ -38,14 +47,23 @@ def write_file_outputs(
                 for r in rej.column("reason").to_pylist():
                     reasons[r] = reasons.get(r, 0) + 1
                 n = rej.num_rows
-                out.write("reject", pa.RecordBatch.from_arrays(
-                    [
-                        rej.column("doc_id"), rej.column("url"), rej.column("reason"), rej.column("detail"),
-                        pa.nulls(n, pa.float64()), pa.nulls(n, pa.string()),
-                        rej.column("warc_file"), rej.column("warc_offset"), pa.array([run_id] * n, pa.string()),
-                    ],
-                    schema=out.schema("reject"),
-                ))
+                out.write(
+                    "reject",
+                    pa.RecordBatch.from_arrays(
+                        [
+                            rej.column("doc_id"),
+                            rej.column("url"),
+                            rej.column("reason"),
+                            rej.column("detail"),
+                            pa.nulls(n, pa.float64()),
+                            pa.nulls(n, pa.string()),
+                            rej.column("warc_file"),
+                            rej.column("warc_offset"),
+                            pa.array([run_id] * n, pa.string()),
+                        ],
+                        schema=out.schema("reject"),
+                    ),
+                )
             for row in batch.filter(pc.equal(kinds, "file")).to_pylist():
                 summary.update(records=row["records"], reason=row["reason"], detail=row["detail"])
         summary["documents"], summary["rejected"] = out.rows["doc"], out.rows["reject"]
@@ -54,13 +72,26 @@ def write_file_outputs(
 
 
 SUMMARY_SCHEMA = pa.schema(
-    [("warc_file", pa.string()), ("records", pa.int64()), ("documents", pa.int64()), ("rejected", pa.int64()),
-     ("file_bytes", pa.int64()), ("reason", pa.string()), ("detail", pa.string()), ("reasons", pa.string())]
+    [
+        ("warc_file", pa.string()),
+        ("records", pa.int64()),
+        ("documents", pa.int64()),
+        ("rejected", pa.int64()),
+        ("file_bytes", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("reasons", pa.string()),
+    ]
 )
 
 
 def _ingest_partition(
-    batches: Iterator[pa.RecordBatch], files: list[tuple[str, str, int]], opts: dict[str, Any], docs_dir: str, rejects_dir: str, run_id: str,
+    batches: Iterator[pa.RecordBatch],
+    files: list[tuple[str, str, int]],
+    opts: dict[str, Any],
+    docs_dir: str,
+    rejects_dir: str,
+    run_id: str,
     blocklist: Blocklist | None = None,
 ) -> Iterator[pa.RecordBatch]:
     options = IngestOptions(**opts)
@@ -103,8 +134,9 @@ class IngestSummary:
         return out
 
 
-def ingest_warc_files(spark, files: list[WarcFile], opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str,
-                      blocklist: Blocklist | None = None) -> IngestSummary:
+def ingest_warc_files(
+    spark, files: list[WarcFile], opts: IngestOptions, docs_dir: str, rejects_dir: str, run_id: str, blocklist: Blocklist | None = None
+) -> IngestSummary:
     """One Spark task per WARC file. Tasks stream their file and write Parquet straight into the
     two staging folders (on a cluster: shared storage), so page bodies never cross into the JVM;
     only one summary row per file comes back to the driver."""
@@ -115,7 +147,14 @@ def ingest_warc_files(spark, files: list[WarcFile], opts: IngestOptions, docs_di
     ordered = sorted(files, key=lambda f: -f.size)
     table = [(f.path, f.rel, f.size) for f in ordered]
     ids = spark.range(0, len(table), 1, numPartitions=max(1, len(table)))
-    fn = partial(_ingest_partition, files=table, opts=opts.model_dump(), docs_dir=docs_dir, rejects_dir=rejects_dir, run_id=run_id,
-                 blocklist=blocklist)
+    fn = partial(
+        _ingest_partition,
+        files=table,
+        opts=opts.model_dump(),
+        docs_dir=docs_dir,
+        rejects_dir=rejects_dir,
+        run_id=run_id,
+        blocklist=blocklist,
+    )
     out = ids.mapInArrow(fn, from_arrow_schema(SUMMARY_SCHEMA)).collect()
     return IngestSummary(sorted((r.asDict() for r in out), key=lambda r: r["warc_file"]))

@@ -30,10 +30,11 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,12 +90,15 @@ def check_not_purged(uri: str | Path, dt: DeltaTable) -> None:
         if removed and removed.get("version", -1) > dt.version():
             culprits.append((removed["version"], r))
     if not culprits:
-        raise LakehouseError(f"{root.name}@v{dt.version()}: {len(missing)} of its files are missing "
-                             f"(e.g. {missing[0].split(prefix, 1)[-1]}); it cannot be read")
+        raise LakehouseError(
+            f"{root.name}@v{dt.version()}: {len(missing)} of its files are missing "
+            f"(e.g. {missing[0].split(prefix, 1)[-1]}); it cannot be read"
+        )
     v_after, r = max(culprits, key=lambda c: c[0])
     raise LakehouseError(
         f"{root.name}@v{dt.version()} can no longer be read: takedown {r['takedown_id']} ({r['reason']}"
-        + (f", ticket {r['ticket']}" if r.get("ticket") else "") + f", {r['requested_at']}) purged {len(missing)} of its files so that "
+        + (f", ticket {r['ticket']}" if r.get("ticket") else "")
+        + f", {r['requested_at']}) purged {len(missing)} of its files so that "
         f"the removed documents cannot come back through time travel. Read version {v_after} or later."
     )
 
@@ -177,8 +181,8 @@ def committed_txn_ids(uri: str | Path) -> set[str]:
 def _stat_value(v: Any) -> Any:
     if isinstance(v, datetime):
         if v.tzinfo is None:
-            v = v.replace(tzinfo=timezone.utc)
-        return v.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+            v = v.replace(tzinfo=UTC)
+        return v.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
     if isinstance(v, date):
         return v.isoformat()
     if isinstance(v, bytes):
@@ -321,9 +325,9 @@ def _commit_lock(root: Path):
 class Transaction:
     """One atomic write of one partition. Use as a context manager::
 
-        with Transaction(uri, partition={"crawl_id": c}, partition_by=["crawl_id"]) as txn:
-            spark_df.write.parquet(txn.staging_uri)   # or txn.write_arrow(table)
-            txn.commit(mode="replace", commit_info={...})
+    with Transaction(uri, partition={"crawl_id": c}, partition_by=["crawl_id"]) as txn:
+        spark_df.write.parquet(txn.staging_uri)   # or txn.write_arrow(table)
+        txn.commit(mode="replace", commit_info={...})
     """
 
     def __init__(
@@ -349,7 +353,7 @@ class Transaction:
         self._committed = False
 
     # context management: the lock marks this txn as alive for other writers' stray cleanup
-    def __enter__(self) -> "Transaction":
+    def __enter__(self) -> Transaction:
         (self.root / STAGING).mkdir(parents=True, exist_ok=True)
         self.removed_stray = clean_strays(self.root, self._grace)
         lock = self.root / STAGING / f"{self.txn_id}.lock"
@@ -369,7 +373,9 @@ class Transaction:
     def staging_uri(self) -> str:
         return str(self.staging_dir / "data")
 
-    def write_arrow(self, table: pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema | None = None, max_rows_per_file: int = 1_000_000) -> None:
+    def write_arrow(
+        self, table: pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema | None = None, max_rows_per_file: int = 1_000_000
+    ) -> None:
         """Write Arrow data (without partition columns) into the staging area."""
         out = Path(self.staging_uri)
         out.mkdir(parents=True, exist_ok=True)
@@ -428,8 +434,13 @@ class Transaction:
         dest.mkdir(parents=True, exist_ok=True)
         for i, src in enumerate(self.staged_files()):
             os.replace(src, dest / f"part-{i:05d}.parquet")
-        payload = {**note, "table": self.root.name, "partition": self.partition, "txn_id": self.txn_id,
-                   "quarantined_at": datetime.now(timezone.utc).isoformat()}
+        payload = {
+            **note,
+            "table": self.root.name,
+            "partition": self.partition,
+            "txn_id": self.txn_id,
+            "quarantined_at": datetime.now(UTC).isoformat(),
+        }
         (dest / "candidate.json").write_text(json.dumps(payload, indent=1, default=str))
         self._committed = True  # nothing more may be done with this transaction
         return dest
@@ -495,9 +506,7 @@ class Transaction:
         else:
             dt = DeltaTable(str(self.root))
             if self.partition_by != list(dt.metadata().partition_columns):
-                raise LakehouseError(
-                    f"{self.root.name} is partitioned by {dt.metadata().partition_columns}, not {self.partition_by}"
-                )
+                raise LakehouseError(f"{self.root.name} is partitioned by {dt.metadata().partition_columns}, not {self.partition_by}")
             filters = [(k, "=", str(v)) for k, v in self.partition.items()] or None
             dt.create_write_transaction(
                 adds,

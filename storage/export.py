@@ -38,8 +38,16 @@ def write_jsonl_shard(path: str | Path, t: pa.Table) -> None:
     """A shard as a training job reads it: zstd JSONL of ``id`` (doc_id:repeat), ``text``, ``source``, ``token_count``."""
     with pa.CompressedOutputStream(str(path), "zstd") as fh:
         for r in t.select(["doc_id", "repeat", "source", "token_count", "text"]).to_pylist():
-            fh.write((json.dumps({"id": f"{r['doc_id']}:{r['repeat']}", "text": r["text"], "source": r["source"],
-                                  "token_count": r["token_count"]}, ensure_ascii=False, sort_keys=True) + "\n").encode())
+            fh.write(
+                (
+                    json.dumps(
+                        {"id": f"{r['doc_id']}:{r['repeat']}", "text": r["text"], "source": r["source"], "token_count": r["token_count"]},
+                        ensure_ascii=False,
+                        sort_keys=True,
+                    )
+                    + "\n"
+                ).encode()
+            )
 
 
 def training_order(t: pa.Table, seed: int) -> pa.Table:
@@ -53,8 +61,9 @@ def training_order(t: pa.Table, seed: int) -> pa.Table:
     return t.take(pa.array(np.argsort(keys, kind="stable")))
 
 
-def export_mixture(root: str | Path, spec: MixtureSpec, out_dir: str | Path, version: int | None = None,
-                   plan: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+def export_mixture(
+    root: str | Path, spec: MixtureSpec, out_dir: str | Path, version: int | None = None, plan: dict[str, dict[str, float]] | None = None
+) -> dict[str, Any]:
     """Write the shards, index and manifest of ``spec`` at ``version`` of ``mixed`` (default: the
     current one) into ``out_dir``; returns the manifest. ``plan``: per source, what was requested
     (``target_tokens``, ``epochs``), as the mixture's run recorded it."""
@@ -78,10 +87,22 @@ def export_mixture(root: str | Path, spec: MixtureSpec, out_dir: str | Path, ver
         pq.write_table(part_t, pq_path, compression="zstd")
         js_path = out / f"shard-{i:05d}.jsonl.zst"
         write_jsonl_shard(js_path, part_t)
-        shards.append({"shard": i, "documents": part_t.num_rows, "tokens": int(pc.sum(part_t.column("token_count")).as_py()),
-                       "files": {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in (js_path, pq_path)}})
-    index = pa.table({"doc_id": t.column("doc_id"), "repeat": t.column("repeat"), "shard": pa.array(shard_of),
-                      "row": pa.array(np.arange(t.num_rows) - np.array([s * spec.shard_docs for s in shard_of]))})
+        shards.append(
+            {
+                "shard": i,
+                "documents": part_t.num_rows,
+                "tokens": int(pc.sum(part_t.column("token_count")).as_py()),
+                "files": {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in (js_path, pq_path)},
+            }
+        )
+    index = pa.table(
+        {
+            "doc_id": t.column("doc_id"),
+            "repeat": t.column("repeat"),
+            "shard": pa.array(shard_of),
+            "row": pa.array(np.arange(t.num_rows) - np.array([s * spec.shard_docs for s in shard_of])),
+        }
+    )
     pq.write_table(index, out / "index.parquet", compression="zstd")
 
     delivered: dict[str, dict[str, Any]] = {}
@@ -89,9 +110,15 @@ def export_mixture(root: str | Path, spec: MixtureSpec, out_dir: str | Path, ver
         rows = t.filter(pc.equal(t.column("source"), s.name))
         got = int(pc.sum(rows.column("token_count")).as_py() or 0)
         req = (plan or {}).get(s.name, {})
-        delivered[s.name] = {"weight": s.weight, "requested_tokens": req.get("target_tokens", s.weight * spec.token_budget),
-                             "delivered_tokens": got, "epochs": req.get("epochs"), "documents": rows.num_rows,
-                             "unique_documents": len(set(rows.column("doc_id").to_pylist())), "synthetic": s.synthetic}
+        delivered[s.name] = {
+            "weight": s.weight,
+            "requested_tokens": req.get("target_tokens", s.weight * spec.token_budget),
+            "delivered_tokens": got,
+            "epochs": req.get("epochs"),
+            "documents": rows.num_rows,
+            "unique_documents": len(set(rows.column("doc_id").to_pylist())),
+            "synthetic": s.synthetic,
+        }
     info = commit_info(uri, v)
     tok = tokenizer_file(spec.tokenizer)
     manifest = {
@@ -99,8 +126,10 @@ def export_mixture(root: str | Path, spec: MixtureSpec, out_dir: str | Path, ver
         "mixture_hash": mixture_hash(spec),
         "seed": spec.seed,
         "tokenizer": {"name": spec.tokenizer, "file": tok.name, "sha256": file_sha256(tok)},
-        "tables": {"mixed": {"version": v, "partition": part},
-                   **{name: {"version": ver} for name, ver in (info.get("inputs") or {}).items()}},
+        "tables": {
+            "mixed": {"version": v, "partition": part},
+            **{name: {"version": ver} for name, ver in (info.get("inputs") or {}).items()},
+        },
         "code_version": info.get("code_version"),
         "git_sha": info.get("git_sha"),
         "dagster_run_id": info.get("dagster_run_id"),

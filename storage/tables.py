@@ -10,8 +10,8 @@ No Spark and no Dagster here: Spark tasks, GPU programs, assets and the CLI all 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyarrow as pa
 
@@ -117,7 +117,7 @@ class TableSpec:
         doc = COLUMN_DOCS.get(self.name, {}).get(column)
         if doc is None and self.extra_columns is not None:
             if column.endswith("_label"):
-                return f"the argmax label of scorer `{column[:-len('_label')]}`"
+                return f"the argmax label of scorer `{column[: -len('_label')]}`"
             return f"scorer `{column}`: the probability of its chosen label, or its regression output"
         return doc or ""
 
@@ -125,48 +125,101 @@ class TableSpec:
 _TS = pa.timestamp("us", tz="UTC")
 
 RAW_CRAWL_COLUMNS: Columns = [
-    ("doc_id", pa.string()), ("url", pa.string()), ("host", pa.string()), ("warc_date", _TS),
-    ("warc_record_id", pa.string()), ("warc_file", pa.string()), ("warc_offset", pa.int64()),
-    ("content_type", pa.string()), ("charset", pa.string()), ("http_status", pa.int32()),
-    ("payload_digest", pa.string()), ("content_length", pa.int64()), ("html", pa.binary()),
+    ("doc_id", pa.string()),
+    ("url", pa.string()),
+    ("host", pa.string()),
+    ("warc_date", _TS),
+    ("warc_record_id", pa.string()),
+    ("warc_file", pa.string()),
+    ("warc_offset", pa.int64()),
+    ("content_type", pa.string()),
+    ("charset", pa.string()),
+    ("http_status", pa.int32()),
+    ("payload_digest", pa.string()),
+    ("content_length", pa.int64()),
+    ("html", pa.binary()),
 ]
 # One audit table for every stage; stage-specific columns stay null where they do not apply.
 REJECTION_COLUMNS: Columns = [
-    ("doc_id", pa.string()), ("url", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
-    ("value", pa.float64()), ("related_doc_id", pa.string()), ("warc_file", pa.string()),
-    ("warc_offset", pa.int64()), ("run_id", pa.string()),
+    ("doc_id", pa.string()),
+    ("url", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("value", pa.float64()),
+    ("related_doc_id", pa.string()),
+    ("warc_file", pa.string()),
+    ("warc_offset", pa.int64()),
+    ("run_id", pa.string()),
 ]
 FILTERED_COLUMNS: Columns = [*[c for c in RAW_CRAWL_COLUMNS if c[0] in PROVENANCE], ("text", pa.string()), *SIGNAL_COLUMNS]
 DEDUPLICATED_COLUMNS: Columns = FILTERED_COLUMNS + [
-    ("exact_hash", pa.int64()), ("dup_cluster_id", pa.string()), ("dup_cluster_size", pa.int64()),
+    ("exact_hash", pa.int64()),
+    ("dup_cluster_id", pa.string()),
+    ("dup_cluster_size", pa.int64()),
 ]
 CLUSTER_COLUMNS: Columns = [
-    ("doc_id", pa.string()), ("cluster_id", pa.string()), ("kept", pa.bool_()), ("reason", pa.string()),
-    ("jaccard", pa.float64()), ("cluster_size", pa.int64()),
+    ("doc_id", pa.string()),
+    ("cluster_id", pa.string()),
+    ("kept", pa.bool_()),
+    ("reason", pa.string()),
+    ("jaccard", pa.float64()),
+    ("cluster_size", pa.int64()),
 ]
 SIGNATURE_COLUMNS: Columns = [
-    ("doc_id", pa.string()), ("seq", pa.int64()), ("exact_hash", pa.int64()), ("quality", pa.float64()),
-    ("warc_date", _TS), ("minhash", pa.list_(pa.int32())), ("band_keys", pa.list_(pa.int64())),
-    ("embedding", pa.list_(pa.float32())), ("embedding_model", pa.string()),
+    ("doc_id", pa.string()),
+    ("seq", pa.int64()),
+    ("exact_hash", pa.int64()),
+    ("quality", pa.float64()),
+    ("warc_date", _TS),
+    ("minhash", pa.list_(pa.int32())),
+    ("band_keys", pa.list_(pa.int64())),
+    ("embedding", pa.list_(pa.float32())),
+    ("embedding_model", pa.string()),
 ]
 QUALITY_SCORED_COLUMNS: Columns = [("doc_id", pa.string()), ("model_uri", pa.string()), ("model_version", pa.string())]
 REWRITTEN_COLUMNS: Columns = [
-    ("doc_id", pa.string()), ("source_doc_id", pa.string()), ("url", pa.string()), ("text", pa.string()),
-    ("rewriter_model", pa.string()), ("prompt_version", pa.string()), ("style", pa.string()), ("generation_params", pa.string()),
-    ("score_before", pa.float64()), ("score_after", pa.float64()), ("scores_after", pa.string()), ("source_words", pa.int64()),
-    ("output_words", pa.int64()), ("new_tokens", pa.int64()), ("facts_kept", pa.float64()), ("invented_facts", pa.int64()),
+    ("doc_id", pa.string()),
+    ("source_doc_id", pa.string()),
+    ("url", pa.string()),
+    ("text", pa.string()),
+    ("rewriter_model", pa.string()),
+    ("prompt_version", pa.string()),
+    ("style", pa.string()),
+    ("generation_params", pa.string()),
+    ("score_before", pa.float64()),
+    ("score_after", pa.float64()),
+    ("scores_after", pa.string()),
+    ("source_words", pa.int64()),
+    ("output_words", pa.int64()),
+    ("new_tokens", pa.int64()),
+    ("facts_kept", pa.float64()),
+    ("invented_facts", pa.int64()),
 ]
 
 # Every text layer a mixture may draw from, after benchmark decontamination, in one shape.
 DECONTAMINATED_COLUMNS: Columns = [
-    ("doc_id", pa.string()), ("source", pa.string()), ("source_doc_id", pa.string()), ("url", pa.string()), ("text", pa.string()),
-    ("language", pa.string()), ("word_count", pa.int64()), ("warc_file", pa.string()), ("warc_offset", pa.int64()),
+    ("doc_id", pa.string()),
+    ("source", pa.string()),
+    ("source_doc_id", pa.string()),
+    ("url", pa.string()),
+    ("text", pa.string()),
+    ("language", pa.string()),
+    ("word_count", pa.int64()),
+    ("warc_file", pa.string()),
+    ("warc_offset", pa.int64()),
 ]
 
 # One row per (document, repeat) of a training mixture.
 MIXED_COLUMNS: Columns = [
-    ("doc_id", pa.string()), ("repeat", pa.int64()), ("source", pa.string()), ("origin", pa.string()), ("source_doc_id", pa.string()),
-    ("crawl_id", pa.string()), ("url", pa.string()), ("text", pa.string()), ("token_count", pa.int64()),
+    ("doc_id", pa.string()),
+    ("repeat", pa.int64()),
+    ("source", pa.string()),
+    ("origin", pa.string()),
+    ("source_doc_id", pa.string()),
+    ("crawl_id", pa.string()),
+    ("url", pa.string()),
+    ("text", pa.string()),
+    ("token_count", pa.int64()),
 ]
 
 
@@ -186,56 +239,192 @@ def score_columns(scoring_options: object) -> Columns:
 _CRAWL = ("crawl_id",)
 _DOC = ("doc_id",)
 _DERIVED = ("doc_id", SOURCE_ID)
-RAW_CRAWL = TableSpec("raw_crawl", RAW_CRAWL_COLUMNS, _CRAWL, "raw_crawl", "one row per HTTP 200 HTML response of a WARC file",
-                      step=INGEST, id_columns=_DOC, text_column=None, row_key=_DOC, traced=True, funnel=True)
+RAW_CRAWL = TableSpec(
+    "raw_crawl",
+    RAW_CRAWL_COLUMNS,
+    _CRAWL,
+    "raw_crawl",
+    "one row per HTTP 200 HTML response of a WARC file",
+    step=INGEST,
+    id_columns=_DOC,
+    text_column=None,
+    row_key=_DOC,
+    traced=True,
+    funnel=True,
+)
 # A document may be rejected by several steps (dedup, then its rewrite...): the row key is (doc_id, reason).
-REJECTIONS = TableSpec("rejections", REJECTION_COLUMNS, ("crawl_id", "stage"), "every stage",
-                       "why a record or document left the corpus, at which stage",
-                       step=None, id_columns=_DOC, text_column=None, row_key=("doc_id", "reason"), traced=True,
-                       ref_columns=("related_doc_id",), group_by="reason")
-FILTERED = TableSpec("filtered", FILTERED_COLUMNS, _CRAWL, "filtered", "documents that passed every filter, with their signals",
-                     step=FILTER, id_columns=_DOC, text_column="text", row_key=_DOC, traced=True, funnel=True, funnel_input="raw_crawl")
-DEDUPLICATED = TableSpec("deduplicated", DEDUPLICATED_COLUMNS, _CRAWL, "deduplicated",
-                         "one document per exact or near-duplicate cluster, across every crawl deduplicated so far",
-                         step=DEDUP, id_columns=_DOC, text_column="text", row_key=_DOC, traced=True, funnel=True, funnel_input="filtered")
+REJECTIONS = TableSpec(
+    "rejections",
+    REJECTION_COLUMNS,
+    ("crawl_id", "stage"),
+    "every stage",
+    "why a record or document left the corpus, at which stage",
+    step=None,
+    id_columns=_DOC,
+    text_column=None,
+    row_key=("doc_id", "reason"),
+    traced=True,
+    ref_columns=("related_doc_id",),
+    group_by="reason",
+)
+FILTERED = TableSpec(
+    "filtered",
+    FILTERED_COLUMNS,
+    _CRAWL,
+    "filtered",
+    "documents that passed every filter, with their signals",
+    step=FILTER,
+    id_columns=_DOC,
+    text_column="text",
+    row_key=_DOC,
+    traced=True,
+    funnel=True,
+    funnel_input="raw_crawl",
+)
+DEDUPLICATED = TableSpec(
+    "deduplicated",
+    DEDUPLICATED_COLUMNS,
+    _CRAWL,
+    "deduplicated",
+    "one document per exact or near-duplicate cluster, across every crawl deduplicated so far",
+    step=DEDUP,
+    id_columns=_DOC,
+    text_column="text",
+    row_key=_DOC,
+    traced=True,
+    funnel=True,
+    funnel_input="filtered",
+)
 # The dedup index tables: trace tells a document's dedup story from `deduplicated` and `rejections`.
-DEDUP_CLUSTERS = TableSpec("dedup_clusters", CLUSTER_COLUMNS, _CRAWL, "deduplicated",
-                           "cluster membership of the crawl's documents in clusters of two or more",
-                           step=DEDUP, id_columns=_DOC, text_column=None, row_key=_DOC, traced=False, ref_columns=("cluster_id",))
-DEDUP_SIGNATURES = TableSpec("dedup_signatures", SIGNATURE_COLUMNS, _CRAWL, "deduplicated",
-                             "MinHash signature, band keys and embedding of every kept document (the index later crawls are checked against)",
-                             step=DEDUP, id_columns=_DOC, text_column=None, row_key=_DOC, traced=False)
-QUALITY_SCORED = TableSpec("quality_scored", QUALITY_SCORED_COLUMNS, _CRAWL, "quality_scored",
-                           "one row per document, one score column per configured scorer", extra_columns=score_columns,
-                           options_key="scoring", step=SCORING, id_columns=_DOC, text_column=None, row_key=_DOC, traced=True)
+DEDUP_CLUSTERS = TableSpec(
+    "dedup_clusters",
+    CLUSTER_COLUMNS,
+    _CRAWL,
+    "deduplicated",
+    "cluster membership of the crawl's documents in clusters of two or more",
+    step=DEDUP,
+    id_columns=_DOC,
+    text_column=None,
+    row_key=_DOC,
+    traced=False,
+    ref_columns=("cluster_id",),
+)
+DEDUP_SIGNATURES = TableSpec(
+    "dedup_signatures",
+    SIGNATURE_COLUMNS,
+    _CRAWL,
+    "deduplicated",
+    "MinHash signature, band keys and embedding of every kept document (the index later crawls are checked against)",
+    step=DEDUP,
+    id_columns=_DOC,
+    text_column=None,
+    row_key=_DOC,
+    traced=False,
+)
+QUALITY_SCORED = TableSpec(
+    "quality_scored",
+    QUALITY_SCORED_COLUMNS,
+    _CRAWL,
+    "quality_scored",
+    "one row per document, one score column per configured scorer",
+    extra_columns=score_columns,
+    options_key="scoring",
+    step=SCORING,
+    id_columns=_DOC,
+    text_column=None,
+    row_key=_DOC,
+    traced=True,
+)
 # Rewrites add documents rather than filter the crawl's: not a funnel step.
-REWRITTEN = TableSpec("rewritten", REWRITTEN_COLUMNS, _CRAWL, "rewritten", "REWIRE-style rewrites of low-scoring documents",
-                      step=REWRITE, id_columns=_DERIVED, text_column="text", row_key=_DOC, traced=True)
-DECONTAMINATED = TableSpec("decontaminated", DECONTAMINATED_COLUMNS, _CRAWL, "decontaminated",
-                           "documents of every text layer (deduplicated, rewritten) with no benchmark n-gram overlap",
-                           step=DECONTAM, id_columns=_DERIVED, text_column="text", row_key=_DOC, traced=True, group_by="source",
-                           funnel=True)
+REWRITTEN = TableSpec(
+    "rewritten",
+    REWRITTEN_COLUMNS,
+    _CRAWL,
+    "rewritten",
+    "REWIRE-style rewrites of low-scoring documents",
+    step=REWRITE,
+    id_columns=_DERIVED,
+    text_column="text",
+    row_key=_DOC,
+    traced=True,
+)
+DECONTAMINATED = TableSpec(
+    "decontaminated",
+    DECONTAMINATED_COLUMNS,
+    _CRAWL,
+    "decontaminated",
+    "documents of every text layer (deduplicated, rewritten) with no benchmark n-gram overlap",
+    step=DECONTAM,
+    id_columns=_DERIVED,
+    text_column="text",
+    row_key=_DOC,
+    traced=True,
+    group_by="source",
+    funnel=True,
+)
 
 # A document repeats in `mixed` (one row per epoch): the row key is (doc_id, repeat).
-MIXED = TableSpec("mixed", MIXED_COLUMNS, ("mixture_name",), "mixed",
-                  "one row per document and repeat of a training mixture; source = the mixture's bucket, origin = the text layer",
-                  step=MIXTURE, id_columns=_DERIVED, text_column="text", row_key=("doc_id", "repeat"), traced=True, group_by="source")
+MIXED = TableSpec(
+    "mixed",
+    MIXED_COLUMNS,
+    ("mixture_name",),
+    "mixed",
+    "one row per document and repeat of a training mixture; source = the mixture's bucket, origin = the text layer",
+    step=MIXTURE,
+    id_columns=_DERIVED,
+    text_column="text",
+    row_key=("doc_id", "repeat"),
+    traced=True,
+    group_by="source",
+)
 
 # One row per takedown. A URL or document id is kept only as its sha256 (what ingest's blocklist
 # matches), so the record of a removal does not itself hold what was removed; a domain is kept as is.
 TAKEDOWN_COLUMNS: Columns = [
-    ("takedown_id", pa.string()), ("kind", pa.string()), ("target", pa.string()), ("target_sha256", pa.string()),
-    ("url_sha256", pa.list_(pa.string())), ("doc_sha256", pa.list_(pa.string())),
-    ("reason", pa.string()), ("ticket", pa.string()), ("requested_at", _TS), ("documents", pa.int64()),
-    ("rows_removed", pa.string()), ("files_purged", pa.int64()), ("files_scrubbed", pa.int64()), ("exports_flagged", pa.string()),
+    ("takedown_id", pa.string()),
+    ("kind", pa.string()),
+    ("target", pa.string()),
+    ("target_sha256", pa.string()),
+    ("url_sha256", pa.list_(pa.string())),
+    ("doc_sha256", pa.list_(pa.string())),
+    ("reason", pa.string()),
+    ("ticket", pa.string()),
+    ("requested_at", _TS),
+    ("documents", pa.int64()),
+    ("rows_removed", pa.string()),
+    ("files_purged", pa.int64()),
+    ("files_scrubbed", pa.int64()),
+    ("exports_flagged", pa.string()),
 ]
-TAKEDOWNS = TableSpec("takedowns", TAKEDOWN_COLUMNS, (), "sluice takedown",
-                      "what was taken down, when, why (reason, ticket) and how many rows each table lost; ingest's blocklist",
-                      step=TAKEDOWN, id_columns=(), text_column=None, row_key=("takedown_id",), traced=True)
+TAKEDOWNS = TableSpec(
+    "takedowns",
+    TAKEDOWN_COLUMNS,
+    (),
+    "sluice takedown",
+    "what was taken down, when, why (reason, ticket) and how many rows each table lost; ingest's blocklist",
+    step=TAKEDOWN,
+    id_columns=(),
+    text_column=None,
+    row_key=("takedown_id",),
+    traced=True,
+)
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (
-    RAW_CRAWL, REJECTIONS, FILTERED, DEDUPLICATED, DEDUP_CLUSTERS, DEDUP_SIGNATURES, QUALITY_SCORED, REWRITTEN, DECONTAMINATED, MIXED,
-    TAKEDOWNS)}
+TABLES: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        RAW_CRAWL,
+        REJECTIONS,
+        FILTERED,
+        DEDUPLICATED,
+        DEDUP_CLUSTERS,
+        DEDUP_SIGNATURES,
+        QUALITY_SCORED,
+        REWRITTEN,
+        DECONTAMINATED,
+        MIXED,
+        TAKEDOWNS,
+    )
+}
 
 
 def takedown_tables() -> list[TableSpec]:
@@ -271,14 +460,20 @@ _PROVENANCE_DOCS = {
 _CRAWL_DOC = {"crawl_id": "partition: the crawl snapshot (landing folder name)"}
 _SIGNAL_DOCS = {
     "extractor": "the path that produced `text`: `cascade:resiliparse_blocks` or `cascade:trafilatura` (default backend), "
-                 "else `resiliparse_blocks`, `resiliparse`, `trafilatura`",
+    "else `resiliparse_blocks`, `resiliparse`, `trafilatura`",
     "language": "ISO 639-1 code of the identified language",
     "language_score": "the language model's probability for `language`",
-    **{n: f"Gopher repetition: {d}" for n, d in {
-        "dup_line_frac": "share of lines that duplicate another line", "dup_line_char_frac": "share of characters in duplicated lines",
-        "dup_para_frac": "share of paragraphs that duplicate another", "dup_para_char_frac": "share of characters in duplicated paragraphs",
-        **{f"top_{k}gram_char_frac": f"character share of the most frequent {k}-gram" for k in (2, 3, 4)},
-        **{f"dup_{k}gram_char_frac": f"character share of duplicated {k}-grams" for k in range(5, 11)}}.items()},
+    **{
+        n: f"Gopher repetition: {d}"
+        for n, d in {
+            "dup_line_frac": "share of lines that duplicate another line",
+            "dup_line_char_frac": "share of characters in duplicated lines",
+            "dup_para_frac": "share of paragraphs that duplicate another",
+            "dup_para_char_frac": "share of characters in duplicated paragraphs",
+            **{f"top_{k}gram_char_frac": f"character share of the most frequent {k}-gram" for k in (2, 3, 4)},
+            **{f"dup_{k}gram_char_frac": f"character share of duplicated {k}-grams" for k in range(5, 11)},
+        }.items()
+    },
     "mean_word_length": "Gopher quality: mean word length in characters",
     "symbol_word_ratio": "Gopher quality: hash and ellipsis symbols per word",
     "bullet_lines_ratio": "Gopher quality: share of lines starting with a bullet",
@@ -316,12 +511,12 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "doc_id": "the record or document rejected",
         "url": "its URL",
         "reason": "why, as `<stage rule>.<signal>` (filter: `url.blocked_domain`, `extract.no_text`, `language.low_score`, "
-                  "`gopher_rep.<signal>`, `gopher_quality.<signal>`, `c4.<rule>`, `fineweb.<signal>`; dedup: `dedup.exact`, "
-                  "`dedup.near`, `dedup.semantic`) or an ingest reason (`not_response`, `not_http`, `http_status`, `not_html`, `truncated`, "
-                  "`too_large`, `decoded_too_large`, `unparseable`, `undecodable_body`, `empty_payload`, `unreadable`, `takedown`)",
+        "`gopher_rep.<signal>`, `gopher_quality.<signal>`, `c4.<rule>`, `fineweb.<signal>`; dedup: `dedup.exact`, "
+        "`dedup.near`, `dedup.semantic`) or an ingest reason (`not_response`, `not_http`, `http_status`, `not_html`, `truncated`, "
+        "`too_large`, `decoded_too_large`, `unparseable`, `undecodable_body`, `empty_payload`, `unreadable`, `takedown`)",
         "detail": "what was seen (record type, status and redirect target, content type, error) or the bound crossed (`< 50`)",
         "value": "the measured value of the rule that fired (e.g. the language score; dedup: the Jaccard estimate, "
-                 "or for `dedup.semantic` the cosine similarity of the two embeddings)",
+        "or for `dedup.semantic` the cosine similarity of the two embeddings)",
         "related_doc_id": "dedup: the cluster's kept document",
         "warc_file": "the WARC file of the record",
         "warc_offset": "byte offset of the record in its WARC file",
@@ -341,7 +536,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "kept": "whether this document is the cluster's kept copy",
         "reason": "`dedup.exact`, `dedup.near` or `dedup.semantic` for a removed document",
         "jaccard": "Jaccard similarity to the kept document, estimated from the two MinHash signatures "
-                   "(`dedup.semantic`: the cosine similarity of the two embeddings)",
+        "(`dedup.semantic`: the cosine similarity of the two embeddings)",
         "cluster_size": "documents in the cluster, this crawl's and earlier crawls'",
         **_CRAWL_DOC,
     },
@@ -412,7 +607,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "target": "the domain (a URL or id is not kept in clear)",
         "target_sha256": "SHA-256 of what was named",
         "url_sha256": "SHA-256 of the URL of every document removed: what ingest matches",
-        "doc_sha256": "SHA-256 of every document id removed: `sluice trace ID` still answers \"taken down\" for them",
+        "doc_sha256": 'SHA-256 of every document id removed: `sluice trace ID` still answers "taken down" for them',
         "reason": "why",
         "ticket": "the tracking ticket",
         "requested_at": "when",
@@ -438,8 +633,12 @@ def readme_contract() -> str:
     for t in TABLES.values():
         part = f", partitioned by {', '.join(f'`{c}`' for c in t.partition_by)}" if t.partition_by else ", unpartitioned"
         out += [f"**`{t.name}`** — {t.description}{part}; written by {t.stage}.", "", "| column | type | meaning |", "|---|---|---|"]
-        cols = [*t.columns[:1], *([("<scorer>", pa.float64()), ("<scorer>_label", pa.string())] if t.extra_columns else []),
-                *t.columns[1:], *[(c, pa.string()) for c in t.partition_by]]
+        cols = [
+            *t.columns[:1],
+            *([("<scorer>", pa.float64()), ("<scorer>_label", pa.string())] if t.extra_columns else []),
+            *t.columns[1:],
+            *[(c, pa.string()) for c in t.partition_by],
+        ]
         out += [f"| `{c}` | {typ} | {t.describe(c)} |" for c, typ in cols]
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -53,7 +53,7 @@ class TaskOutputs:
             Path(str(self._targets[name][0]) + self._suffix).unlink(missing_ok=True)
         self._writers.clear()
 
-    def __enter__(self) -> "TaskOutputs":
+    def __enter__(self) -> TaskOutputs:
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:

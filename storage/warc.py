@@ -18,9 +18,10 @@ import fnmatch
 import hashlib
 import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -28,7 +29,6 @@ from pydantic import BaseModel, Field
 
 from documents.blocklist import Blocklist
 from storage.tables import NOT_RESPONSE, RAW_CRAWL_COLUMNS, TAKEDOWN
-
 
 
 class IngestOptions(BaseModel):
@@ -124,7 +124,7 @@ def _decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
     if enc in ("gzip", "x-gzip", "deflate"):
         if enc != "deflate" and not body.startswith(b"\x1f\x8b"):  # stored already decoded (ClueWeb, some proxies)
             return body
-        for wbits in ((16 + zlib.MAX_WBITS,) if enc != "deflate" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)):
+        for wbits in (16 + zlib.MAX_WBITS,) if enc != "deflate" else (zlib.MAX_WBITS, -zlib.MAX_WBITS):
             d = zlib.decompressobj(wbits)
             try:
                 out = d.decompress(body, limit + 1)
@@ -238,11 +238,11 @@ def read_warc_file(path: str, rel: str, size: int, opts: IngestOptions, blocklis
             out = None
             try:
                 out = _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType, blocklist)
-            except Exception as e:  # a record we cannot understand is explained, never fatal
+            except Exception as e:  # noqa: BLE001 - a record we cannot understand is explained, never fatal
                 out = reject(None, None, offset, "unparseable", f"{type(e).__name__}: {e}"[:500])
             if out is not None:
                 yield out
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the file ends early (cut gzip, bad record): counted as the file's end error
         end_error = f"{type(e).__name__}: {e}"[:500]
     if end_error is not None:
         out = reject(None, None, last_offset, "unreadable", f"reader stopped after {records} records: {end_error}")
@@ -350,7 +350,7 @@ def _one_record(rec, rel, offset, opts, html_types, b, reject, WarcRecordType, b
         body = _decode_body(body, cenc, opts.max_decoded_bytes)
     except DecodedTooLarge as e:
         return reject(rec_id, url, offset, "decoded_too_large", str(e), wtype, date)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any decoding failure is a counted rejection
         return reject(rec_id, url, offset, "undecodable_body", f"{cenc or tenc}: {e}"[:300], wtype, date)
     if not body.strip():
         return reject(rec_id, url, offset, "empty_payload", None, wtype, date)

@@ -93,21 +93,25 @@ class Browser:
 
     def wait_for_dialog_shown(self, timeout: float = 10) -> None:
         """Until the open dialog has finished fading in (opacity 1), so a screenshot shows it."""
-        js = ("const d = document.querySelector(\"div[role='dialog']\"); if (!d) return false;"
-              "let e = d; while (e) { if (parseFloat(getComputedStyle(e).opacity) < 1) return false; e = e.parentElement; } return true;")
+        js = (
+            "const d = document.querySelector(\"div[role='dialog']\"); if (!d) return false;"
+            "let e = d; while (e) { if (parseFloat(getComputedStyle(e).opacity) < 1) return false; e = e.parentElement; } return true;"
+        )
         self._until(lambda: self.driver.execute_script(js), timeout, "the dialog to be shown")
 
     def assert_fully_visible(self, text: str, timeout: float = 10) -> None:
         """The element showing exactly ``text`` lies inside every clipping box around it (a table
         column not cut off by its container)."""
-        js = ("const xp = `//*[normalize-space(text())=${JSON.stringify(arguments[0])}]`;"
-              "const el = document.evaluate(xp, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;"
-              "if (!el) return 'not found'; const r = el.getBoundingClientRect();"
-              "if (r.width === 0) return 'not rendered'; if (r.right > window.innerWidth + 1) return `right edge ${r.right} past the window`;"
-              "let a = el.parentElement; while (a) { const s = getComputedStyle(a);"
-              "  if (s.overflowX !== 'visible') { const b = a.getBoundingClientRect();"
-              "    if (r.right > b.right + 1 || r.left < b.left - 1) return `clipped by ${a.tagName}.${a.className}`; }"
-              "  a = a.parentElement; } return 'ok';")
+        js = (
+            "const xp = `//*[normalize-space(text())=${JSON.stringify(arguments[0])}]`;"
+            "const el = document.evaluate(xp, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;"
+            "if (!el) return 'not found'; const r = el.getBoundingClientRect();"
+            "if (r.width === 0) return 'not rendered'; if (r.right > window.innerWidth + 1) return `right edge ${r.right} past the window`;"
+            "let a = el.parentElement; while (a) { const s = getComputedStyle(a);"
+            "  if (s.overflowX !== 'visible') { const b = a.getBoundingClientRect();"
+            "    if (r.right > b.right + 1 || r.left < b.left - 1) return `clipped by ${a.tagName}.${a.className}`; }"
+            "  a = a.parentElement; } return 'ok';"
+        )
         last = {"why": ""}
 
         def ok() -> bool:

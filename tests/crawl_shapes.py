@@ -32,10 +32,19 @@ def _record(writer, url: str, body: bytes, content_type: str = "text/html; chars
     from warcio.statusandheaders import StatusAndHeaders  # noqa: F401 - warcio is the writer
 
     http = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (content_type.encode(), len(body)) + body
-    writer.write_record(writer.create_warc_record(
-        url, "response", payload=io.BytesIO(http), length=len(http), warc_content_type="application/http; msgtype=response",
-        warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url + str(n))}>",
-                           "WARC-Date": "2026-03-01T00:00:00Z"}))
+    writer.write_record(
+        writer.create_warc_record(
+            url,
+            "response",
+            payload=io.BytesIO(http),
+            length=len(http),
+            warc_content_type="application/http; msgtype=response",
+            warc_headers_dict={
+                "WARC-Record-ID": f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url + str(n))}>",
+                "WARC-Date": "2026-03-01T00:00:00Z",
+            },
+        )
+    )
 
 
 def _warc(path: Path, records: list[tuple[str, bytes, str]], warcinfo: bool = True) -> None:
@@ -84,17 +93,28 @@ def build_shapes(landing: Path, distinct: int = 25) -> dict[str, Path]:
         # one page served under twelve URLs: dedup keeps one
         "all-dups": [(f"https://mirror{i}.example/copy", copied, "text/html; charset=utf-8") for i in range(12)],
         # twenty twelve-word stubs: every one dropped by the quality rules
-        "all-rejected": [(f"https://stub{i}.example/", _html(f"Welcome to stub page number {i} please log in to continue reading this."),
-                          "text/html; charset=utf-8") for i in range(20)],
+        "all-rejected": [
+            (
+                f"https://stub{i}.example/",
+                _html(f"Welcome to stub page number {i} please log in to continue reading this."),
+                "text/html; charset=utf-8",
+            )
+            for i in range(20)
+        ],
         "one-page": [("https://single.example/only", single, "text/html; charset=utf-8")],
         # a WARC with only its warcinfo record
         "empty": [],
         # responses that are not HTML: ingest rejects every one
-        "non-html": [(f"https://static{i}.example/asset{i}", body, ctype) for i, (body, ctype) in enumerate([
-            (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image/png"),
-            (b"body { color: red; }\n" * 50, "text/css"),
-            (json.dumps({"k": list(range(100))}).encode(), "application/json"),
-        ])],
+        "non-html": [
+            (f"https://static{i}.example/asset{i}", body, ctype)
+            for i, (body, ctype) in enumerate(
+                [
+                    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image/png"),
+                    (b"body { color: red; }\n" * 50, "text/css"),
+                    (json.dumps({"k": list(range(100))}).encode(), "application/json"),
+                ]
+            )
+        ],
     }
     out = {}
     for name, records in shapes.items():

@@ -43,9 +43,13 @@ class LocalOpenAIServer:
                     if gen is None:
                         gen = server.generators[key] = HFGenerator(server.model_path, max_new_tokens=key[0], temperature=key[1])
                     g = gen.generate([body["messages"][-1]["content"]])[0]
-                payload = {"id": "cmpl-local", "object": "chat.completion", "model": body.get("model"),
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": "length"}],
-                           "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.new_tokens}}
+                payload = {
+                    "id": "cmpl-local",
+                    "object": "chat.completion",
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.new_tokens},
+                }
                 data = json.dumps(payload).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -60,7 +64,7 @@ class LocalOpenAIServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> "LocalOpenAIServer":
+    def __enter__(self) -> LocalOpenAIServer:
         self.thread.start()
         return self
 

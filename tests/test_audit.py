@@ -28,10 +28,16 @@ def _warc(path: Path, pages: list[tuple[str, bytes]]) -> None:
         w = WARCWriter(fh, gzip=True)
         for url, body in pages:
             http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(http), length=len(http),
-                                                warc_content_type="application/http; msgtype=response",
-                                                warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:{uuid.uuid4()}>",
-                                                                   "WARC-Date": "2026-03-01T00:00:00Z"}))
+            w.write_record(
+                w.create_warc_record(
+                    url,
+                    "response",
+                    payload=io.BytesIO(http),
+                    length=len(http),
+                    warc_content_type="application/http; msgtype=response",
+                    warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:{uuid.uuid4()}>", "WARC-Date": "2026-03-01T00:00:00Z"},
+                )
+            )
 
 
 def _page(seed: int, site: str, extra: list[str] | None = None) -> bytes:
@@ -43,8 +49,10 @@ def _page(seed: int, site: str, extra: list[str] | None = None) -> bytes:
     return _render(site, title, paras[:2] + (extra or []) + paras[2:], rng)
 
 
-SECRET = [f"The archive note for this page records the phrase {TOKEN} next to the opening hours of the reading room.",
-          f"Visitors who mention {TOKEN} at the desk are given the annotated map of the old harbour district."]
+SECRET = [
+    f"The archive note for this page records the phrase {TOKEN} next to the opening hours of the reading room.",
+    f"Visitors who mention {TOKEN} at the desk are given the annotated map of the old harbour district.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -64,26 +72,47 @@ def lake(sample_landing, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audit")
     landing = tmp / "landing"
     generate_crawl(landing / "crawl-a", 150, seed=31, pages_per_file=150)
-    _warc(landing / "crawl-a" / "planted-00000.warc.gz", [
-        (f"https://{PLANTED}/secret-1.html", _page(1, PLANTED, SECRET[:1])),
-        (f"https://{PLANTED}/notes-2.html", _page(2, PLANTED, SECRET[1:])),
-        (f"https://{PLANTED}/shared-4.html", _page(4, PLANTED)),
-    ])
+    _warc(
+        landing / "crawl-a" / "planted-00000.warc.gz",
+        [
+            (f"https://{PLANTED}/secret-1.html", _page(1, PLANTED, SECRET[:1])),
+            (f"https://{PLANTED}/notes-2.html", _page(2, PLANTED, SECRET[1:])),
+            (f"https://{PLANTED}/shared-4.html", _page(4, PLANTED)),
+        ],
+    )
     generate_crawl(landing / "crawl-b", 120, seed=32, pages_per_file=120)
     _warc(landing / "crawl-b" / "mirror-00000.warc.gz", [("https://mirror-site.net/copy-4.html", _page(4, "mirror-site.net"))])
     lakehouse = tmp / "lake"
     conf = tmp / "sluice.yaml"
-    conf.write_text(json.dumps({
-        "lakehouse_dir": str(lakehouse), "landing_dir": str(landing),
-        "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
-        "scoring": {"scorers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
-        "decontamination": {"benchmarks": [{"name": "evals", "path": str(landing / "crawl-a" / "eval_set.jsonl"), "fields": ["question"]}]},
-        "mixing": {"mixtures": [{"name": "mix", "token_budget": 40000, "seed": 1, "shard_docs": 50, "sources": [
-            {"name": "all", "where": "true", "weight": 1.0}]}]},
-    }))
+    conf.write_text(
+        json.dumps(
+            {
+                "lakehouse_dir": str(lakehouse),
+                "landing_dir": str(landing),
+                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
+                "scoring": {"scorers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
+                "decontamination": {
+                    "benchmarks": [{"name": "evals", "path": str(landing / "crawl-a" / "eval_set.jsonl"), "fields": ["question"]}]
+                },
+                "mixing": {
+                    "mixtures": [
+                        {
+                            "name": "mix",
+                            "token_budget": 40000,
+                            "seed": 1,
+                            "shard_docs": 50,
+                            "sources": [{"name": "all", "where": "true", "weight": 1.0}],
+                        }
+                    ]
+                },
+            }
+        )
+    )
     select = "raw_crawl,filtered,deduplicated,quality_scored,rewritten,decontaminated,mixed"
-    assert main(["run", "--config", str(conf), "--crawl", str(landing / "crawl-a"), "--crawl", str(landing / "crawl-b"),
-                 "--select", select]) == 0
+    assert (
+        main(["run", "--config", str(conf), "--crawl", str(landing / "crawl-a"), "--crawl", str(landing / "crawl-b"), "--select", select])
+        == 0
+    )
     assert main(["export", "--config", str(conf), "--mixture", "mix"]) == 0
     yield {"conf": conf, "root": lakehouse, "landing": landing, "main": main}
     mp.undo()
@@ -92,7 +121,9 @@ def lake(sample_landing, tmp_path_factory):
 def _rejection(root: Path, stage: str, reason_prefix: str = "") -> dict:
     from storage.delta_table import read_arrow
 
-    rows = read_arrow(root / "rejections", columns=["doc_id", "reason", "related_doc_id", "stage", "crawl_id", "value", "detail"]).to_pylist()
+    rows = read_arrow(
+        root / "rejections", columns=["doc_id", "reason", "related_doc_id", "stage", "crawl_id", "value", "detail"]
+    ).to_pylist()
     found = [r for r in rows if r["stage"] == stage and r["reason"].startswith(reason_prefix)]
     assert found, (stage, reason_prefix)
     return sorted(found, key=lambda r: r["doc_id"])[0]
@@ -174,15 +205,20 @@ def test_domain_takedown_leaves_nothing_and_blocks_the_recrawl(lake, capsys):
     planted = [r["doc_id"] for r in read_arrow(root / "raw_crawl", columns=["doc_id", "url"]).to_pylist() if PLANTED in r["url"]]
     assert len(planted) == 3
     shared = next(r for r in read_arrow(root / "raw_crawl", columns=["doc_id", "url"]).to_pylist() if r["url"].endswith("shared-4.html"))
-    mirror = next(r for r in read_arrow(root / "rejections", columns=["doc_id", "url", "related_doc_id"]).to_pylist()
-                  if (r["url"] or "").startswith("https://mirror-site.net"))
+    mirror = next(
+        r
+        for r in read_arrow(root / "rejections", columns=["doc_id", "url", "related_doc_id"]).to_pylist()
+        if (r["url"] or "").startswith("https://mirror-site.net")
+    )
     assert mirror["related_doc_id"] == shared["doc_id"]  # crawl-b's copy was dropped for crawl-a's
     before = current_version(root / "filtered")
     texts = read_arrow(root / "decontaminated", columns=["text"]).column("text").to_pylist()
     assert sum(TOKEN in t for t in texts) == 2  # both token pages made it through every stage
 
-    assert main(["takedown", "--config", str(conf), "--domain", PLANTED, "--reason", "subject access request", "--ticket", "PRIV-9",
-                 "--json"]) == 0
+    assert (
+        main(["takedown", "--config", str(conf), "--domain", PLANTED, "--reason", "subject access request", "--ticket", "PRIV-9", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["verification"]["clean"] and result["documents"] >= 3
     assert {p["promoted"] for p in result["promotions"]} == {mirror["doc_id"]}
@@ -245,8 +281,13 @@ def test_domain_takedown_leaves_nothing_and_blocks_the_recrawl(lake, capsys):
     # A later crawl that fetches the page again: rejected at ingest with reason `takedown`.
     recrawl = lake["landing"] / "crawl-c"
     recrawl.mkdir()
-    _warc(recrawl / "c-00000.warc.gz", [(f"https://{PLANTED}/secret-1.html", _page(1, PLANTED, SECRET[:1])),
-                                         ("https://fresh-site.com/a.html", _page(9, "fresh-site.com"))])
+    _warc(
+        recrawl / "c-00000.warc.gz",
+        [
+            (f"https://{PLANTED}/secret-1.html", _page(1, PLANTED, SECRET[:1])),
+            ("https://fresh-site.com/a.html", _page(9, "fresh-site.com")),
+        ],
+    )
     assert main(["run", "--config", str(conf), "--crawl", str(recrawl), "--select", "raw_crawl"]) == 0
     rej = [r for r in read_arrow(root / "rejections", partition={"crawl_id": "crawl-c", "stage": "ingest"}).to_pylist()]
     assert [(r["url"], r["reason"]) for r in rej] == [(f"https://{PLANTED}/secret-1.html", "takedown")]

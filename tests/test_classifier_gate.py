@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gpu_jobs.validate_classifier import in_holdout, measure, run as validate
+from gpu_jobs.validate_classifier import in_holdout, measure
+from gpu_jobs.validate_classifier import run as validate
 from quality.suites import CLASSIFIER_MIN_DOCUMENTS, classifier_accounting, classifier_reasons, classifier_verdict
 
 MIN_AUC, MIN_AGREEMENT = 0.7, 0.6
@@ -17,8 +18,9 @@ MIN_AUC, MIN_AGREEMENT = 0.7, 0.6
 def figures(scores, signals=None, hand=None, urls=None):
     scores = np.asarray(scores, float)
     labels = ["high" if s >= 0.5 else "low" for s in scores]
-    return measure(scores, labels, None if signals is None else np.asarray(signals, float), hand or {}, urls or [""] * len(scores),
-                   0.05, 0.3)
+    return measure(
+        scores, labels, None if signals is None else np.asarray(signals, float), hand or {}, urls or [""] * len(scores), 0.05, 0.3
+    )
 
 
 def test_the_demo_failure_is_refused_collapsed_low():
@@ -80,7 +82,9 @@ def test_hand_labels_win_over_agreement():
 def test_too_few_documents_is_no_evidence():
     for n in (0, 1, CLASSIFIER_MIN_DOCUMENTS - 1):
         f = figures(np.linspace(0, 1, n))
-        assert classifier_reasons(f, MIN_AUC, MIN_AGREEMENT) == [f"too few crawl documents to measure it on ({n}, {CLASSIFIER_MIN_DOCUMENTS} needed)"]
+        assert classifier_reasons(f, MIN_AUC, MIN_AGREEMENT) == [
+            f"too few crawl documents to measure it on ({n}, {CLASSIFIER_MIN_DOCUMENTS} needed)"
+        ]
         row = classifier_accounting({**f, "measured_on": f"{n} documents"}, MIN_AUC, MIN_AGREEMENT)
         assert row["approved"] is False and row["verdict"].startswith("refused: too few crawl documents")
 
@@ -107,8 +111,15 @@ def test_a_crawl_too_small_to_train_on_reports_not_trained(tmp_path):
     class Log:
         info = warning = staticmethod(lambda m: None)
 
-    out = run({"options": ClassifierTraining(source="pseudo", model_kind="fasttext").model_dump(), "negative_files": [str(tmp_path / "d.parquet")],
-               "output_dir": str(tmp_path / "m")}, Log, reports.append)
+    out = run(
+        {
+            "options": ClassifierTraining(source="pseudo", model_kind="fasttext").model_dump(),
+            "negative_files": [str(tmp_path / "d.parquet")],
+            "output_dir": str(tmp_path / "m"),
+        },
+        Log,
+        reports.append,
+    )
     assert out == reports[0] and out["trained"] is False and out["reason"].startswith("pseudo-labels need more documents")
 
 
@@ -116,21 +127,37 @@ def test_validation_job_measures_the_shipped_model_on_a_crawl(tmp_path):
     """The job end to end on a small made-up crawl (no ../shared): figures and where they were measured."""
     from gpu_jobs.models import QUALITY_REF, shipped_path
 
-    prose = ("The river rises in the northern hills and flows south for about two hundred kilometres before it reaches the sea. "
-             "Its valley was settled early, and the towns along its banks grew around the mills that the water drove. ")
+    prose = (
+        "The river rises in the northern hills and flows south for about two hundred kilometres before it reaches the sea. "
+        "Its valley was settled early, and the towns along its banks grew around the mills that the water drove. "
+    )
     junk = "Home | About | Contact | Login | Cart (0) | Shop now | Sale | Privacy | Terms | © 2024 "
     texts = [(prose * (2 + i % 4)) if i % 2 else (junk * (1 + i % 3)) for i in range(60)]
-    pq.write_table(pa.table({"doc_id": [f"d{i}" for i in range(60)], "url": [f"http://x/{i}" for i in range(60)], "text": texts}),
-                   tmp_path / "d.parquet")
+    pq.write_table(
+        pa.table({"doc_id": [f"d{i}" for i in range(60)], "url": [f"http://x/{i}" for i in range(60)], "text": texts}),
+        tmp_path / "d.parquet",
+    )
     (tmp_path / "labels.jsonl").write_text("".join(json.dumps({"url": f"http://x/{i}", "label": i % 2}) + "\n" for i in range(60)))
     reports = []
 
     class Log:
         info = warning = staticmethod(lambda m: None)
 
-    f = validate({"model_path": str(shipped_path(QUALITY_REF) / "model.ftz"), "kind": "fasttext", "files": [str(tmp_path / "d.parquet")],
-                  "table": "deduplicated@v3", "holdout_only": False, "documents": 1000, "labels_path": str(tmp_path / "labels.jsonl"),
-                  "min_spread": 0.05, "agreement_fraction": 0.3}, Log, reports.append)
+    f = validate(
+        {
+            "model_path": str(shipped_path(QUALITY_REF) / "model.ftz"),
+            "kind": "fasttext",
+            "files": [str(tmp_path / "d.parquet")],
+            "table": "deduplicated@v3",
+            "holdout_only": False,
+            "documents": 1000,
+            "labels_path": str(tmp_path / "labels.jsonl"),
+            "min_spread": 0.05,
+            "agreement_fraction": 0.3,
+        },
+        Log,
+        reports.append,
+    )
     assert f["documents"] == 60 and f["measured_on"].startswith("60 of 60 documents of deduplicated@v3")
     assert f["labelled_documents"] == 60 and f["labelled_auc"] > 0.9  # prose above navigation junk
     assert classifier_reasons(f, MIN_AUC, MIN_AGREEMENT) == []

@@ -18,6 +18,8 @@ from tests.conftest import pipeline
 pytestmark = pytest.mark.integration
 
 UP_TO_SCORED = [AssetKey(a) for a in ("raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored")]
+
+
 def _page() -> bytes:
     """One ordinary article page (the sample crawl's generator: it passes every filter)."""
     import random
@@ -25,8 +27,11 @@ def _page() -> bytes:
     from sample_crawl import text as T
 
     title, paras = T.article(random.Random(7))
-    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
-            + "".join(f"<p>{p}</p>" for p in paras) + "</article></body></html>").encode()
+    return (
+        f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+        + "".join(f"<p>{p}</p>" for p in paras)
+        + "</article></body></html>"
+    ).encode()
 
 
 def _warc(path, pages: list[tuple[str, bytes]]) -> None:
@@ -38,9 +43,16 @@ def _warc(path, pages: list[tuple[str, bytes]]) -> None:
         w.write_record(w.create_warcinfo_record(path.name, {"software": "sluice-tests"}))
         for url, body in pages:
             http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(http), length=len(http),
-                                                warc_content_type="application/http; msgtype=response",
-                                                warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url)}>"}))
+            w.write_record(
+                w.create_warc_record(
+                    url,
+                    "response",
+                    payload=io.BytesIO(http),
+                    length=len(http),
+                    warc_content_type="application/http; msgtype=response",
+                    warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url)}>"},
+                )
+            )
 
 
 @pytest.mark.parametrize("source", ["shipped", "pseudo"])
@@ -52,15 +64,23 @@ def test_tiny_crawls_end_cleanly_and_are_scored_without_the_classifier(spark, ma
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_partitions.name, ["one-page", "empty"])
     for crawl, docs in (("one-page", 1), ("empty", 0)):
-        res = materialize(pipeline(cfg), instance=instance, resources=build_resources(cfg), partition_key=crawl, selection=UP_TO_SCORED,
-                          raise_on_error=False)
+        res = materialize(
+            pipeline(cfg),
+            instance=instance,
+            resources=build_resources(cfg),
+            partition_key=crawl,
+            selection=UP_TO_SCORED,
+            raise_on_error=False,
+        )
         assert res.success, crawl
         md = res.asset_materializations_for_node("quality_classifier")[0].metadata
         verdict = md["verdict"].value
         if source == "pseudo":
             assert md["model_verdict"].value == "not trained" and verdict.startswith("not trained:"), verdict
         else:
-            assert md["model_verdict"].value == "rejected" and verdict.startswith(f"refused: too few crawl documents to measure it on ({docs}, 20 needed)")
+            assert md["model_verdict"].value == "rejected" and verdict.startswith(
+                f"refused: too few crawl documents to measure it on ({docs}, 20 needed)"
+            )
         assert "\n" not in verdict
         [check] = [c for c in res.get_asset_check_evaluations() if c.asset_key == AssetKey("quality_classifier")]
         assert not check.passed and check.severity.value == "WARN" and verdict in check.description
@@ -79,8 +99,14 @@ def test_the_demo_reference_classifier_is_refused_and_the_shipped_one_measured(s
     cfg = make_config(sample_landing, classifier=ClassifierTraining(source="reference"))
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_partitions.name, ["crawl-t1"])
-    res = materialize(pipeline(cfg), instance=instance, resources=build_resources(cfg), partition_key="crawl-t1", selection=UP_TO_SCORED,
-                      raise_on_error=False)
+    res = materialize(
+        pipeline(cfg),
+        instance=instance,
+        resources=build_resources(cfg),
+        partition_key="crawl-t1",
+        selection=UP_TO_SCORED,
+        raise_on_error=False,
+    )
     assert res.success
     md = res.asset_materializations_for_node("quality_classifier")[0].metadata
     verdict = md["verdict"].value
@@ -92,11 +118,20 @@ def test_the_demo_reference_classifier_is_refused_and_the_shipped_one_measured(s
 
     # The default: the shipped model, measured on the same crawl (all of it: it never trained on it).
     cfg2 = make_config(sample_landing)
-    res2 = materialize(pipeline(cfg2), instance=instance, resources=build_resources(cfg2), partition_key="crawl-t1",
-                       selection=[AssetKey("quality_classifier"), AssetKey("quality_scored")], raise_on_error=False)
+    res2 = materialize(
+        pipeline(cfg2),
+        instance=instance,
+        resources=build_resources(cfg2),
+        partition_key="crawl-t1",
+        selection=[AssetKey("quality_classifier"), AssetKey("quality_scored")],
+        raise_on_error=False,
+    )
     assert res2.success
     md2 = res2.asset_materializations_for_node("quality_classifier")[0].metadata
-    assert md2["source"].value.startswith("shipped:quality-ref-v1") and "documents of deduplicated@v0, all documents" in md2["measured_on"].value
+    assert (
+        md2["source"].value.startswith("shipped:quality-ref-v1")
+        and "documents of deduplicated@v0, all documents" in md2["measured_on"].value
+    )
     rows = read_arrow(cfg2.table_uri("quality_scored")).to_pylist()
     # The sample crawl's pages are templated good articles: nothing there shows that a model ranks pages
     # (the signals have no spread), so the shipped model is refused, says why, and scores nothing.

@@ -1,4 +1,3 @@
-
 import pytest
 
 from orchestration.config import CONFIG_ENV, SluiceConfig, load_config
@@ -45,8 +44,10 @@ def test_gpu_pods_go_to_the_selected_gpu_nodes(tmp_path, monkeypatch):
     from orchestration.resources import build_resources
 
     f = tmp_path / "sluice.yaml"
-    f.write_text("lakehouse_dir: " + str(tmp_path) + "\ngpu:\n  launcher: k8s\n  image: sluice:1\n  gpus: 2\n"
-                 "  node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}\n")
+    f.write_text(
+        "lakehouse_dir: " + str(tmp_path) + "\ngpu:\n  launcher: k8s\n  image: sluice:1\n  gpus: 2\n"
+        "  node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}\n"
+    )
     monkeypatch.setenv(CONFIG_ENV, "")
     spec = build_resources(load_config(f))["gpu"].pod_spec()
     assert spec["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 2}
@@ -63,14 +64,17 @@ def test_uris_are_shown_without_their_password():
     assert redact_uri("http://mlflow:5000") == "http://mlflow:5000"
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"lakehouse_dir": "s3://bucket/lake"}, "object storage URIs are not supported yet"),
-    ({"lakehouse_dir": "/"}, "lakehouse_dir is /: refusing a system or home folder"),
-    ({"lakehouse_dir": "/etc"}, "refusing a system or home folder"),
-    ({"dagster": {"home": "~"}}, "dagster.home is"),
-    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x/landing"}, "must not be the lakehouse_dir"),
-    ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x"}, "must not be the lakehouse_dir"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"lakehouse_dir": "s3://bucket/lake"}, "object storage URIs are not supported yet"),
+        ({"lakehouse_dir": "/"}, "lakehouse_dir is /: refusing a system or home folder"),
+        ({"lakehouse_dir": "/etc"}, "refusing a system or home folder"),
+        ({"dagster": {"home": "~"}}, "dagster.home is"),
+        ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x/landing"}, "must not be the lakehouse_dir"),
+        ({"lakehouse_dir": "/data/x", "landing_dir": "/data/x"}, "must not be the lakehouse_dir"),
+    ],
+)
 def test_configured_folders_are_validated(settings, message, monkeypatch):
     """A takedown rewrites files under the lakehouse and the Dagster home, and stray cleanup
     deletes files: a folder that would make that destructive is refused with a clear error."""

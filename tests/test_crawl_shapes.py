@@ -31,14 +31,22 @@ def shapes_run(spark, tmp_path_factory):
     shapes = build_shapes(landing)
     evals = write_eval_set(tmp / "evals.jsonl")
     conf = tmp / "sluice.yaml"
-    conf.write_text(json.dumps({  # JSON is YAML
-        "lakehouse_dir": str(tmp / "lake"), "landing_dir": str(landing),
-        "dagster": {"retries": 0},
-        "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
-        "decontamination": {"benchmarks": [{"name": "shape-evals", "path": str(evals), "fields": ["question"]}]},
-        "mixing": {"mixtures": [{"name": "shapes", "token_budget": 20000, "seed": 1,
-                                 "sources": [{"name": "all", "where": "true", "weight": 1.0}]}]},
-    }))
+    conf.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "lakehouse_dir": str(tmp / "lake"),
+                "landing_dir": str(landing),
+                "dagster": {"retries": 0},
+                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
+                "decontamination": {"benchmarks": [{"name": "shape-evals", "path": str(evals), "fields": ["question"]}]},
+                "mixing": {
+                    "mixtures": [
+                        {"name": "shapes", "token_budget": 20000, "seed": 1, "sources": [{"name": "all", "where": "true", "weight": 1.0}]}
+                    ]
+                },
+            }
+        )
+    )
     # `sluice run` exports its config, lakehouse and Dagster home to the environment (for its child
     # processes): restored afterwards, or every later test of this run would read this config.
     saved = dict(os.environ)
@@ -64,8 +72,10 @@ def test_every_shape_exits_0_with_empty_where_empty_tables(shapes_run):
     rc, lake, shapes = shapes_run
     log = sorted((lake / "_logs").glob("*.log"))
     assert rc == 0, log[-1].read_text()[-5000:] if log else "no log"
-    n = {name: {t: len(_rows(lake, t, name)) for t in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "decontaminated")}
-         for name in shapes}
+    n = {
+        name: {t: len(_rows(lake, t, name)) for t in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "decontaminated")}
+        for name in shapes
+    }
     reasons = {name: Counter((r["stage"], r["reason"]) for r in _rows(lake, "rejections", name)) for name in shapes}
     # nothing at all: one warcinfo record, which is WARC bookkeeping
     assert n["empty"] == dict.fromkeys(n["empty"], 0) and reasons["empty"] == {("ingest", "not_response"): 1}

@@ -14,17 +14,29 @@ import pyarrow.parquet as pq
 import pytest
 
 from documents.decontam import BenchmarkSpec, DecontamOptions, build_index, match_batch, normalised_words, read_benchmark
-from storage.tables import DECONTAMINATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS
-from spark_jobs.decontam_job import decontaminate
 from sample_crawl import text as T
+from spark_jobs.decontam_job import decontaminate
+from storage.tables import DECONTAMINATED_COLUMNS, FILTERED_COLUMNS, REJECTION_COLUMNS
 from tests.conftest import shared_data
 
 ITEMS = [
-    {"question": "A bakery sells muffins for three dollars each and cookies for one dollar each. If Maria buys four muffins and six cookies, how much does she spend?", "answer": "18"},
-    {"question": "Tom reads twelve pages of his book every evening and twice as many pages on Saturday. How many pages does he read in one week?", "answer": "96"},
-    {"question": "The train leaves the station at nine in the morning and travels for three hours at sixty miles per hour. How far does it go?", "answer": "180"},
+    {
+        "question": "A bakery sells muffins for three dollars each and cookies for one dollar each. If Maria buys four muffins and six cookies, how much does she spend?",
+        "answer": "18",
+    },
+    {
+        "question": "Tom reads twelve pages of his book every evening and twice as many pages on Saturday. How many pages does he read in one week?",
+        "answer": "96",
+    },
+    {
+        "question": "The train leaves the station at nine in the morning and travels for three hours at sixty miles per hour. How far does it go?",
+        "answer": "180",
+    },
     {"question": "Which gas do plants absorb from the air during photosynthesis?", "answer": "carbon dioxide"},  # 10 words: matched whole
-    {"question": "To be or not to be, that is the question whether tis nobler in the mind to suffer", "answer": "Hamlet"},  # recurs on the web
+    {
+        "question": "To be or not to be, that is the question whether tis nobler in the mind to suffer",
+        "answer": "Hamlet",
+    },  # recurs on the web
 ]
 
 
@@ -57,8 +69,13 @@ def corpus(tmp_path, n_plain: int = 60) -> tuple[list[str], dict[str, str], set[
     out.mkdir()
     ids = sorted(docs)
     cols = {n: pa.nulls(len(ids), t) for n, t in FILTERED_COLUMNS}
-    cols.update(doc_id=pa.array(ids), text=pa.array([docs[i] for i in ids]), url=pa.array([f"https://x.org/{i}" for i in ids]),
-                language=pa.array(["en"] * len(ids)), word_count=pa.array([len(docs[i].split()) for i in ids], pa.int64()))
+    cols.update(
+        doc_id=pa.array(ids),
+        text=pa.array([docs[i] for i in ids]),
+        url=pa.array([f"https://x.org/{i}" for i in ids]),
+        language=pa.array(["en"] * len(ids)),
+        word_count=pa.array([len(docs[i].split()) for i in ids], pa.int64()),
+    )
     t = pa.table(cols, schema=pa.schema(FILTERED_COLUMNS))
     pq.write_table(t.slice(0, len(ids) // 2), out / "a.parquet", row_group_size=17)
     pq.write_table(t.slice(len(ids) // 2), out / "b.parquet", row_group_size=17)
@@ -78,7 +95,12 @@ def test_normalisation_folds_case_punctuation_and_line_breaks():
 
 def test_benchmark_formats_and_item_ids(tmp_path):
     with (tmp_path / "mc.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([["What is two plus two in base ten arithmetic", "3", "4", "5", "B"], ["Name the capital city of France please now", "Paris", "Rome", "Oslo", "A"]])
+        csv.writer(fh).writerows(
+            [
+                ["What is two plus two in base ten arithmetic", "3", "4", "5", "B"],
+                ["Name the capital city of France please now", "Paris", "Rome", "Oslo", "A"],
+            ]
+        )
     ids, texts = read_benchmark(BenchmarkSpec(name="mc", path=str(tmp_path / "mc.csv"), header=False, fields=[0, 1, 2, 3]))
     assert ids == ["1", "2"] and texts[1] == "Name the capital city of France please now Paris Rome Oslo"
     ids, texts = read_benchmark(BenchmarkSpec(name="q", path=bench_file(tmp_path), template="Q: {question} A: {answer}"))
@@ -105,7 +127,9 @@ def test_job_removes_contamination_with_evidence_and_suppresses_frequent_ngrams(
     o = DecontamOptions(benchmarks=[BenchmarkSpec(name="evals", path=bench_file(tmp_path), fields=["question"])])
     index = build_index(o)
     kept_dir, rej_dir = tmp_path / "kept", tmp_path / "rej"
-    stats = decontaminate(spark, {"deduplicated": files}, index, o, str(tmp_path / "scratch"), str(kept_dir), str(rej_dir), "run-1", tasks=3)
+    stats = decontaminate(
+        spark, {"deduplicated": files}, index, o, str(tmp_path / "scratch"), str(kept_dir), str(rej_dir), "run-1", tasks=3
+    )
     kept = pq.read_table(kept_dir, schema=pa.schema(DECONTAMINATED_COLUMNS)).to_pylist()
     rej = pq.read_table(rej_dir, schema=pa.schema(REJECTION_COLUMNS)).to_pylist()
     assert {r["doc_id"] for r in rej} == dirty and {r["doc_id"] for r in kept} == clean  # recall 1, no false positive
@@ -118,7 +142,7 @@ def test_job_removes_contamination_with_evidence_and_suppresses_frequent_ngrams(
         ev = json.loads(r["detail"])
         assert r["reason"] == "decontam.evals" and ev["benchmark"] == "evals" and r["value"] == ev["matches"] >= 1
         text = docs[r["doc_id"]]
-        found = text[ev["offset"]: ev["offset"] + ev["length"]]
+        found = text[ev["offset"] : ev["offset"] + ev["length"]]
         assert normalised_words(pa.array([found]))[0].as_py() == ev["ngram"].split()  # the offset points at the n-gram
         item = ITEMS[int(ev["item"]) - 1]["question"]
         assert " ".join(ev["ngram"].split()) in " ".join(normalised_words(pa.array([item]))[0].as_py())
@@ -132,10 +156,12 @@ def test_real_benchmarks_planted_into_pages(spark, tmp_path):
     """GSM8K and MMLU items planted four ways into generated pages; hard negatives share their
     common phrases ("Which of the following", "How many ... does"), never an item."""
     root = shared_data("benchmarks")
-    o = DecontamOptions(benchmarks=[
-        BenchmarkSpec(name="gsm8k", path=str(root / "gsm8k" / "test.jsonl"), fields=["question", "answer"]),
-        BenchmarkSpec(name="mmlu", path=str(root / "mmlu" / "test"), format="csv", header=False, fields=[0, 1, 2, 3, 4]),
-    ])
+    o = DecontamOptions(
+        benchmarks=[
+            BenchmarkSpec(name="gsm8k", path=str(root / "gsm8k" / "test.jsonl"), fields=["question", "answer"]),
+            BenchmarkSpec(name="mmlu", path=str(root / "mmlu" / "test"), format="csv", header=False, fields=[0, 1, 2, 3, 4]),
+        ]
+    )
     index = build_index(o)
     assert index.items["gsm8k"] == 1319 and index.items["mmlu"] > 13000
     rng = random.Random(7)
@@ -147,14 +173,23 @@ def test_real_benchmarks_planted_into_pages(spark, tmp_path):
         m = " ".join(rng.choice([r for r in mmlu if len(" ".join(r[:5]).split()) >= 13])[:5])
         for name, item in (("gsm", g), ("mmlu", m)):
             way = k % 4
-            body = item if way == 0 else item.upper().replace(",", " ;").replace("?", " ?!") if way == 3 else \
-                "\n".join(re.findall(r"(?:\S+\s*){1,4}", item)) if way == 2 else item
+            body = (
+                item
+                if way == 0
+                else item.upper().replace(",", " ;").replace("?", " ?!")
+                if way == 3
+                else "\n".join(re.findall(r"(?:\S+\s*){1,4}", item))
+                if way == 2
+                else item
+            )
             doc = body if way == 0 else article(rng) + "\n\n" + body + "\n\n" + article(rng)
             docs[f"{name}-{k:02d}-{way}"] = doc
             dirty.add(f"{name}-{k:02d}-{way}")
     for k in range(60):  # hard negatives
-        docs[f"neg-{k:02d}"] = (article(rng) + " Which of the following is true about the new library? How many users does it have"
-                                " now? The answer is in the release notes. " + article(rng))
+        docs[f"neg-{k:02d}"] = (
+            article(rng) + " Which of the following is true about the new library? How many users does it have"
+            " now? The answer is in the release notes. " + article(rng)
+        )
     ids = sorted(docs)
     out = tmp_path / "d.parquet"
     cols = {n: pa.nulls(len(ids), t) for n, t in FILTERED_COLUMNS}

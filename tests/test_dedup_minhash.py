@@ -8,7 +8,16 @@ import pyarrow as pa
 import pytest
 
 from documents.minhash import (
-    EMPTY_SLOT, DedupOptions, band_keys, exact_hashes, exact_jaccard, exact_jaccards, jaccard_estimate, minhash, shingles, words,
+    EMPTY_SLOT,
+    DedupOptions,
+    band_keys,
+    exact_hashes,
+    exact_jaccard,
+    exact_jaccards,
+    jaccard_estimate,
+    minhash,
+    shingles,
+    words,
 )
 
 VOCAB = [f"w{i}" for i in range(5000)]
@@ -24,7 +33,8 @@ def edit(t: str, rate: float, seed: int) -> str:
     return " ".join("zz" if rng.random() < rate else w for w in t.split())
 
 
-def sigs(texts, o=DedupOptions()):
+def sigs(texts, o=None):
+    o = o or DedupOptions()
     sh = shingles(pa.array(texts), o.ngram)
     return sh, minhash(sh, o.num_perm, o.seed)
 

@@ -7,8 +7,8 @@ from dagster import AssetKey, DagsterInstance, materialize
 from mlflow.tracking import MlflowClient
 
 from assets.partitions import crawl_partitions
-from orchestration.resources import build_resources
 from documents.minhash import DedupOptions, exact_jaccard
+from orchestration.resources import build_resources
 from spark_jobs.dedup_job import deduplicate_files, documents_table
 from storage.delta_table import read_arrow, snapshot_files
 from tests.conftest import ground_truth, pipeline, shared_data
@@ -37,8 +37,14 @@ def two_crawls(tmp_path_factory):
 
 def run(cfg, crawl_id, instance, selection=None):
     instance.add_dynamic_partitions(crawl_partitions.name, [crawl_id])
-    return materialize(pipeline(cfg, *ALL), instance=instance, resources=build_resources(cfg), partition_key=crawl_id,
-                       raise_on_error=False, selection=selection)
+    return materialize(
+        pipeline(cfg, *ALL),
+        instance=instance,
+        resources=build_resources(cfg),
+        partition_key=crawl_id,
+        raise_on_error=False,
+        selection=selection,
+    )
 
 
 def table(cfg, name, crawl, stage=None, columns=None):
@@ -99,8 +105,11 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
     # pair does (benchmarks/semantic_dedup.py). At most 1% of the documents.
     false_semantic = [(a, b) for a, b in semantic if root(a) != root(b)]
     assert len(false_semantic) <= 0.01 * len(docs_in), false_semantic
-    true_j = {(r["doc_id"], r["related_doc_id"]): exact_jaccard(by_id[r["doc_id"]]["text"], by_id[r["related_doc_id"]]["text"], 5)
-              for r in rej if r["reason"] != "dedup.semantic"}
+    true_j = {
+        (r["doc_id"], r["related_doc_id"]): exact_jaccard(by_id[r["doc_id"]]["text"], by_id[r["related_doc_id"]]["text"], 5)
+        for r in rej
+        if r["reason"] != "dedup.semantic"
+    }
     assert sum(1 for j in true_j.values() if j < 0.6) == 0
     ids_of = {}
     for d in docs_in:
@@ -121,7 +130,9 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
         members.setdefault(c["cluster_id"], []).append(c)
     for cid, rows in members.items():
         assert [r["doc_id"] for r in rows if r["kept"]] == [cid] and all(r["cluster_size"] == len(rows) for r in rows)
-    assert {d["doc_id"]: d["dup_cluster_size"] for d in kept if d["dup_cluster_size"] > 1} == {cid: len(rows) for cid, rows in members.items()}
+    assert {d["doc_id"]: d["dup_cluster_size"] for d in kept if d["dup_cluster_size"] > 1} == {
+        cid: len(rows) for cid, rows in members.items()
+    }
     index = table(cfg, "dedup_signatures", "crawl-a")
     assert {r["doc_id"] for r in index} == kept_ids and {r["seq"] for r in index} == {0}
     assert all(len(r["band_keys"]) == 14 and len(r["minhash"]) == 112 for r in index)
@@ -151,7 +162,9 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
     res_a2 = run(cfg, "crawl-a", instance, selection=[AssetKey("deduplicated")])
     assert res_a2.success
     assert {d["doc_id"] for d in table(cfg, "deduplicated", "crawl-a")} == kept_ids
-    assert {(r["doc_id"], r["related_doc_id"]) for r in table(cfg, "rejections", "crawl-a", "dedup")} == {(r["doc_id"], r["related_doc_id"]) for r in rej}
+    assert {(r["doc_id"], r["related_doc_id"]) for r in table(cfg, "rejections", "crawl-a", "dedup")} == {
+        (r["doc_id"], r["related_doc_id"]) for r in rej
+    }
     assert res_a2.asset_materializations_for_node("deduplicated")[0].metadata["compared_with_crawls"].value == []
 
     # Same decisions whatever the number of tasks (partitioning) of the job.
@@ -159,7 +172,9 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
     outcomes = []
     for tasks in (1, 7):
         _, out = deduplicate_files(spark, paths, DedupOptions(), str(cfg.lakehouse_path / f"standalone-{tasks}"), tasks=tasks)
-        outcomes.append(({r["doc_id"]: r["related_doc_id"] for r in out["rejected"].to_pylist()}, sorted(out["documents"].column("doc_id").to_pylist())))
+        outcomes.append(
+            ({r["doc_id"]: r["related_doc_id"] for r in out["rejected"].to_pylist()}, sorted(out["documents"].column("doc_id").to_pylist()))
+        )
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == {r["doc_id"]: r["related_doc_id"] for r in rej}
 

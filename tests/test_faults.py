@@ -45,8 +45,14 @@ def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(tmp_path):
     crawl = tmp_path / "landing" / "crawl-f"
     generate_crawl(crawl, 150, seed=51, pages_per_file=75)
     lake = tmp_path / "lake"
-    env = {**os.environ, "SLUICE_LAKEHOUSE_DIR": str(lake), "SLUICE_LANDING_DIR": str(crawl.parent), "SLUICE_SPARK__MASTER": "local[2]",
-           "SLUICE_SPARK__DRIVER_MEMORY": "1g", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "SLUICE_LAKEHOUSE_DIR": str(lake),
+        "SLUICE_LANDING_DIR": str(crawl.parent),
+        "SLUICE_SPARK__MASTER": "local[2]",
+        "SLUICE_SPARK__DRIVER_MEMORY": "1g",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     env.pop("SLUICE_CONFIG", None)
     env.pop("DAGSTER_HOME", None)
     args = ["run", "--crawl", str(crawl), "--select", "raw_crawl,filtered"]
@@ -94,12 +100,19 @@ def test_killed_while_the_gpu_job_writes_its_chunks_the_rerun_resumes(tmp_path):
     generate_crawl(crawl, 700, seed=52, pages_per_file=350)
     lake = tmp_path / "lake"
     conf = tmp_path / "sluice.yaml"
-    conf.write_text(f"lakehouse_dir: {lake}\nlanding_dir: {crawl.parent}\nspark: {{master: 'local[2]', driver_memory: 1g}}\n"
-                    "scoring: {rows_per_chunk: 16}\n")
+    conf.write_text(
+        f"lakehouse_dir: {lake}\nlanding_dir: {crawl.parent}\nspark: {{master: 'local[2]', driver_memory: 1g}}\n"
+        "scoring: {rows_per_chunk: 16}\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("SLUICE_CONFIG", "DAGSTER_HOME", "SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR")}
     cmd = [str(Path(sys.executable).parent / "sluice"), "run", "--config", str(conf), "--crawl", str(crawl), "--select"]
-    proc = subprocess.Popen(cmd + ["raw_crawl,filtered,deduplicated,quality_classifier,quality_scored"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd + ["raw_crawl,filtered,deduplicated,quality_classifier,quality_scored"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline, chunks = time.time() + 400, []
     while time.time() < deadline and proc.poll() is None:
         chunks = list((lake / "quality_scored" / ".resume").glob("*/part-*.parquet"))

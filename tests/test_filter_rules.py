@@ -201,7 +201,10 @@ def test_c4_document_rules():
 
 
 def test_c4_line_rules_remove_lines_not_documents():
-    text = sentences(6) + "\nPlease enable JavaScript to view this page.\nRead our privacy policy here today.\nTwo words.\nCitation here[12] stays kept okay."
+    text = (
+        sentences(6)
+        + "\nPlease enable JavaScript to view this page.\nRead our privacy policy here today.\nTwo words.\nCitation here[12] stays kept okay."
+    )
     new, v, sig = Q.c4_clean(text, C4)
     assert v is None and sig["c4_lines_removed"] == 3
     assert "JavaScript" not in new and "privacy" not in new and "Two words." not in new
@@ -248,9 +251,10 @@ def test_char_dup_ratio():
 
 def test_newline_word_ratio():
     w = uniq_words(100, seed=10, length=10)
+
     # 30 newlines per 100 words (0.30) vs 31.
     def text(n_lines: int) -> str:
-        per = [w[i::n_lines + 1] for i in range(n_lines + 1)]
+        per = [w[i :: n_lines + 1] for i in range(n_lines + 1)]
         return "\n".join(" ".join(p) + "." for p in per)
 
     assert Q.fineweb_signals(text(30), Q.words_of(text(30)), FW)["newline_word_ratio"] == pytest.approx(0.30)

@@ -1,5 +1,7 @@
 """URL filter, extraction, language ID and PII redaction, and the per-document pipeline."""
 
+import random
+
 import pytest
 
 from documents.extract import ExtractOptions, Extractor, decode_html
@@ -9,8 +11,6 @@ from documents.rules import DocumentFilter, FilterOptions
 from documents.url_filter import UrlFilter, UrlFilterOptions
 from sample_crawl import text as T
 from sample_crawl.generator import _render
-
-import random
 
 
 def test_url_filter_ut1_lists_and_banned_words(tmp_path):
@@ -95,9 +95,24 @@ def test_language_rule_just_inside_and_outside_min_score():
     mixed = "The weather is nice today. Das Wetter ist heute schön und warm."
     lang, score = LanguageIdentifier(LanguageOptions()).identify(mixed)
     page = f"<html><body><p>{mixed}</p></body></html>".encode()
-    row = {"doc_id": "d", "url": "https://a.example/x", "host": "a.example", "warc_date": None, "warc_record_id": "r",
-           "warc_file": "f", "warc_offset": 0, "charset": "utf-8", "html": page}
-    only_lang = dict(extract={"backend": "resiliparse"}, gopher_repetition={"enabled": False}, gopher_quality={"enabled": False}, c4={"enabled": False}, fineweb={"enabled": False})
+    row = {
+        "doc_id": "d",
+        "url": "https://a.example/x",
+        "host": "a.example",
+        "warc_date": None,
+        "warc_record_id": "r",
+        "warc_file": "f",
+        "warc_offset": 0,
+        "charset": "utf-8",
+        "html": page,
+    }
+    only_lang = dict(
+        extract={"backend": "resiliparse"},
+        gopher_repetition={"enabled": False},
+        gopher_quality={"enabled": False},
+        c4={"enabled": False},
+        fineweb={"enabled": False},
+    )
     inside = DocumentFilter(FilterOptions(language={"languages": [lang], "min_score": score - 1e-6}, **only_lang))
     outside = DocumentFilter(FilterOptions(language={"languages": [lang], "min_score": score + 1e-6}, **only_lang))
     assert inside.one(row)[0] is not None

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.integration
 
 def run(cfg, crawl_id, assets, instance, selection=None):
     instance.add_dynamic_partitions(crawl_partitions.name, [crawl_id])
-    return materialize(pipeline(cfg, *assets), instance=instance, resources=build_resources(cfg), partition_key=crawl_id,
-                       raise_on_error=False, selection=selection)
+    return materialize(
+        pipeline(cfg, *assets),
+        instance=instance,
+        resources=build_resources(cfg),
+        partition_key=crawl_id,
+        raise_on_error=False,
+        selection=selection,
+    )
 
 
 def test_filtered_on_the_sample_crawl(spark, make_config, sample_landing):
@@ -27,7 +33,10 @@ def test_filtered_on_the_sample_crawl(spark, make_config, sample_landing):
     instance = DagsterInstance.ephemeral()
     result = run(cfg, "crawl-t1", [raw_crawl, filtered], instance)
     assert result.success
-    assert {(c.asset_key.to_user_string(), c.passed) for c in result.get_asset_check_evaluations()} == {("raw_crawl", True), ("filtered", True)}
+    assert {(c.asset_key.to_user_string(), c.passed) for c in result.get_asset_check_evaluations()} == {
+        ("raw_crawl", True),
+        ("filtered", True),
+    }
 
     uri = cfg.table_uri("filtered")
     raw_n = row_count(cfg.table_uri("raw_crawl"))

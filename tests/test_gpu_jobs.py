@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from gpu_jobs.options import RewriteOptions, ScoringOptions
 from gpu_jobs.scorers.base import length_batches
 from gpu_jobs.scorers.hf import HFClassifier
-from gpu_jobs.options import RewriteOptions, ScoringOptions
 from storage.delta_table import Transaction, read_arrow, table_exists
 from tests import tiny_models
 from tests.local_openai_server import LocalOpenAIServer
@@ -45,8 +45,15 @@ def docs_files(out: Path, n: int, files: int = 2) -> list[str]:
     paths = []
     for f in range(files):
         lo, hi = f * per, min(n, (f + 1) * per)
-        t = pa.table({"doc_id": [f"d{i:05d}" for i in range(lo, hi)], "url": [f"https://x.org/{i}" for i in range(lo, hi)],
-                      "text": texts[lo:hi], "warc_file": ["f.warc.gz"] * (hi - lo), "warc_offset": list(range(lo, hi))})
+        t = pa.table(
+            {
+                "doc_id": [f"d{i:05d}" for i in range(lo, hi)],
+                "url": [f"https://x.org/{i}" for i in range(lo, hi)],
+                "text": texts[lo:hi],
+                "warc_file": ["f.warc.gz"] * (hi - lo),
+                "warc_offset": list(range(lo, hi)),
+            }
+        )
         pq.write_table(t, out / f"part-{f}.parquet", row_group_size=50)
         paths.append(str(out / f"part-{f}.parquet"))
     return paths
@@ -56,8 +63,14 @@ def job(module: str, params: dict, tmp: Path) -> subprocess.Popen:
     p = tmp / f"{module}-params.json"
     p.write_text(json.dumps(params))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", f"gpu_jobs.{module}", "--params", str(p)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", f"gpu_jobs.{module}", "--params", str(p)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def finish(proc: subprocess.Popen) -> dict:
@@ -88,10 +101,30 @@ def test_scores_do_not_depend_on_the_batch(models):
 
 def score_params(models, files, out_uri, chunk):
     return {
-        "input_files": files, "input_uri": "docs", "input_version": 0, "output_uri": out_uri, "partition": {"crawl_id": "c1"},
+        "input_files": files,
+        "input_uri": "docs",
+        "input_version": 0,
+        "output_uri": out_uri,
+        "partition": {"crawl_id": "c1"},
         "scorers": [
-            {"name": "quality", "kind": "hf", "label": "high", "max_length": 128, "path": str(models["classifier"]), "uri": "tiny-bert", "version": "1"},
-            {"name": "edu", "kind": "hf", "label": None, "max_length": 128, "path": str(models["regressor"]), "uri": "tiny-reg", "version": None},
+            {
+                "name": "quality",
+                "kind": "hf",
+                "label": "high",
+                "max_length": 128,
+                "path": str(models["classifier"]),
+                "uri": "tiny-bert",
+                "version": "1",
+            },
+            {
+                "name": "edu",
+                "kind": "hf",
+                "label": None,
+                "max_length": 128,
+                "path": str(models["regressor"]),
+                "uri": "tiny-reg",
+                "version": None,
+            },
         ],
         "options": ScoringOptions(rows_per_chunk=chunk).model_dump(),
     }
@@ -147,9 +180,17 @@ def test_train_classifier_separates_reference_from_crawl(tmp_path):
     from gpu_jobs.options import ClassifierTraining
 
     reports = []
-    summary = run({"backbone": ClassifierTraining().backbone, "options": ClassifierTraining(max_length=128, model_kind="hf").model_dump(),
-                   "positives_path": str(ref), "negative_files": [str(crawl / "p.parquet")], "output_dir": str(tmp_path / "model")},
-                  log=type("L", (), {"info": staticmethod(lambda m: None)})(), report=reports.append)
+    summary = run(
+        {
+            "backbone": ClassifierTraining().backbone,
+            "options": ClassifierTraining(max_length=128, model_kind="hf").model_dump(),
+            "positives_path": str(ref),
+            "negative_files": [str(crawl / "p.parquet")],
+            "output_dir": str(tmp_path / "model"),
+        },
+        log=type("L", (), {"info": staticmethod(lambda m: None)})(),
+        report=reports.append,
+    )
     m = summary["metrics"]
     assert m["roc_auc"] >= 0.9 and m["examples"] == 120 and reports == [summary]
     # The saved model is an ordinary sequence classifier whose "high" probability matches the fit.
@@ -175,9 +216,17 @@ def test_fasttext_classifier_is_the_cpu_default_and_scores_through_its_model_car
     ref.write_text("".join(json.dumps({"text": T.reference(random.Random(i))}) + "\n" for i in range(150)))
     arts = [" ".join(T.article(random.Random(1000 + i))[1]) for i in range(200)]
     pq.write_table(pa.table({"doc_id": [str(i) for i in range(200)], "text": arts}), tmp_path / "p.parquet")
-    summary = run({"backbone": "unused", "options": ClassifierTraining().model_dump(), "positives_path": str(ref),
-                   "negative_files": [str(tmp_path / "p.parquet")], "output_dir": str(tmp_path / "model")},
-                  log=type("L", (), {"info": staticmethod(lambda m: None)})(), report=lambda s: None)
+    summary = run(
+        {
+            "backbone": "unused",
+            "options": ClassifierTraining().model_dump(),
+            "positives_path": str(ref),
+            "negative_files": [str(tmp_path / "p.parquet")],
+            "output_dir": str(tmp_path / "model"),
+        },
+        log=type("L", (), {"info": staticmethod(lambda m: None)})(),
+        report=lambda s: None,
+    )
     assert summary["kind"] == "fasttext" and summary["metrics"]["roc_auc"] >= 0.95 and summary["metrics"]["seconds"] < 60
     card = read_model_card(str(tmp_path / "model"))
     assert card == {"kind": "fasttext", "file": "model.bin", "label": "__label__high", "lowercase": True, "max_words": 1000}
@@ -206,10 +255,27 @@ def test_ensemble_column_is_the_mean_logit_of_the_members_that_scored():
 
 
 def rewrite_params(models, files, score_file, tmp, **opts):
-    o = RewriteOptions(model=str(models["llama"]), prompt_version="rewire-v1", cpu_max_documents=None, threshold=0.99, max_new_tokens=24, rows_per_chunk=8, min_length_ratio=0.0,
-                       max_length_ratio=100.0, max_dup_4gram_frac=1.0, check_language=False, **opts)
-    return {"doc_files": files, "score_files": [score_file], "output_uri": str(tmp / "rewritten"), "options": o.model_dump(),
-            "scorer": {"kind": "hf", "path": str(models["classifier"]), "label": "high", "max_length": 128}, "run_id": "r1"}
+    o = RewriteOptions(
+        model=str(models["llama"]),
+        prompt_version="rewire-v1",
+        cpu_max_documents=None,
+        threshold=0.99,
+        max_new_tokens=24,
+        rows_per_chunk=8,
+        min_length_ratio=0.0,
+        max_length_ratio=100.0,
+        max_dup_4gram_frac=1.0,
+        check_language=False,
+        **opts,
+    )
+    return {
+        "doc_files": files,
+        "score_files": [score_file],
+        "output_uri": str(tmp / "rewritten"),
+        "options": o.model_dump(),
+        "scorer": {"kind": "hf", "path": str(models["classifier"]), "label": "high", "max_length": 128},
+        "run_id": "r1",
+    }
 
 
 def scores_for(files, tmp: Path) -> str:

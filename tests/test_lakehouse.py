@@ -11,7 +11,13 @@ import pytest
 from deltalake import DeltaTable
 
 from storage.delta_table import (
-    STAGING, LakehouseError, Transaction, clean_strays, read_arrow, row_count, snapshot_files,
+    STAGING,
+    LakehouseError,
+    Transaction,
+    clean_strays,
+    read_arrow,
+    row_count,
+    snapshot_files,
 )
 
 
@@ -164,8 +170,15 @@ def test_concurrent_writers_never_corrupt_a_table(tmp_path, same_partition):
 
     uri = tmp_path / "t"
     start_at = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_SCRIPT, str(uri), "a" if same_partition else f"c{w}", f"w{w}", str(start_at)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_SCRIPT, str(uri), "a" if same_partition else f"c{w}", f"w{w}", str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(4)
+    ]
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     assert [r[2] for r in results] == [0] * 4, [r[1][-800:] for r in results]
     versions = sorted(int(r[0].split()[-1]) for r in results)
@@ -198,8 +211,12 @@ def test_runs_started_together_share_one_new_mlflow_store(tmp_path):
 
     start_at = time.time() + 4.0
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    procs = [subprocess.Popen([sys.executable, "-c", LINEAGE_SCRIPT, uri, str(start_at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LINEAGE_SCRIPT, uri, str(start_at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     results = [p.communicate(timeout=180) + (p.returncode,) for p in procs]
     assert [r[2] for r in results] == [0] * 4, [r[1][-800:] for r in results]
     assert len({r[0].split()[-1] for r in results}) == 1  # one experiment, the same id for all

@@ -11,19 +11,25 @@ import pyarrow.parquet as pq
 import pytest
 
 from documents.mixture import MixtureSpec, plan, static_problems
+from sample_crawl import text as T
+from spark_jobs.mix_job import MixtureInfeasible, build_mixture
 from storage.delta_table import Transaction
 from storage.export import export_mixture, rebuild
 from storage.tables import MIXED
-from spark_jobs.mix_job import MixtureInfeasible, build_mixture
-from sample_crawl import text as T
 
 
 def spec(**kw) -> MixtureSpec:
-    base = dict(name="m1", token_budget=60000, seed=3, sources=[
-        {"name": "high", "where": "quality >= 0.5 and source = 'deduplicated'", "weight": 0.6},
-        {"name": "syn", "where": "source = 'rewritten'", "weight": 0.15, "synthetic": True},
-        {"name": "rest", "where": "true", "weight": 0.25},
-    ], shard_docs=50)
+    base = dict(
+        name="m1",
+        token_budget=60000,
+        seed=3,
+        sources=[
+            {"name": "high", "where": "quality >= 0.5 and source = 'deduplicated'", "weight": 0.6},
+            {"name": "syn", "where": "source = 'rewritten'", "weight": 0.15, "synthetic": True},
+            {"name": "rest", "where": "true", "weight": 0.25},
+        ],
+        shard_docs=50,
+    )
     base.update(kw)
     return MixtureSpec.model_validate(base)
 
@@ -45,14 +51,22 @@ def docs_frame(spark, n_files: int, tmp_path):
     for i in range(300):
         title, paras = T.article(random.Random(i))
         rewrite = i % 5 == 0
-        rows.append({"doc_id": f"d{i:04d}", "source": "rewritten" if rewrite else "deduplicated", "source_doc_id": f"s{i:04d}",
-                     "crawl_id": "c1" if i % 2 else "c2", "url": f"https://x.org/{i}", "text": title + "\n" + " ".join(paras[:2]),
-                     "quality": (i * 37 % 100) / 100})
+        rows.append(
+            {
+                "doc_id": f"d{i:04d}",
+                "source": "rewritten" if rewrite else "deduplicated",
+                "source_doc_id": f"s{i:04d}",
+                "crawl_id": "c1" if i % 2 else "c2",
+                "url": f"https://x.org/{i}",
+                "text": title + "\n" + " ".join(paras[:2]),
+                "quality": (i * 37 % 100) / 100,
+            }
+        )
     out = tmp_path / f"docs-{n_files}"
     out.mkdir()
     per = -(-len(rows) // n_files)
     for f in range(n_files):
-        pq.write_table(pa.Table.from_pylist(rows[f * per:(f + 1) * per]), out / f"p{f}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows[f * per : (f + 1) * per]), out / f"p{f}.parquet")
     return spark.read.parquet(str(out)).repartition(n_files)
 
 
@@ -95,11 +109,21 @@ def test_export_shards_and_a_manifest_that_rebuilds_them_byte_for_byte(spark, tm
     lake = tmp_path / "lake"
     with Transaction(lake / MIXED.name, partition={"mixture_name": s.name}) as txn:
         build_mixture(spark, docs_frame(spark, 3, tmp_path), s, str(tmp_path / "scratch"), txn.staging_uri)
-        txn.commit(mode="replace", commit_info={"code_version": "abc", "inputs": {"decontaminated": 4, "quality_scored": 2}},
-                   empty_schema=MIXED.schema())
+        txn.commit(
+            mode="replace",
+            commit_info={"code_version": "abc", "inputs": {"decontaminated": 4, "quality_scored": 2}},
+            empty_schema=MIXED.schema(),
+        )
     m = export_mixture(lake, s, tmp_path / "out")
-    assert m["tables"] == {"mixed": {"version": 0, "partition": {"mixture_name": "m1"}}, "decontaminated": {"version": 4},
-                           "quality_scored": {"version": 2}} and m["code_version"] == "abc"
+    assert (
+        m["tables"]
+        == {
+            "mixed": {"version": 0, "partition": {"mixture_name": "m1"}},
+            "decontaminated": {"version": 4},
+            "quality_scored": {"version": 2},
+        }
+        and m["code_version"] == "abc"
+    )
     assert len(m["shards"]) == -(-m["documents"] // 50) and sum(x["documents"] for x in m["shards"]) == m["documents"]
     assert sum(x["delivered_tokens"] for x in m["sources"].values()) == m["tokens"] == sum(x["tokens"] for x in m["shards"])
     assert m["tokenizer"]["name"] == s.tokenizer and len(m["tokenizer"]["sha256"]) == 64
@@ -146,11 +170,33 @@ def test_mixture_search_recovers_a_known_optimum_under_the_caps(tmp_path, monkey
         monkeypatch.setenv(var, "-")
         monkeypatch.delenv(var)
     conf = tmp_path / "s.yaml"
-    conf.write_text(json.dumps({"lakehouse_dir": str(tmp_path / "lake"), "mixing": {"mixtures": [spec(
-        sources=[{"name": "high", "weight": 0.5}, {"name": "mid", "weight": 0.35}, {"name": "syn", "weight": 0.15, "synthetic": True}],
-        synthetic_cap=0.15).model_dump(mode="json")]}}))
-    assert main(["mixture-search", "--config", str(conf), "--mixture", "m1", "--runs", str(runs), "--metric", "loss", "--samples", "20000"]) == 0
+    conf.write_text(
+        json.dumps(
+            {
+                "lakehouse_dir": str(tmp_path / "lake"),
+                "mixing": {
+                    "mixtures": [
+                        spec(
+                            sources=[
+                                {"name": "high", "weight": 0.5},
+                                {"name": "mid", "weight": 0.35},
+                                {"name": "syn", "weight": 0.15, "synthetic": True},
+                            ],
+                            synthetic_cap=0.15,
+                        ).model_dump(mode="json")
+                    ]
+                },
+            }
+        )
+    )
+    assert (
+        main(["mixture-search", "--config", str(conf), "--mixture", "m1", "--runs", str(runs), "--metric", "loss", "--samples", "20000"])
+        == 0
+    )
     client = MlflowClient(f"sqlite:///{tmp_path / 'lake' / '_mlflow' / 'mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("sluice").experiment_id], "tags.`sluice.level` = 'mixture_search'")
     assert run.data.metrics["weight.syn"] <= 0.15 + 1e-9 and run.data.params["metric"] == "loss"
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "mixture_search")} == {"mixture_search/proposal.json", "mixture_search/runs.csv"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "mixture_search")} == {
+        "mixture_search/proposal.json",
+        "mixture_search/runs.csv",
+    }

@@ -3,7 +3,7 @@ configured mixture is rebuilt at a cron tick when one of its inputs changed sinc
 and not otherwise. (Dagster's ``on_cron`` waits for every input to change after the tick, and a
 mixture reads crawls finished long before: under it `mixed` never ran unattended.)"""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 from dagster import AssetKey, AssetMaterialization, AssetSelection, DagsterInstance, evaluate_automation_conditions
 
@@ -22,19 +22,25 @@ def test_a_mixture_is_rebuilt_on_its_tick_only_when_its_inputs_changed(make_conf
     from assets.partitions import crawl_partitions
     from orchestration.resources import build_resources
 
-    cfg = make_config(tmp_path / "landing", dagster=DagsterSettings(mixture_cron="0 * * * *"), mixing=MixingOptions(mixtures=[
-        MixtureSpec(name="m", token_budget=1000, sources=[SourceSpec(name="all", where="true", weight=1.0)])]))
+    cfg = make_config(
+        tmp_path / "landing",
+        dagster=DagsterSettings(mixture_cron="0 * * * *"),
+        mixing=MixingOptions(
+            mixtures=[MixtureSpec(name="m", token_budget=1000, sources=[SourceSpec(name="all", where="true", weight=1.0)])]
+        ),
+    )
     defs = Definitions(assets=build_assets(cfg), resources=build_resources(cfg))
     mixed = AssetKey("mixed")
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(crawl_partitions.name, ["c1", "c2"])
-        t = datetime(2026, 5, 1, 10, 10, tzinfo=timezone.utc)
+        t = datetime(2026, 5, 1, 10, 10, tzinfo=UTC)
         cursor = None
 
         def tick(at: datetime) -> set[str]:
             nonlocal cursor
-            r = evaluate_automation_conditions(defs, instance, asset_selection=AssetSelection.assets(mixed), evaluation_time=at,
-                                               cursor=cursor)
+            r = evaluate_automation_conditions(
+                defs, instance, asset_selection=AssetSelection.assets(mixed), evaluation_time=at, cursor=cursor
+            )
             cursor = r.cursor
             return set(r.get_requested_partitions(mixed))
 

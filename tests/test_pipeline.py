@@ -30,7 +30,9 @@ def downstream_of_raw_crawl() -> None:
 def run(cfg, crawl_id, assets=(raw_crawl,), instance=None):
     instance = instance or DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_partitions.name, [crawl_id])
-    return materialize(pipeline(cfg, *assets), instance=instance, resources=build_resources(cfg), partition_key=crawl_id, raise_on_error=False)
+    return materialize(
+        pipeline(cfg, *assets), instance=instance, resources=build_resources(cfg), partition_key=crawl_id, raise_on_error=False
+    )
 
 
 def test_definitions_load(make_config, sample_landing):
@@ -44,8 +46,13 @@ def test_definitions_load(make_config, sample_landing):
     for spec in enabled:
         assert graph.get(AssetKey(spec.name)).parent_keys == {AssetKey(u) for u in spec.upstreams}, spec.name
     assert graph.get(AssetKey("quality_scored")).parent_keys == {AssetKey("deduplicated"), AssetKey("quality_classifier")}
-    assert {s.name for s in defs.sensors} == {"crawl_landing_sensor", "sluice_automation", "close_mlflow_run_on_success",
-                                             "close_mlflow_run_on_failure", "close_mlflow_run_on_canceled"}
+    assert {s.name for s in defs.sensors} == {
+        "crawl_landing_sensor",
+        "sluice_automation",
+        "close_mlflow_run_on_success",
+        "close_mlflow_run_on_failure",
+        "close_mlflow_run_on_canceled",
+    }
     assert all(s.default_status.value == "RUNNING" for s in defs.sensors)  # on by default
     # every crawl stage but the entry one follows its upstreams on its own
     assert {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).automation_condition is None} == {"raw_crawl"}
@@ -135,7 +142,9 @@ def test_failed_gate_publishes_nothing_keeps_the_candidate_and_blocks_downstream
 
     # The candidate is kept for audit, with why, and recorded in MLflow.
     kept = {name: Path(path) for name, path in md["quarantine"].value.items()}
-    assert set(kept) == {"raw_crawl", "rejections"} and all(str(p).startswith(str(cfg.lakehouse_path / "_quarantine")) for p in kept.values())
+    assert set(kept) == {"raw_crawl", "rejections"} and all(
+        str(p).startswith(str(cfg.lakehouse_path / "_quarantine")) for p in kept.values()
+    )
     note = json.loads((kept["raw_crawl"] / "candidate.json").read_text())
     assert note["gate"] == "raw_crawl" and note["partition"] == {"crawl_id": "crawl-bad"} and note["dagster_run_id"] == result.run_id
     assert sum(pq.ParquetFile(f).metadata.num_rows for f in kept["raw_crawl"].glob("*.parquet")) == 2 * published[1]

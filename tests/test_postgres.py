@@ -27,15 +27,36 @@ def test_a_run_with_dagster_and_mlflow_on_postgresql(tmp_path):
         home.mkdir()
         shutil.copy(ROOT / "infra" / "dagster" / "dagster.yaml", home / "dagster.yaml")  # the deployment's file, as is
         mlflow_uri = f"postgresql://{pg['user']}:{SECRET}@{pg['host']}:{pg['port']}/mlflow"
-        env = {**os.environ, "SLUICE_LAKEHOUSE_DIR": str(tmp_path / "lake"), "SLUICE_LANDING_DIR": str(landing),
-               "SLUICE_DAGSTER__HOME": str(home), "SLUICE_MLFLOW__TRACKING_URI": mlflow_uri,
-               "SLUICE_SPARK__MASTER": "local[2]", "SLUICE_SPARK__DRIVER_MEMORY": "1g",
-               "DAGSTER_PG_HOST": pg["host"], "DAGSTER_PG_PORT": str(pg["port"]), "DAGSTER_PG_USER": pg["user"],
-               "DAGSTER_PG_PASSWORD": SECRET}
+        env = {
+            **os.environ,
+            "SLUICE_LAKEHOUSE_DIR": str(tmp_path / "lake"),
+            "SLUICE_LANDING_DIR": str(landing),
+            "SLUICE_DAGSTER__HOME": str(home),
+            "SLUICE_MLFLOW__TRACKING_URI": mlflow_uri,
+            "SLUICE_SPARK__MASTER": "local[2]",
+            "SLUICE_SPARK__DRIVER_MEMORY": "1g",
+            "DAGSTER_PG_HOST": pg["host"],
+            "DAGSTER_PG_PORT": str(pg["port"]),
+            "DAGSTER_PG_USER": pg["user"],
+            "DAGSTER_PG_PASSWORD": SECRET,
+        }
         env.pop("SLUICE_CONFIG", None)
         env.pop("DAGSTER_HOME", None)
-        proc = subprocess.run([str(Path(sys.executable).parent / "sluice"), "run", "--crawl", str(landing / "crawl-p"),
-                               "--select", "raw_crawl,filtered,deduplicated"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "sluice"),
+                "run",
+                "--crawl",
+                str(landing / "crawl-p"),
+                "--select",
+                "raw_crawl,filtered,deduplicated",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
         # Dagster kept its runs and materializations in PostgreSQL (and no SQLite of its own)

@@ -10,12 +10,16 @@ from gpu_jobs.fidelity import compare, facts, judge, strip_preamble, trim_unfini
 from gpu_jobs.options import REWRITE_STYLES, SMOLLM2, RewriteOptions
 from gpu_jobs.rewrite import bounds, choose_style, limits, prompt_template, source_text
 
-SOURCE = ("Mario's Pizzeria\nHome | Menu | Order online\nFamily owned since 1994 on 12 Main Street, Springfield. "
-          "Our wood-fired oven bakes Neapolitan pizza every day. Open Tuesday to Sunday, 11am to 10pm. "
-          "Call 555-0142 or write to orders@mariospizza.example to book a table for groups of up to 20.")
-FAITHFUL = ("Mario's Pizzeria is a family-owned restaurant on 12 Main Street in Springfield, run by the same family since "
-            "1994. It bakes Neapolitan pizza in a wood-fired oven every day. It is open from Tuesday to Sunday, 11am to 10pm. "
-            "Groups of up to 20 can book a table by calling 555-0142 or by writing to orders@mariospizza.example.")
+SOURCE = (
+    "Mario's Pizzeria\nHome | Menu | Order online\nFamily owned since 1994 on 12 Main Street, Springfield. "
+    "Our wood-fired oven bakes Neapolitan pizza every day. Open Tuesday to Sunday, 11am to 10pm. "
+    "Call 555-0142 or write to orders@mariospizza.example to book a table for groups of up to 20."
+)
+FAITHFUL = (
+    "Mario's Pizzeria is a family-owned restaurant on 12 Main Street in Springfield, run by the same family since "
+    "1994. It bakes Neapolitan pizza in a wood-fired oven every day. It is open from Tuesday to Sunday, 11am to 10pm. "
+    "Groups of up to 20 can book a table by calling 555-0142 or by writing to orders@mariospizza.example."
+)
 GATE = bounds(RewriteOptions())
 
 
@@ -29,9 +33,11 @@ def test_faithful_rewrite_is_kept_with_its_evidence():
 
 def test_invented_numbers_and_entities_are_rejected():
     # What SmolLM2 did to a local-business page (issue 22): fluent, and a made-up history.
-    invented = ("In 1982, Italy's pizza was reimagined by Chef Antonio Rossi in Naples, who opened Mario's Pizzeria "
-                "on 12 Main Street, Springfield in 1994 with 3 ovens and 45 seats. It is open Tuesday to Sunday, 11am to 10pm; "
-                "call 555-0142 or email orders@mariospizza.example for groups of up to 20.")
+    invented = (
+        "In 1982, Italy's pizza was reimagined by Chef Antonio Rossi in Naples, who opened Mario's Pizzeria "
+        "on 12 Main Street, Springfield in 1994 with 3 ovens and 45 seats. It is open Tuesday to Sunday, 11am to 10pm; "
+        "call 555-0142 or email orders@mariospizza.example for groups of up to 20."
+    )
     v = judge(SOURCE, invented, GATE, prompt_template("rewire-v2", "article"))
     assert v.reason == "rewrite.invented_facts", v.detail
     ev = json.loads(v.detail)
@@ -42,8 +48,10 @@ def test_invented_numbers_and_entities_are_rejected():
 
 def test_dropped_facts_are_rejected():
     # Fluent, nothing invented, but the address, hours, phone, e-mail and history are gone.
-    vague = ("This pizzeria bakes pizza in a wood-fired oven. It is a friendly family restaurant where you can "
-             "enjoy a meal with friends, and larger groups are welcome to book a table in advance.")
+    vague = (
+        "This pizzeria bakes pizza in a wood-fired oven. It is a friendly family restaurant where you can "
+        "enjoy a meal with friends, and larger groups are welcome to book a table in advance."
+    )
     v = judge(SOURCE, vague, GATE, prompt_template("rewire-v2", "article"))
     assert v.reason == "rewrite.facts_dropped", v.detail
     ev = json.loads(v.detail)
@@ -68,13 +76,18 @@ def test_loops_language_and_length_are_rejected():
     tpl = prompt_template("rewire-v2", "student")
     loop = "Mario's Pizzeria is open from 11am to 10pm. " + "The pizza is baked in a wood-fired oven every day. " * 12
     assert judge(SOURCE, loop, GATE, tpl).reason == "rewrite.repetition"
-    fr = ("La pizzeria Mario's est une entreprise familiale depuis 1994, au 12 Main Street à Springfield. Elle cuit des pizzas "
-          "napolitaines au feu de bois tous les jours, du mardi au dimanche, de 11h à 22h. Appelez le 555-0142 pour réserver.")
+    fr = (
+        "La pizzeria Mario's est une entreprise familiale depuis 1994, au 12 Main Street à Springfield. Elle cuit des pizzas "
+        "napolitaines au feu de bois tous les jours, du mardi au dimanche, de 11h à 22h. Appelez le 555-0142 pour réserver."
+    )
     v = judge(SOURCE, fr, GATE, tpl)
     assert v.reason == "rewrite.language_changed" and json.loads(v.detail)["language"] == ["en", "fr"]
     assert judge(SOURCE, "Pizza.", GATE, tpl).reason == "rewrite.length_ratio"
     assert judge(SOURCE, "", GATE, tpl).reason == "rewrite.empty"
-    assert judge(SOURCE, FAITHFUL + " " + FAITHFUL.lower() * 3, bounds(RewriteOptions(max_dup_4gram_frac=1.0)), tpl).reason == "rewrite.length_ratio"
+    assert (
+        judge(SOURCE, FAITHFUL + " " + FAITHFUL.lower() * 3, bounds(RewriteOptions(max_dup_4gram_frac=1.0)), tpl).reason
+        == "rewrite.length_ratio"
+    )
 
 
 def test_facts_ignore_list_markers_sentence_starts_and_the_formats_words():
@@ -171,8 +184,11 @@ def test_cpu_speed_levers_keep_greedy_outputs_and_the_shared_model(tmp_path, mon
     from tests import tiny_models
 
     path = str(tiny_models.llama(tmp_path / "lm"))
-    prompts = ["the market report", "a river city with a school and a garden and the water of the health data model",
-               "music and science in the paper table"]
+    prompts = [
+        "the market report",
+        "a river city with a school and a garden and the water of the health data model",
+        "music and science in the paper table",
+    ]
     plain = HFGenerator(path, 10, batch_size=1, device="cpu")
     ref = [(g.text, g.new_tokens) for g in plain.generate(prompts)]
     fast = HFGenerator(path, 10, batch_size=3, device="cpu", static_cache=True, threads=1)

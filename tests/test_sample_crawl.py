@@ -20,8 +20,19 @@ def test_same_seed_same_crawl_whatever_the_file_split(tmp_path):
 def test_writes_valid_warc_with_every_kind_of_page(tmp_path):
     summary = generate_crawl(tmp_path / "x", 1200, seed=2, pages_per_file=400, unreadable_tail=False)
     assert set(summary["kinds"]) == {
-        "article", "exact_dup", "near_dup", "spam", "short", "non_english", "pii", "benchmark",
-        "empty", "non_html", "redirect", "not_found", "malformed",
+        "article",
+        "exact_dup",
+        "near_dup",
+        "spam",
+        "short",
+        "non_english",
+        "pii",
+        "benchmark",
+        "empty",
+        "non_html",
+        "redirect",
+        "not_found",
+        "malformed",
     }
     types = collections.Counter()
     per_member = 0

@@ -22,8 +22,9 @@ from sample_crawl.generator import _render
 from tests.conftest import shared_data
 
 ABUSIVE = "shut up you stupid fucking idiot, you worthless piece of shit, nobody wants you here you moron"
-SCHEMA = pa.schema([(c, pa.string()) for c in PROVENANCE if c not in ("warc_date", "warc_offset")]
-                   + [("text", pa.string()), *SIGNAL_COLUMNS])
+SCHEMA = pa.schema(
+    [(c, pa.string()) for c in PROVENANCE if c not in ("warc_date", "warc_offset")] + [("text", pa.string()), *SIGNAL_COLUMNS]
+)
 
 
 def filtered_rows(pages: list[bytes], options=None) -> pa.Table:
@@ -31,8 +32,19 @@ def filtered_rows(pages: list[bytes], options=None) -> pa.Table:
     f = DocumentFilter(options or FilterOptions())
     kept = []
     for i, html in enumerate(pages):
-        out, _ = f.one({"doc_id": f"d{i}", "url": f"https://site{i % 7}.example/p{i}", "host": f"site{i % 7}.example",
-                        "warc_date": None, "warc_record_id": f"r{i}", "warc_file": "w", "warc_offset": i, "charset": "utf-8", "html": html})
+        out, _ = f.one(
+            {
+                "doc_id": f"d{i}",
+                "url": f"https://site{i % 7}.example/p{i}",
+                "host": f"site{i % 7}.example",
+                "warc_date": None,
+                "warc_record_id": f"r{i}",
+                "warc_file": "w",
+                "warc_offset": i,
+                "charset": "utf-8",
+                "html": html,
+            }
+        )
         if out:
             kept.append({k: v for k, v in out.items() if k not in ("warc_date", "warc_offset")})
     return pa.Table.from_pylist(kept, schema=SCHEMA)
@@ -115,17 +127,34 @@ def test_the_score_job_reads_the_columns_and_scores_as_before(tmp_path, monkeypa
     expected = SignalScorer().score(table.column("text").to_pylist()).score
     pq.write_table(table, tmp_path / "docs.parquet")
     monkeypatch.setattr(SignalScorer, "score", lambda self, texts, **_: pytest.fail("the text was measured"))
-    opts = ScoringOptions(scorers=[{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"},
-                                       {"name": "toxicity", "kind": "toxicity", "model": "package:profanity_check"}])
+    opts = ScoringOptions(
+        scorers=[
+            {"name": "quality", "kind": "signals", "model": "builtin:signals-v1"},
+            {"name": "toxicity", "kind": "toxicity", "model": "package:profanity_check"},
+        ]
+    )
     reports = []
 
     class Log:
         info = warning = staticmethod(lambda m: None)
 
-    specs = [{"name": c.name, "kind": c.kind, "path": c.model, "label": None, "max_length": 512, "uri": c.model, "version": None}
-             for c in opts.scorers]
-    run({"input_files": [str(tmp_path / "docs.parquet")], "input_uri": "mem://docs", "input_version": 0, "output_uri": str(tmp_path / "out"),
-         "partition": {"crawl_id": "c"}, "scorers": specs, "options": opts.model_dump()}, Log, reports.append)
+    specs = [
+        {"name": c.name, "kind": c.kind, "path": c.model, "label": None, "max_length": 512, "uri": c.model, "version": None}
+        for c in opts.scorers
+    ]
+    run(
+        {
+            "input_files": [str(tmp_path / "docs.parquet")],
+            "input_uri": "mem://docs",
+            "input_version": 0,
+            "output_uri": str(tmp_path / "out"),
+            "partition": {"crawl_id": "c"},
+            "scorers": specs,
+            "options": opts.model_dump(),
+        },
+        Log,
+        reports.append,
+    )
     out = pa.concat_tables([pq.read_table(f) for f in reports[0]["files"]["part"]])
     assert out.column("doc_id").to_pylist() == table.column("doc_id").to_pylist()
     np.testing.assert_allclose(out.column("quality").to_numpy(), expected, rtol=0, atol=1e-12)
@@ -138,8 +167,16 @@ def test_toxicity_without_scikit_learn_gives_its_probabilities():
     from gpu_jobs.scorers.toxicity import ToxicityScorer, windows
 
     rng = random.Random(3)
-    texts = ["", "   ", "a", ABUSIVE, ABUSIVE.upper(), "Ünïcödé wörds — naïve café, don't STOP_words 42 x2",
-             *["\n".join(T.article(rng)[1]) for _ in range(20)], *["\n".join(T.spam(rng)[1]) for _ in range(5)]]
+    texts = [
+        "",
+        "   ",
+        "a",
+        ABUSIVE,
+        ABUSIVE.upper(),
+        "Ünïcödé wörds — naïve café, don't STOP_words 42 x2",
+        *["\n".join(T.article(rng)[1]) for _ in range(20)],
+        *["\n".join(T.spam(rng)[1]) for _ in range(5)],
+    ]
     flat = [w for t in texts for w in windows(t)]
     want = pc.model.predict_proba(pc.vectorizer.transform(flat))[:, 1]
     np.testing.assert_allclose(ToxicityScorer().probabilities(flat), want, rtol=0, atol=1e-12)

@@ -10,8 +10,10 @@ import pytest
 
 from gpu_jobs.options import ScoringOptions
 
-CLEAN = ("The committee met on Tuesday to review the budget for the new library. Members agreed that the reading room "
-         "should open in the spring, and that the children's section needs more shelves and better lighting.")
+CLEAN = (
+    "The committee met on Tuesday to review the budget for the new library. Members agreed that the reading room "
+    "should open in the spring, and that the children's section needs more shelves and better lighting."
+)
 ABUSIVE = "shut up you stupid fucking idiot, you worthless piece of shit, nobody wants you here you moron"
 
 
@@ -47,9 +49,29 @@ def test_toxicity_column_through_the_score_job(tmp_path):
     class Log:
         info = warning = staticmethod(lambda m: None)
 
-    run({"input_files": [str(docs)], "input_uri": "mem://docs", "input_version": 0, "output_uri": str(tmp_path / "out"), "partition": {"crawl_id": "c"},
-         "scorers": [{"name": "toxicity", "kind": "toxicity", "path": "package:profanity_check", "label": None, "max_length": 512,
-                          "uri": "package:profanity_check", "version": None}], "options": opts.model_dump()}, Log, reports.append)
+    run(
+        {
+            "input_files": [str(docs)],
+            "input_uri": "mem://docs",
+            "input_version": 0,
+            "output_uri": str(tmp_path / "out"),
+            "partition": {"crawl_id": "c"},
+            "scorers": [
+                {
+                    "name": "toxicity",
+                    "kind": "toxicity",
+                    "path": "package:profanity_check",
+                    "label": None,
+                    "max_length": 512,
+                    "uri": "package:profanity_check",
+                    "version": None,
+                }
+            ],
+            "options": opts.model_dump(),
+        },
+        Log,
+        reports.append,
+    )
     rows = pa.concat_tables([pq.read_table(f) for f in reports[0]["files"]["part"]]).to_pylist()
     by = {r["doc_id"]: r for r in rows}
     assert by["a"]["toxicity"] < 0.5 <= by["b"]["toxicity"] and by["b"]["toxicity_label"] == "toxic"
@@ -64,8 +86,10 @@ def test_the_shipped_reference_classifier_loads_from_the_repository():
     assert card["kind"] == "fasttext" and card["version"] == QUALITY_REF and set(card["calibration"]) == {"a", "b"}
     assert (folder / "MODEL_CARD.md").read_text().count("pytorch/examples @") == 1
     assert (folder / card["file"]).stat().st_size < 5_000_000
-    prose = ("The cathedral was begun in the twelfth century and completed nearly two hundred years later. Its nave, one of the "
-             "longest in Europe, was rebuilt after a fire in 1194, and the west front keeps the sculpture of the earlier church. ") * 3
+    prose = (
+        "The cathedral was begun in the twelfth century and completed nearly two hundred years later. Its nave, one of the "
+        "longest in Europe, was rebuilt after a fire in 1194, and the west front keeps the sculpture of the earlier church. "
+    ) * 3
     menu = "Home | News | Sport | Weather | Sign in | Subscribe | Cookie settings | Accept all | Share on Facebook | Tweet | " * 4
     s = FastTextClassifier(str(folder / card["file"])).score([prose, menu])
     assert s.score[0] > s.score[1] and np.all((s.score > 0) & (s.score < 1)) and s.label[0] == "high"
@@ -78,4 +102,7 @@ def test_the_renamed_scorers_key_is_refused_with_its_new_name():
 
     with pytest.raises(ValueError, match=r"scoring.classifiers is now scoring.scorers"):
         ScoringOptions.model_validate({"classifiers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]})
-    assert [s.name for s in ScoringOptions.model_validate({"scorers": [{"name": "q", "kind": "signals", "model": "builtin:signals-v1"}]}).scorers] == ["q"]
+    assert [
+        s.name
+        for s in ScoringOptions.model_validate({"scorers": [{"name": "q", "kind": "signals", "model": "builtin:signals-v1"}]}).scorers
+    ] == ["q"]

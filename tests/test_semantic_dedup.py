@@ -119,12 +119,26 @@ def test_earlier_crawl_keeps_its_document(tiny_model):
     ids, texts = corpus()
     v = embed(texts, tiny_model)
     # a-00 was kept by an earlier crawl; this crawl has its republication (of better quality) and a-01.
-    r = semantic_duplicates(["b-copy", "a-01"], ranks(["b-copy", "a-01"], {"b-copy": 0.99}), v[[12, 1]],
-                            earlier_ids=["a-00"], earlier_ranks=ranks(["a-00"]), earlier_vectors=v[[0]], threshold=TINY_THRESHOLD)
+    r = semantic_duplicates(
+        ["b-copy", "a-01"],
+        ranks(["b-copy", "a-01"], {"b-copy": 0.99}),
+        v[[12, 1]],
+        earlier_ids=["a-00"],
+        earlier_ranks=ranks(["a-00"]),
+        earlier_vectors=v[[0]],
+        threshold=TINY_THRESHOLD,
+    )
     assert r.removed == {"b-copy": ("a-00", pytest.approx(float(v[12] @ v[0]), abs=1e-5))}
     # Two earlier documents are never compared with each other again (or removed).
-    r = semantic_duplicates(["a-05"], ranks(["a-05"]), v[[5]], earlier_ids=["a-00", "b-copy"], earlier_ranks=ranks(["a-00", "b-copy"]),
-                            earlier_vectors=v[[0, 12]], threshold=TINY_THRESHOLD)
+    r = semantic_duplicates(
+        ["a-05"],
+        ranks(["a-05"]),
+        v[[5]],
+        earlier_ids=["a-00", "b-copy"],
+        earlier_ranks=ranks(["a-00", "b-copy"]),
+        earlier_vectors=v[[0, 12]],
+        threshold=TINY_THRESHOLD,
+    )
     assert r.removed == {}
 
 
@@ -174,6 +188,7 @@ def test_distilled_model_is_faithful_on_real_pages():
 
 # ---- through Spark and the pipeline --------------------------------------------------------------
 
+
 def _files(tmp_path, ids, texts):
     import pyarrow.parquet as pq
 
@@ -186,10 +201,10 @@ def _files(tmp_path, ids, texts):
 
 @pytest.mark.integration
 def test_dedup_job_removes_what_minhash_misses(spark, tiny_model, tmp_path):
+    import pyarrow.dataset as ds
+
     from documents.minhash import DedupOptions
     from spark_jobs.dedup_job import OutputDirs, deduplicate
-
-    import pyarrow.dataset as ds
 
     ids, texts = corpus()
     paths = _files(tmp_path, ids, texts)
@@ -197,8 +212,17 @@ def test_dedup_job_removes_what_minhash_misses(spark, tiny_model, tmp_path):
     def run(name, semantic, tasks):
         o = DedupOptions(semantic={"enabled": semantic, "threshold": TINY_THRESHOLD})
         dirs = {k: str(tmp_path / name / k) for k in ("documents", "rejected", "clusters", "index")}
-        stats = deduplicate(spark, paths, o, str(tmp_path / name / "scratch"), OutputDirs(**dirs), 0, "test", tasks=tasks,
-                            model=tiny_model if semantic else None)
+        stats = deduplicate(
+            spark,
+            paths,
+            o,
+            str(tmp_path / name / "scratch"),
+            OutputDirs(**dirs),
+            0,
+            "test",
+            tasks=tasks,
+            model=tiny_model if semantic else None,
+        )
         read = {k: ds.dataset(d, format="parquet").to_table() if Path(d).is_dir() else None for k, d in dirs.items()}
         return stats, read
 
@@ -228,7 +252,7 @@ def _write_crawl(folder: Path, texts: list[str], urls: list[str]) -> None:
     records = []
     for i, (url, text) in enumerate(zip(urls, texts)):
         sents = text.replace("\n\n", " ").split(". ")
-        paras = [". ".join(sents[k:k + 3]) + "." for k in range(1, len(sents), 3)]
+        paras = [". ".join(sents[k : k + 3]) + "." for k in range(1, len(sents), 3)]
         records.append((url, _render(url.split("/")[2], sents[0][:60], paras, random.Random(i)), "text/html; charset=utf-8"))
     _warc(folder / "pages.warc.gz", records)
 
@@ -255,8 +279,13 @@ def test_pipeline_and_trace_show_semantic_removal(spark, make_config, tiny_model
     cfg = make_config(landing, dedup={"semantic": semantic})
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_partitions.name, ["crawl-s"])
-    res = materialize(pipeline(cfg, "raw_crawl", "filtered", "deduplicated"), instance=instance, resources=build_resources(cfg),
-                      partition_key="crawl-s", raise_on_error=False)
+    res = materialize(
+        pipeline(cfg, "raw_crawl", "filtered", "deduplicated"),
+        instance=instance,
+        resources=build_resources(cfg),
+        partition_key="crawl-s",
+        raise_on_error=False,
+    )
     assert res.success
     filtered = read_arrow(cfg.table_uri("filtered"), partition={"crawl_id": "crawl-s"}, columns=["doc_id", "url"]).to_pylist()
     assert len(filtered) == 13, "every generated page should pass the filters"
@@ -272,8 +301,12 @@ def test_pipeline_and_trace_show_semantic_removal(spark, make_config, tiny_model
 
     conf = tmp_path / "trace.yaml"
     conf.write_text(yaml.safe_dump({"lakehouse_dir": str(cfg.lakehouse_path), "landing_dir": str(landing)}))
-    out = subprocess.run([sys.executable, "-m", "orchestration.cli", "trace", "--config", str(conf), rej[0]["doc_id"]],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "trace", "--config", str(conf), rej[0]["doc_id"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("dedup"))
     assert "semantic duplicate" in line and rej[0]["related_doc_id"] in line and f"cosine similarity {rej[0]['value']:.3f}" in line

@@ -72,23 +72,37 @@ def served(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("serve")
     lake, landing, home = tmp_path / "lake", tmp_path / "landing", tmp_path / "lake" / "_dagster"
     conf = tmp_path / "sluice.yaml"
-    conf.write_text(json.dumps({  # JSON is YAML
-        "lakehouse_dir": str(lake), "landing_dir": str(landing), "landing_settle_seconds": 1,
-        # The mixture is rebuilt every minute when a crawl changed its inputs: the chain runs to its end unattended.
-        "dagster": {"sensor_interval_seconds": 5, "retries": 0, "mixture_cron": "* * * * *"},
-        # The default rewriter (a real LM on CPU) is tried by the demo and tests/test_rewrite*; here it would only cost minutes.
-        "rewrite": {"backend": "none"},
-        # One small mixture, so that the UI has a `mixed` plan to show.
-        "mixing": {"mixtures": [{"name": "demo", "token_budget": 20000, "seed": 7,
-                                 "sources": [{"name": "all", "where": "true", "weight": 1.0}]}]},
-        "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
-    }))
+    conf.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "lakehouse_dir": str(lake),
+                "landing_dir": str(landing),
+                "landing_settle_seconds": 1,
+                # The mixture is rebuilt every minute when a crawl changed its inputs: the chain runs to its end unattended.
+                "dagster": {"sensor_interval_seconds": 5, "retries": 0, "mixture_cron": "* * * * *"},
+                # The default rewriter (a real LM on CPU) is tried by the demo and tests/test_rewrite*; here it would only cost minutes.
+                "rewrite": {"backend": "none"},
+                # One small mixture, so that the UI has a `mixed` plan to show.
+                "mixing": {
+                    "mixtures": [
+                        {"name": "demo", "token_budget": 20000, "seed": 7, "sources": [{"name": "all", "where": "true", "weight": 1.0}]}
+                    ]
+                },
+                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
+            }
+        )
+    )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "DAGSTER_HOME"))}
     log = tmp_path / "serve.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([str(BIN / "sluice"), "serve", "--config", str(conf), "--port", str(port)], env=env, stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(BIN / "sluice"), "serve", "--config", str(conf), "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -182,8 +196,16 @@ def test_backfill_over_two_crawls_through_the_webserver(served):
     """What the UI's "Materialize… → two partitions" sends: a backfill, run by the daemon."""
     instance, port = served["instance"], served["port"]
     before = {c: latest_md(instance, "decontaminated", c).storage_id for c in ("crawl-a", "crawl-b")}
-    r = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60, json={"query": BACKFILL, "variables": {"params": {
-        "partitionNames": ["crawl-a", "crawl-b"], "assetSelection": [{"path": ["decontaminated"]}], "fromFailure": False}}})
+    r = requests.post(
+        f"http://127.0.0.1:{port}/graphql",
+        timeout=60,
+        json={
+            "query": BACKFILL,
+            "variables": {
+                "params": {"partitionNames": ["crawl-a", "crawl-b"], "assetSelection": [{"path": ["decontaminated"]}], "fromFailure": False}
+            },
+        },
+    )
     r.raise_for_status()
     res = r.json()["data"]["launchPartitionBackfill"]
     assert res["__typename"] == "LaunchBackfillSuccess", res
@@ -220,13 +242,30 @@ def mixed_materialized(served) -> None:
     from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
 
     instance, port = served["instance"], served["port"]
-    has = lambda: instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("mixed"), asset_partitions=["demo"]),  # noqa: E731
-                                                  limit=1).records
+    has = lambda: (  # noqa: E731
+        instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("mixed"), asset_partitions=["demo"]),
+            limit=1,
+        ).records
+    )
     before = has()[0].storage_id if has() else -1
-    r = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60, json={"query": LAUNCH, "variables": {"params": {
-        "selector": {"repositoryLocationName": "orchestration.definitions", "repositoryName": "__repository__",
-                     "jobName": "mixture_pipeline"},
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo"}]}}}})
+    r = requests.post(
+        f"http://127.0.0.1:{port}/graphql",
+        timeout=60,
+        json={
+            "query": LAUNCH,
+            "variables": {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": "orchestration.definitions",
+                        "repositoryName": "__repository__",
+                        "jobName": "mixture_pipeline",
+                    },
+                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo"}]},
+                }
+            },
+        },
+    )
     r.raise_for_status()
     res = r.json()["data"]["launchRun"]
     assert res["__typename"] == "LaunchRunSuccess", res
@@ -260,10 +299,28 @@ def check_ui_in_browser(served, shots: Path) -> None:
 
         # An asset: its description (clean Markdown), columns with their descriptions from the
         # table contract, metadata, the funnel's table inline, and the plot behind its button.
-        text = b.open("/assets/filtered", "Description", "filtered (silver)", "Owners", "data-platform", "Columns", "doc_id",
-                      "mean_word_length", "Gopher quality: mean word length in characters", "stable id: first 32 hex",
-                      "Row count", "delta_version", "rejections_by_reason", "funnel_table", "docs_per_s", "mlflow_run",
-                      "gate_passed", "Jobs", "crawl_pipeline", timeout=120)
+        text = b.open(
+            "/assets/filtered",
+            "Description",
+            "filtered (silver)",
+            "Owners",
+            "data-platform",
+            "Columns",
+            "doc_id",
+            "mean_word_length",
+            "Gopher quality: mean word length in characters",
+            "stable id: first 32 hex",
+            "Row count",
+            "delta_version",
+            "rejections_by_reason",
+            "funnel_table",
+            "docs_per_s",
+            "mlflow_run",
+            "gate_passed",
+            "Jobs",
+            "crawl_pipeline",
+            timeout=120,
+        )
         assert "``" not in text
         b.screenshot("filtered")
         b.click_row_button("funnel", "Show Markdown")
@@ -313,6 +370,14 @@ def test_the_ui_in_a_real_browser(served):
         check_ui_in_browser(served, shots)
         passed += 1
         print(f"browser check {i + 1}/{repeat} passed", file=sys.stderr)
-        assert {p.name for p in shots.glob("*.png")} >= {"asset_graph.png", "timeline.png", "filtered.png", "filtered_funnel.png",
-                                                       "mixed.png", "sensors.png", "run.png", "deduplicated_checks.png"}
+        assert {p.name for p in shots.glob("*.png")} >= {
+            "asset_graph.png",
+            "timeline.png",
+            "filtered.png",
+            "filtered_funnel.png",
+            "mixed.png",
+            "sensors.png",
+            "run.png",
+            "deduplicated_checks.png",
+        }
     assert passed == repeat

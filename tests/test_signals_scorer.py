@@ -12,16 +12,30 @@ import pytest
 from dagster import Failure
 
 from assets.quality_classifier import training_source
-from gpu_jobs.scorers import load_scorer
 from gpu_jobs.options import ClassifierTraining, ScoringOptions
+from gpu_jobs.scorers import load_scorer
 from gpu_jobs.scorers.signals import SignalScorer, measure
 from sample_crawl import text as T
 from tests.conftest import shared_data
 
-NAVIGATION = "\n".join(["Home", "About us", "Products", "Shop by brand", "Gift cards", "Contact", "Login | Register",
-                        "Cart (0)", "Follow us on Facebook", "© 2024 Example Store"])
-LISTING = "\n".join(f"Blue cotton shirt size {s} {c} $ {19 + i}.99 Add to cart" for i, (s, c) in
-                    enumerate([(s, c) for s in "SML" for c in ("navy", "sky", "teal")]))
+NAVIGATION = "\n".join(
+    [
+        "Home",
+        "About us",
+        "Products",
+        "Shop by brand",
+        "Gift cards",
+        "Contact",
+        "Login | Register",
+        "Cart (0)",
+        "Follow us on Facebook",
+        "© 2024 Example Store",
+    ]
+)
+LISTING = "\n".join(
+    f"Blue cotton shirt size {s} {c} $ {19 + i}.99 Add to cart"
+    for i, (s, c) in enumerate([(s, c) for s in "SML" for c in ("navy", "sky", "teal")])
+)
 ERROR = "404 Not Found\nThe requested URL was not found on this server."
 
 
@@ -49,7 +63,9 @@ def test_each_signal_moves_the_score_the_right_way():
     # fewer words, lines without final punctuation, and fewer function words all score lower
     shorter = paragraphs[0].split(". ")[0] + "."
     unpunctuated = "\n".join(p.rstrip(".!?") for p in paragraphs)
-    no_function_words = " ".join(w for w in base.split(" ") if w.lower() not in {"the", "a", "of", "and", "to", "in", "is", "was", "for", "on"})
+    no_function_words = " ".join(
+        w for w in base.split(" ") if w.lower() not in {"the", "a", "of", "and", "to", "in", "is", "was", "for", "on"}
+    )
     scores = s.score([base, shorter, unpunctuated, no_function_words]).score
     assert scores[0] > max(scores[1:])
     assert measure(no_function_words, "en")["stop_word_ratio"] < measure(base, "en")["stop_word_ratio"]
@@ -71,8 +87,11 @@ def test_unknown_formula_and_the_default_scoring_columns():
         SignalScorer("builtin:signals-v9")
     assert isinstance(load_scorer("signals", "builtin:signals-v1"), SignalScorer)
     cols = {c.name: (c.kind, c.model) for c in ScoringOptions().scorers}
-    assert cols == {"quality": ("signals", "builtin:signals-v1"), "classifier": ("hf", "models:/sluice-quality/latest"),
-                    "toxicity": ("toxicity", "package:profanity_check")}
+    assert cols == {
+        "quality": ("signals", "builtin:signals-v1"),
+        "classifier": ("hf", "models:/sluice-quality/latest"),
+        "toxicity": ("toxicity", "package:profanity_check"),
+    }
 
 
 def test_training_source_choice(tmp_path):
@@ -101,16 +120,27 @@ def test_classifier_trained_on_pseudo_labels_ranks_like_the_signals(tmp_path, ki
     rng = random.Random(0)
     prose = [article(100 + i) for i in range(40)]
     junk = []
-    for i in range(40):
-        words = [rng.choice(["Home", "Shop", "Sale", "Cart", "Login", "Blue", "Shirt", "Size", "Gift", "Cards", "Menu", "Deals"])
-                 for _ in range(rng.randint(20, 60))]
-        junk.append("\n".join(" ".join(words[j:j + 3]) for j in range(0, len(words), 3)))
+    for _ in range(40):
+        words = [
+            rng.choice(["Home", "Shop", "Sale", "Cart", "Login", "Blue", "Shirt", "Size", "Gift", "Cards", "Menu", "Deals"])
+            for _ in range(rng.randint(20, 60))
+        ]
+        junk.append("\n".join(" ".join(words[j : j + 3]) for j in range(0, len(words), 3)))
     texts = prose + junk
     pq.write_table(pa.table({"doc_id": [str(i) for i in range(80)], "text": texts}), tmp_path / "crawl.parquet")
     o = ClassifierTraining(max_length=128, pseudo_label_fraction=0.4, model_kind=kind)
-    summary = run({"backbone": o.backbone, "options": o.model_dump(), "positives_path": None, "labelled_path": None,
-                   "negative_files": [str(tmp_path / "crawl.parquet")], "output_dir": str(tmp_path / "model")},
-                  log=type("L", (), {"info": staticmethod(lambda m: None)})(), report=lambda s: None)
+    summary = run(
+        {
+            "backbone": o.backbone,
+            "options": o.model_dump(),
+            "positives_path": None,
+            "labelled_path": None,
+            "negative_files": [str(tmp_path / "crawl.parquet")],
+            "output_dir": str(tmp_path / "model"),
+        },
+        log=type("L", (), {"info": staticmethod(lambda m: None)})(),
+        report=lambda s: None,
+    )
     assert summary["source"].startswith("pseudo-labels:builtin:signals-v1")
     from gpu_jobs.validate_classifier import in_holdout
 
@@ -143,7 +173,9 @@ def test_default_scorer_agrees_with_hand_labels_on_real_pages():
     from gpu_jobs.train_classifier import roc_auc
 
     shared_data("html")
-    spec = importlib.util.spec_from_file_location("scorer_quality", Path(__file__).resolve().parents[1] / "benchmarks" / "scorer_quality.py")
+    spec = importlib.util.spec_from_file_location(
+        "scorer_quality", Path(__file__).resolve().parents[1] / "benchmarks" / "scorer_quality.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     labels = bench.read_labels()

@@ -35,6 +35,7 @@ def cluster(tmp_path_factory):
 
 def snapshot(lakehouse: Path, crawl: str) -> dict[str, object]:
     """What must not depend on where Spark ran: ids, texts and signals, rejections, clusters."""
+
     def rows(name, cols):
         t = read_arrow(lakehouse / name, partition={"crawl_id": crawl}, columns=cols).to_pylist()
         return sorted(tuple(r[c] for c in cols) for r in t)
@@ -86,12 +87,25 @@ def test_the_pipeline_on_a_standalone_cluster_equals_local_mode(spark, cluster, 
 
     # the cluster, through the CLI and configuration alone, losing an executor on the way
     lake = tmp_path / "cluster-lake"
-    run_env = {**env, "SLUICE_LAKEHOUSE_DIR": str(lake), "SLUICE_LANDING_DIR": str(landing), "SLUICE_SPARK__MASTER": master,
-               "SLUICE_SPARK__SHOW_PROGRESS": "false", "SLUICE_SPARK__DRIVER_MEMORY": "1g", "DAGSTER_HOME": str(tmp_path / "dagster")}
+    run_env = {
+        **env,
+        "SLUICE_LAKEHOUSE_DIR": str(lake),
+        "SLUICE_LANDING_DIR": str(landing),
+        "SLUICE_SPARK__MASTER": master,
+        "SLUICE_SPARK__SHOW_PROGRESS": "false",
+        "SLUICE_SPARK__DRIVER_MEMORY": "1g",
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
     run_env.pop("SLUICE_CONFIG", None)
     killer = kill_one_executor_when(lambda: table_exists(lake / "raw_crawl"))
-    proc = subprocess.run([str(Path(sys.executable).parent / "sluice"), "run", "--crawl", str(landing / "crawl-k"), "--select", ",".join(STAGES)],
-                          env=run_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "sluice"), "run", "--crawl", str(landing / "crawl-k"), "--select", ",".join(STAGES)],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     killer.join(timeout=5)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = "".join(p.read_text(errors="replace") for p in (lake / "_logs").glob("*.log"))  # Spark's and Dagster's output

@@ -7,14 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pytest
 from dagster import AssetKey
 
 from documents.rules import RULES, SIGNAL_COLUMNS, STAGES, DocumentFilter, FilterOptions
-from storage import tables as T
 from orchestration.config import SluiceConfig
 from orchestration.definitions import build_definitions
+from storage import tables as T
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,15 +52,25 @@ def test_filter_rules_are_one_list():
     assert list(FilterOptions.model_fields) == [r.key for r in RULES]
     assert STAGES == ["url", "extract", "language", "gopher_rep", "gopher_quality", "c4", "fineweb"]
     names = [n for n, _ in SIGNAL_COLUMNS]
-    assert len(names) == len(set(names)) and [n for n, _ in T.FILTERED_COLUMNS][-len(names):] == names
+    assert len(names) == len(set(names)) and [n for n, _ in T.FILTERED_COLUMNS][-len(names) :] == names
     # Every signal a rule declares is measured on a kept document (and nothing undeclared is).
-    from sample_crawl import text as TX
     import random
+
+    from sample_crawl import text as TX
 
     title, paras = TX.article(random.Random(3))
     html = ("<html><body><article><h1>" + title + "</h1>" + "".join(f"<p>{p}</p>" for p in paras) + "</article></body></html>").encode()
-    row = {"doc_id": "d", "url": "https://example.org/a", "host": "example.org", "warc_date": None, "warc_record_id": "r",
-           "warc_file": "f", "warc_offset": 0, "charset": "utf-8", "html": html}
+    row = {
+        "doc_id": "d",
+        "url": "https://example.org/a",
+        "host": "example.org",
+        "warc_date": None,
+        "warc_record_id": "r",
+        "warc_file": "f",
+        "warc_offset": 0,
+        "charset": "utf-8",
+        "html": html,
+    }
     kept, why = DocumentFilter(FilterOptions()).one(row)
     assert why is None, why
     assert {k for k, v in kept.items() if v is not None} >= set(names)
@@ -75,7 +83,7 @@ def _expand(token: str) -> set[str]:
     if not m:
         return {token}
     items = [str(i) for i in range(int(m.group(1)), int(m.group(2)) + 1)] if m.group(1) else m.group(3).split(",")
-    return set().union(*(_expand(token[: m.start()] + i + token[m.end():]) for i in items))
+    return set().union(*(_expand(token[: m.start()] + i + token[m.end() :]) for i in items))
 
 
 def test_readme_documents_every_contract_column():

@@ -100,12 +100,29 @@ def test_a_table_added_without_its_facts_is_caught():
     cols = [("doc_id", pa.string()), ("source_doc_id", pa.string()), ("text", pa.string())]
     with pytest.raises(TypeError, match="id_columns|step|text_column|row_key|traced"):
         T.TableSpec("summaries", cols, ("crawl_id",), "summarized", "a new layer")
-    careless = T.TableSpec("summaries", cols, ("crawl_id",), "summarized", "a new layer", step="summarize", id_columns=("doc_id",),
-                           text_column=None, row_key=("doc_id",), traced=False, funnel=True)
+    careless = T.TableSpec(
+        "summaries",
+        cols,
+        ("crawl_id",),
+        "summarized",
+        "a new layer",
+        step="summarize",
+        id_columns=("doc_id",),
+        text_column=None,
+        row_key=("doc_id",),
+        traced=False,
+        funnel=True,
+    )
     found = problems({**T.TABLES, careless.name: careless}, registry())
     text = "\n".join(found)
-    for expected in ("no stage of the registry writes it", "step 'summarize' is not in T.STEPS", "['source_doc_id'] are neither",
-                     "holds text in ['text']", "does not read it", "in the crawl funnel"):
+    for expected in (
+        "no stage of the registry writes it",
+        "step 'summarize' is not in T.STEPS",
+        "['source_doc_id'] are neither",
+        "holds text in ['text']",
+        "does not read it",
+        "in the crawl funnel",
+    ):
         assert expected in text, (expected, found)
     # and a stage whose table is missing from the contract
     from assets import raw_crawl
@@ -126,8 +143,11 @@ def test_audits_derive_their_table_lists_from_the_contract():
     assert set(trace.READERS) == {t.name for t in T.traced_tables()} - {T.REJECTIONS.name}
     assert not hasattr(history, "ROW_KEYS") and T.MIXED.row_key == ("doc_id", "repeat")
     assert [(t.step, t.name, t.funnel_input) for t in T.funnel_tables()] == [
-        ("ingest", "raw_crawl", None), ("filter", "filtered", "raw_crawl"), ("dedup", "deduplicated", "filtered"),
-        ("decontam", "decontaminated", None)]
+        ("ingest", "raw_crawl", None),
+        ("filter", "filtered", "raw_crawl"),
+        ("dedup", "deduplicated", "filtered"),
+        ("decontam", "decontaminated", None),
+    ]
 
 
 def test_trace_orders_steps_by_the_contract_steps():

@@ -29,7 +29,9 @@ def test_webserver_starts_on_localhost_and_lists_assets(tmp_path):
     (tmp_path / "dh" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     proc = subprocess.Popen(
         [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "orchestration.definitions"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         query = "{ assetNodes { assetKey { path } groupName hasAssetChecks } }"

@@ -73,9 +73,11 @@ def test_tables_inline_plots_served_and_embedded_copy_kept(tmp_path):
 
 
 def test_a_wide_short_table_is_turned_to_fit():
-    plan = ("| source | where | weight | documents | available tokens | target tokens | epochs | delivered tokens | share |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|\n| high | `q > 1` | 50.0% | 3 | 10 | 20 | 2.00 | 20 | 50.0% |\n"
-            "| rest | `true` | 50.0% | 5 | 40 | 20 | 0.50 | 20 | 50.0% |")
+    plan = (
+        "| source | where | weight | documents | available tokens | target tokens | epochs | delivered tokens | share |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|\n| high | `q > 1` | 50.0% | 3 | 10 | 20 | 2.00 | 20 | 50.0% |\n"
+        "| rest | `true` | 50.0% | 5 | 40 | 20 | 0.50 | 20 | 50.0% |"
+    )
     out = ui_metadata({"plan": MetadataValue.md(plan)}, _Run(), None)["plan"]
     assert [c.name for c in out.schema.columns] == ["source", "high", "rest"]
     assert [r.data["source"] for r in out.records][-2:] == ["delivered tokens", "share"]

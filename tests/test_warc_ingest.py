@@ -69,8 +69,9 @@ def test_http_parser_accepts_lf_only_headers_and_reads_charset():
 
 
 def test_gzip_and_chunked_bodies_are_decoded(tmp_path):
-    from warcio.warcwriter import WARCWriter
     import io
+
+    from warcio.warcwriter import WARCWriter
 
     html = b"<html><body>" + b"hello world " * 50 + b"</body></html>"
     gz = gzip.compress(html)
@@ -80,8 +81,15 @@ def test_gzip_and_chunked_bodies_are_decoded(tmp_path):
         w = WARCWriter(fh, gzip=True)
         for name, hdr, body in [("gz", "Content-Encoding: gzip", gz), ("ch", "Transfer-Encoding: chunked", chunked)]:
             http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n" + hdr.encode() + b"\r\n\r\n" + body
-            w.write_record(w.create_warc_record(f"http://x/{name}", "response", payload=io.BytesIO(http), length=len(http),
-                                                warc_content_type="application/http; msgtype=response"))
+            w.write_record(
+                w.create_warc_record(
+                    f"http://x/{name}",
+                    "response",
+                    payload=io.BytesIO(http),
+                    length=len(http),
+                    warc_content_type="application/http; msgtype=response",
+                )
+            )
     docs = [r for r in read_all(path) if r["kind"] == "doc"]
     assert [d["html"] for d in docs] == [html, html]
 

@@ -36,6 +36,10 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -93,7 +97,7 @@ def in_training_fold(page_id: str) -> bool:
     return hashlib.sha256(page_id.encode()).digest()[0] % 2 == 0
 
 
-def calibration(raw: "np.ndarray", y: "np.ndarray") -> dict[str, float]:
+def calibration(raw: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Platt scaling: σ(a·logit(p) + b) fitted to labels (logistic regression on the logit)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -126,10 +130,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import fasttext
+    from scorer_quality import read_labels
 
     from gpu_jobs.scorers.fasttext import fasttext_line
     from gpu_jobs.train_classifier import roc_auc
-    from scorer_quality import LABELS, read_labels
 
     labelled = set(read_labels())
     pos = wikitext_documents(args.wikitext)
@@ -139,8 +143,10 @@ def main() -> None:
     rng.shuffle(neg)
     n = min(len(pos), len(neg))
     pos, neg = pos[:n], neg[:n]  # balanced classes
-    print(f"{n} positives (WikiText-2 sections), {n} negatives (real pages: {n_unlabelled} unlabelled, {n_fold} of the "
-          f"{len(labelled)} hand-labelled pages in the training fold, labels unused)")
+    print(
+        f"{n} positives (WikiText-2 sections), {n} negatives (real pages: {n_unlabelled} unlabelled, {n_fold} of the "
+        f"{len(labelled)} hand-labelled pages in the training fold, labels unused)"
+    )
 
     # A 10% split only to see that training converged; the model's real test is on the crawl and
     # the hand labels (benchmarks/scorer_quality.py, quality_classifier's gate).
@@ -185,8 +191,8 @@ weights and these cards, no third-party text.
 
 - **What it scores**: the probability that a document reads like curated encyclopedic prose rather
   than a random web page (`__label__high`), from its first {MAX_WORDS} lower-cased words.
-- **Model**: fastText supervised, {params['dim']} dimensions, word bigrams, {params['epoch']} epochs, lr {params['lr']},
-  {params['bucket']:,} hash buckets, product-quantized (`model.ftz`, {size:,} bytes, sha256 `{digest}`).
+- **Model**: fastText supervised, {params["dim"]} dimensions, word bigrams, {params["epoch"]} epochs, lr {params["lr"]},
+  {params["bucket"]:,} hash buckets, product-quantized (`model.ftz`, {size:,} bytes, sha256 `{digest}`).
 - **Positives** ({n} documents): the sections of WikiText-2's validation and test articles (Wikipedia Good
   and Featured articles; Merity et al. 2016), from the repository pytorch/examples @ {args.source_commit},
   `word_language_model/data/wikitext-2/{{valid,test}}.txt`. Licence of the text: CC BY-SA 3.0 (Wikipedia).
@@ -197,7 +203,7 @@ weights and these cards, no third-party text.
   hand label, and the {n_fold} hand-labelled pages of `benchmarks/data/quality_labels.tsv` whose id falls in the training
   fold (sha256(id)[0] even; their labels are not used). The other fold is where the model is evaluated
   (`benchmarks/scorer_quality.py` reports it on that fold only).
-- **Calibration**: Platt scaling σ(a·logit(p) + b) of the raw probability, a = {card['calibration']['a']:.4f}, b = {card['calibration']['b']:.4f},
+- **Calibration**: Platt scaling σ(a·logit(p) + b) of the raw probability, a = {card["calibration"]["a"]:.4f}, b = {card["calibration"]["b"]:.4f},
   fitted on the hand labels of the training fold's {len(fold)} pages (the only labels it read); the ranking is the raw model's.
 - **Sanity split**: ROC-AUC {split_auc:.3f} on a 10% split of its own training task (not a validation: see below).
 - **Validation**: on the hand labels by `benchmarks/scorer_quality.py`, and on every crawl it scores by

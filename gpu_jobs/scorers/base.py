@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 # In a model folder Sluice trained: which scorer kind reads it, its file and label
 # ({"kind": "fasttext", "file": "model.bin", "label": "__label__hq", "lowercase": true}).
 MODEL_CARD = "sluice_model.json"

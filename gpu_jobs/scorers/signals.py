@@ -32,19 +32,30 @@ from functools import lru_cache
 
 import numpy as np
 
-from gpu_jobs.scorers.base import Scores
 from documents import quality_rules as Q
+from gpu_jobs.scorers.base import Scores
 
 MODEL_PREFIX = "builtin:"
 
 # +1: more is better, -1: less is better — the direction each signal's filter rule takes (a rule
 # rejecting above a bound is -1); the fit may only move a weight that way.
 DIRECTIONS: dict[str, int] = {
-    "stop_word_ratio": 1, "log10_words": 1, "line_punct_ratio": 1,
-    "dup_line_frac": -1, "dup_line_char_frac": -1, "dup_para_frac": -1, "dup_para_char_frac": -1,
-    **{f"top_{n}gram_char_frac": -1 for n in (2, 3, 4)}, **{f"dup_{n}gram_char_frac": -1 for n in range(5, 11)},
-    "symbol_word_ratio": -1, "bullet_lines_ratio": -1, "ellipsis_lines_ratio": -1, "alpha_words_ratio": 1,
-    "short_line_ratio": -1, "char_dup_ratio": -1, "newline_word_ratio": -1,
+    "stop_word_ratio": 1,
+    "log10_words": 1,
+    "line_punct_ratio": 1,
+    "dup_line_frac": -1,
+    "dup_line_char_frac": -1,
+    "dup_para_frac": -1,
+    "dup_para_char_frac": -1,
+    **{f"top_{n}gram_char_frac": -1 for n in (2, 3, 4)},
+    **{f"dup_{n}gram_char_frac": -1 for n in range(5, 11)},
+    "symbol_word_ratio": -1,
+    "bullet_lines_ratio": -1,
+    "ellipsis_lines_ratio": -1,
+    "alpha_words_ratio": 1,
+    "short_line_ratio": -1,
+    "char_dup_ratio": -1,
+    "newline_word_ratio": -1,
     "c4_removed_frac": -1,  # share of lines C4's line filters remove
     "sentences_per_100_words": 1,  # C4 keeps pages of 5 sentences or more
 }
@@ -57,15 +68,18 @@ class Formula:
 
 
 FORMULAS: dict[str, Formula] = {
-    "signals-v1": Formula({
-        "stop_word_ratio": (0.30, 0.10, 1.0),
-        "log10_words": (2.0, 0.5, 1.0),
-        "line_punct_ratio": (0.5, 0.25, 1.0),
-    }),
+    "signals-v1": Formula(
+        {
+            "stop_word_ratio": (0.30, 0.10, 1.0),
+            "log10_words": (2.0, 0.5, 1.0),
+            "line_punct_ratio": (0.5, 0.25, 1.0),
+        }
+    ),
 }
 DEFAULT_FORMULA = "builtin:signals-v1"
 CLIP = 3.0
 LANGUAGE_CHARS = 1000  # langid sees this much of each document
+
 
 @lru_cache(maxsize=1)
 def _language_id():
@@ -126,7 +140,7 @@ FROM_COLUMNS = {
 }
 
 
-def logits(signals: dict[str, np.ndarray], formula: "Formula", n: int) -> np.ndarray:
+def logits(signals: dict[str, np.ndarray], formula: Formula, n: int) -> np.ndarray:
     """:func:`logit` over arrays of documents (NaN: a signal not measured), term by term in the
     same order, so that each document's value is the one :func:`logit` gives."""
     total = sum(abs(w) for _, _, w in formula.terms.values())

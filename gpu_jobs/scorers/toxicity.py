@@ -51,19 +51,38 @@ def export_model(out: Path) -> None:
 
     v, m = pc.vectorizer, pc.model
     p = v.get_params()
-    expected = {"analyzer": "word", "lowercase": True, "ngram_range": (1, 1), "norm": "l2", "use_idf": True,
-                "sublinear_tf": False, "binary": False, "preprocessor": None, "tokenizer": None, "strip_accents": None}
+    expected = {
+        "analyzer": "word",
+        "lowercase": True,
+        "ngram_range": (1, 1),
+        "norm": "l2",
+        "use_idf": True,
+        "sublinear_tf": False,
+        "binary": False,
+        "preprocessor": None,
+        "tokenizer": None,
+        "strip_accents": None,
+    }
     if any(p[k] != want for k, want in expected.items()) or m.method != "sigmoid" or len(m.classes_) != 2:
-        raise ValueError(f"toxicity scorer: the installed alt-profanity-check model is not the TF-IDF + sigmoid-calibrated linear "
-                         f"model this scorer reproduces ({ {k: p[k] for k in expected} }, method {m.method})")
+        raise ValueError(
+            f"toxicity scorer: the installed alt-profanity-check model is not the TF-IDF + sigmoid-calibrated linear "
+            f"model this scorer reproduces ({ {k: p[k] for k in expected} }, method {m.method})"
+        )
     terms = np.empty(len(v.vocabulary_), dtype=object)
     for term, i in v.vocabulary_.items():
         terms[i] = term
     folds = m.calibrated_classifiers_
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")  # concurrent exporters each write their own, then rename
-    np.savez(tmp, terms=terms.astype(str), idf=v.idf_, token_pattern=np.array(p["token_pattern"]),
-             coef=np.vstack([f.estimator.coef_.ravel() for f in folds]), intercept=np.array([f.estimator.intercept_[0] for f in folds]),
-             a=np.array([f.calibrators[0].a_ for f in folds]), b=np.array([f.calibrators[0].b_ for f in folds]))
+    np.savez(
+        tmp,
+        terms=terms.astype(str),
+        idf=v.idf_,
+        token_pattern=np.array(p["token_pattern"]),
+        coef=np.vstack([f.estimator.coef_.ravel() for f in folds]),
+        intercept=np.array([f.estimator.intercept_[0] for f in folds]),
+        a=np.array([f.calibrators[0].a_ for f in folds]),
+        b=np.array([f.calibrators[0].b_ for f in folds]),
+    )
     tmp.replace(out)
 
 

@@ -23,8 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="materialize the pipeline for one crawl folder, or every crawl in the landing folder")
     common(r)
-    r.add_argument("--crawl", action="append", help="a folder of WARC files; its name is the crawl id (repeat it to run several "
-                   "crawls, one run each; default: every crawl folder of the landing folder)")
+    r.add_argument(
+        "--crawl",
+        action="append",
+        help="a folder of WARC files; its name is the crawl id (repeat it to run several "
+        "crawls, one run each; default: every crawl folder of the landing folder)",
+    )
     r.add_argument("--select", help="comma-separated assets to materialize (default: all)")
     r.add_argument("--verbose", action="store_true", help="Dagster, Spark and model logs on the terminal too (default: a log file)")
     r.set_defaults(func=cmd_run)

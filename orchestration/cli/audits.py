@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestration.cli.common import config_from_args, prepare_dagster_home
@@ -59,11 +59,12 @@ def cmd_read(args: argparse.Namespace) -> int:
     from storage.delta_table import LakehouseError
 
     cfg = config_from_args(args)
-    when = datetime.fromisoformat(args.as_of).astimezone(timezone.utc) if args.as_of else None
+    when = datetime.fromisoformat(args.as_of).astimezone(UTC) if args.as_of else None
     where = dict(w.split("=", 1) for w in args.where or [])
     try:
-        t, version = read_version(cfg.lakehouse_path, args.table, args.version, when, args.columns.split(",") if args.columns else None,
-                                  where, args.limit)
+        t, version = read_version(
+            cfg.lakehouse_path, args.table, args.version, when, args.columns.split(",") if args.columns else None, where, args.limit
+        )
     except LakehouseError as e:
         print(f"sluice read: {e}", file=sys.stderr)
         return 2
@@ -104,7 +105,9 @@ def cmd_takedown(args: argparse.Namespace) -> int:
         return 2
     t0 = time.time()
     # Dagster's home and a SQLite MLflow store may sit outside the lakehouse: scrubbed too.
-    extra = [cfg.dagster_home] + ([Path(cfg.mlflow_tracking_uri[len("sqlite:///"):]).parent] if cfg.mlflow_tracking_uri.startswith("sqlite:///") else [])
+    extra = [cfg.dagster_home] + (
+        [Path(cfg.mlflow_tracking_uri[len("sqlite:///") :]).parent] if cfg.mlflow_tracking_uri.startswith("sqlite:///") else []
+    )
     result = takedown(cfg.lakehouse_path, req, cfg.dedup, extra_roots=extra, progress=lambda m: print(m, file=sys.stderr))
     result["seconds"] = round(time.time() - t0, 2)
     _record_takedown_in_dagster(cfg, result)
@@ -117,11 +120,16 @@ def cmd_takedown(args: argparse.Namespace) -> int:
         for pr in result["promotions"]:
             print(f"  dedup: {pr['promoted']} promoted to kept copy of the cluster of {pr['cluster_of']} ({pr['crawl_id']})")
         for e in result["exports"]:
-            print(f"  export {e['export']}: -{e['documents_removed']} documents, -{e['tokens_removed']} tokens (manifest flagged rebuild_required)")
+            print(
+                f"  export {e['export']}: -{e['documents_removed']} documents, -{e['tokens_removed']} tokens (manifest flagged rebuild_required)"
+            )
         print(f"  other files scrubbed: {result['scrub']['files_scrubbed']}, deleted: {result['scrub']['files_deleted']}")
         v = result["verification"]
-        print("  verified: no table's current version holds the documents, and no file holds their text" if v["clean"] else
-              f"  NOT CLEAN: rows left {v['rows_left']}; files still holding text: {v['files_holding_text'][:10]}")
+        print(
+            "  verified: no table's current version holds the documents, and no file holds their text"
+            if v["clean"]
+            else f"  NOT CLEAN: rows left {v['rows_left']}; files still holding text: {v['files_holding_text'][:10]}"
+        )
         print(f"  recorded in takedowns@v{result['takedowns_version']}; later crawls reject the URLs at ingest (reason `takedown`)")
     return 0 if result["verification"]["clean"] else 1
 
@@ -139,7 +147,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not table_exists(root / T.RAW_CRAWL.name):
         print(f"sluice audit: no {T.RAW_CRAWL.name} table in {root}: run the pipeline first", file=sys.stderr)
         return 2
-    crawls = [args.crawl] if args.crawl else sorted(set(read_arrow(root / T.RAW_CRAWL.name, columns=["crawl_id"]).column("crawl_id").to_pylist()))
+    crawls = (
+        [args.crawl]
+        if args.crawl
+        else sorted(set(read_arrow(root / T.RAW_CRAWL.name, columns=["crawl_id"]).column("crawl_id").to_pylist()))
+    )
     ok = True
     from orchestration.resources import lineage_resource
 
@@ -174,10 +186,20 @@ def _record_takedown_in_dagster(cfg: SluiceConfig, result: dict) -> None:
         if spec.stage != table:  # only an asset's own table is what its materialization pins
             continue
         for part in parts:
-            instance.report_runless_asset_event(AssetMaterialization(
-                asset_key=table, partition=part, description=f"takedown {result['takedown_id']}: {result['reason']}",
-                metadata={"status": "takedown", "delta_version": result["rows_removed"][table]["version"], "gate_passed": True,
-                          "takedown_id": result["takedown_id"], "reason": result["reason"], "ticket": result["ticket"] or "",
-                          "rows_removed": result["rows_removed"][table]["rows"],
-                          "gate": "not re-run: a takedown only removes rows from a version whose gate passed"},
-            ))
+            instance.report_runless_asset_event(
+                AssetMaterialization(
+                    asset_key=table,
+                    partition=part,
+                    description=f"takedown {result['takedown_id']}: {result['reason']}",
+                    metadata={
+                        "status": "takedown",
+                        "delta_version": result["rows_removed"][table]["version"],
+                        "gate_passed": True,
+                        "takedown_id": result["takedown_id"],
+                        "reason": result["reason"],
+                        "ticket": result["ticket"] or "",
+                        "rows_removed": result["rows_removed"][table]["rows"],
+                        "gate": "not re-run: a takedown only removes rows from a version whose gate passed",
+                    },
+                )
+            )

@@ -10,9 +10,10 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from orchestration.config import SluiceConfig, redact_uri
 
@@ -135,8 +136,9 @@ def report_run(result, out: TextIO, log_path: Path) -> None:
         with open(log_path, errors="replace") as fh:
             hit = next((i for i, line in enumerate(fh, 1) if result.run_id in line and "STEP_FAILURE" in line), None)
         where = f"{log_path}:{hit}" if hit else where
-    print(f"   run {result.run_id} did not succeed. Read the error and the stage's log at {where}, or the run's page "
-          f"in `sluice ui`", file=out)
+    print(
+        f"   run {result.run_id} did not succeed. Read the error and the stage's log at {where}, or the run's page in `sluice ui`", file=out
+    )
 
 
 def print_summary(cfg: SluiceConfig) -> None:
@@ -147,7 +149,6 @@ def print_summary(cfg: SluiceConfig) -> None:
     print("Open the UIs:")
     print(f"  .venv/bin/sluice ui --lakehouse {cfg.lakehouse_dir}          # Dagster on http://127.0.0.1:{cfg.dagster.ui_port}")
     print(f"  .venv/bin/sluice mlflow-ui --lakehouse {cfg.lakehouse_dir}   # MLflow on http://127.0.0.1:{cfg.mlflow.ui_port}")
-
 
 
 def print_tables(cfg: SluiceConfig) -> None:
@@ -163,7 +164,7 @@ def print_tables(cfg: SluiceConfig) -> None:
         v = open_table(t).version()
         info = last_commit_info(t)
         meta = info.get("sluice") or {}
-        when = datetime.fromtimestamp(info.get("timestamp", 0) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = datetime.fromtimestamp(info.get("timestamp", 0) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         who = f"{meta.get('asset', '-')} / {meta.get('dagster_partition', '-')} / {str(meta.get('dagster_run_id', '-'))[:8]}"
         rows.append((t.name, str(v), str(row_count(t)), when, who))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

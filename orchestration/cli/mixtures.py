@@ -90,22 +90,51 @@ def cmd_mixture_search(args: argparse.Namespace) -> int:
     run_id = commit_info(cfg.lakehouse_path / T.MIXED.name, version).get("mlflow_run_id") if version is not None else None
     if run_id and not available:
         metrics = client.get_run(run_id).data.metrics
-        available = {s.name: s.weight * spec.token_budget / metrics[f"epochs.{s.name}"] for s in spec.sources if metrics.get(f"epochs.{s.name}")}
-    bounds = {s.name: min(1.0, (s.max_epochs or spec.max_epochs) * available[s.name] / spec.token_budget) for s in spec.sources if s.name in available}
+        available = {
+            s.name: s.weight * spec.token_budget / metrics[f"epochs.{s.name}"] for s in spec.sources if metrics.get(f"epochs.{s.name}")
+        }
+    bounds = {
+        s.name: min(1.0, (s.max_epochs or spec.max_epochs) * available[s.name] / spec.token_budget)
+        for s in spec.sources
+        if s.name in available
+    }
     try:
-        p = propose(w, y, sources, bounds, [s.name for s in spec.sources if s.synthetic], spec.synthetic_cap,
-                    lower_is_better=not args.higher_is_better, samples=args.samples, seed=spec.seed)
+        p = propose(
+            w,
+            y,
+            sources,
+            bounds,
+            [s.name for s in spec.sources if s.synthetic],
+            spec.synthetic_cap,
+            lower_is_better=not args.higher_is_better,
+            samples=args.samples,
+            seed=spec.seed,
+        )
     except ValueError as e:
         print(f"sluice mixture-search: {e}", file=sys.stderr)
         return 2
-    run = client.create_run(lineage.experiment_id, run_name=f"mixture-search[{spec.name}]", tags={"sluice.level": "mixture_search", "sluice.mixture": spec.name})
+    run = client.create_run(
+        lineage.experiment_id, run_name=f"mixture-search[{spec.name}]", tags={"sluice.level": "mixture_search", "sluice.mixture": spec.name}
+    )
     rid = run.info.run_id
-    for k, v in {"mixture": spec.name, "metric": args.metric, "lower_is_better": not args.higher_is_better, "runs_file": str(args.runs),
-                 "runs_sha256": file_sha256(args.runs), "model": "ridge on weights and pairwise products", "samples": args.samples,
-                 **{f"bound.{n}": round(b, 6) for n, b in p.bounds.items()}}.items():
+    for k, v in {
+        "mixture": spec.name,
+        "metric": args.metric,
+        "lower_is_better": not args.higher_is_better,
+        "runs_file": str(args.runs),
+        "runs_sha256": file_sha256(args.runs),
+        "model": "ridge on weights and pairwise products",
+        "samples": args.samples,
+        **{f"bound.{n}": round(b, 6) for n, b in p.bounds.items()},
+    }.items():
         client.log_param(rid, k, str(v))
-    for k, v in {"runs": p.runs, "cv_r2": p.cv_r2, "predicted": p.predicted, "best_run_metric": p.best_run["metric"],
-                 **{f"weight.{n}": v for n, v in p.weights.items()}}.items():
+    for k, v in {
+        "runs": p.runs,
+        "cv_r2": p.cv_r2,
+        "predicted": p.predicted,
+        "best_run_metric": p.best_run["metric"],
+        **{f"weight.{n}": v for n, v in p.weights.items()},
+    }.items():
         client.log_metric(rid, k, float(v))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "proposal.json"
@@ -113,9 +142,11 @@ def cmd_mixture_search(args: argparse.Namespace) -> int:
         client.log_artifact(rid, str(out), "mixture_search")
         client.log_artifact(rid, str(args.runs), "mixture_search")
     client.set_terminated(rid)
-    print(f"{p.runs} proxy runs, fit leave-one-out R² {p.cv_r2:.3f}; best run: {args.metric} {p.best_run['metric']:.4g}; "
-          f"predicted for the proposal: {p.predicted:.4g}")
+    print(
+        f"{p.runs} proxy runs, fit leave-one-out R² {p.cv_r2:.3f}; best run: {args.metric} {p.best_run['metric']:.4g}; "
+        f"predicted for the proposal: {p.predicted:.4g}"
+    )
     print(f"proposed weights for mixture {spec.name} (MLflow run {rid}):")
     for s in spec.sources:
-        print(f"  - {{name: {s.name}, where: \"{s.where}\", weight: {p.weights[s.name]:.4f}}}   # bound {p.bounds.get(s.name, 1.0):.3f}")
+        print(f'  - {{name: {s.name}, where: "{s.where}", weight: {p.weights[s.name]:.4f}}}   # bound {p.bounds.get(s.name, 1.0):.3f}')
     return 0

@@ -8,9 +8,9 @@ import os
 import sys
 import threading
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from orchestration.cli.common import config_from_args, prepare_dagster_home
 from orchestration.cli.console import follow_progress, print_summary, quiet_console, report_run
@@ -51,7 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from storage.tables import LOGS
 
     instance = DagsterInstance.get()
-    instance.add_dynamic_partitions(crawl_partitions.name, [c for c in crawl_ids if not instance.has_dynamic_partition(crawl_partitions.name, c)])
+    instance.add_dynamic_partitions(
+        crawl_partitions.name, [c for c in crawl_ids if not instance.has_dynamic_partition(crawl_partitions.name, c)]
+    )
     defs = build_definitions(cfg)
     # Crawl stages run once per crawl; mixtures (partitioned by mixture name) after every crawl.
     jobs = {n: defs.resolve_job_def(n) for n in (CRAWL_JOB, MIXTURE_JOB) if n in {j.name for j in defs.jobs or []}}
@@ -59,8 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     lineage = build_resources(cfg)["lineage"]
     order = [a.key for a in defs.assets or []]  # pipeline order
     ok = True
-    log_path = cfg.lakehouse_path / LOGS / f"sluice-run-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.log"
+    log_path = cfg.lakehouse_path / LOGS / f"sluice-run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.log"
     with quiet_console(log_path, args.verbose) as out:
+
         def one_run(job_name: str, key: str, label: str) -> bool:
             job = jobs.get(job_name)
             in_job = set(job.asset_layer.selected_asset_keys) if job is not None else set()
@@ -75,8 +78,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             follower.start()
             try:
                 with _runs_of_the_code_location(instance, job_name):
-                    result = job.execute_in_process(instance=instance, partition_key=key, asset_selection=[AssetKey(n) for n in names],
-                                                    tags={"sluice/cli": token, **run_tags(cfg)}, raise_on_error=False)
+                    result = job.execute_in_process(
+                        instance=instance,
+                        partition_key=key,
+                        asset_selection=[AssetKey(n) for n in names],
+                        tags={"sluice/cli": token, **run_tags(cfg)},
+                        raise_on_error=False,
+                    )
             finally:
                 done.set()
                 follower.join()
@@ -105,7 +113,8 @@ def _runs_of_the_code_location(instance, job_name: str) -> Iterator[None]:
 
     module = "orchestration.definitions"
     location = ManagedGrpcPythonEnvCodeLocationOrigin(
-        LoadableTargetOrigin(executable_path=sys.executable, module_name=module, working_directory=os.getcwd()), location_name=module)
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=module, working_directory=os.getcwd()), location_name=module
+    )
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
     create = instance.create_run_for_job
 

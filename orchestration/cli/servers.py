@@ -18,8 +18,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     exe = shutil.which("dagster-webserver", path=str(Path(sys.executable).parent)) or "dagster-webserver"
     port = str(args.port or cfg.dagster.ui_port)
     os.environ["SLUICE_DAGSTER__DAEMON"] = "false"  # the sensors show as stopped, and say why
-    print(f"Dagster UI on http://127.0.0.1:{port} (instance {cfg.dagster_home}). This is the webserver alone: sensors and "
-          "automation do not run here; `sluice serve` runs them (webserver and daemon).", file=sys.stderr)
+    print(
+        f"Dagster UI on http://127.0.0.1:{port} (instance {cfg.dagster_home}). This is the webserver alone: sensors and "
+        "automation do not run here; `sluice serve` runs them (webserver and daemon).",
+        file=sys.stderr,
+    )
     os.execv(exe, [exe, "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
     return 0
 
@@ -34,8 +37,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["SLUICE_DAGSTER__DAEMON"] = "true"
     exe = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     port = str(args.port or cfg.dagster.ui_port)
-    print(f"Dagster webserver and daemon on http://127.0.0.1:{port} (instance {home}); watching {Path(cfg.landing_dir).resolve()} "
-          f"for crawl folders", file=sys.stderr)
+    print(
+        f"Dagster webserver and daemon on http://127.0.0.1:{port} (instance {home}); watching {Path(cfg.landing_dir).resolve()} "
+        f"for crawl folders",
+        file=sys.stderr,
+    )
     os.execv(exe, [exe, "dev", "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
     return 0
 

@@ -13,8 +13,9 @@ def cmd_sample_crawl(args: argparse.Namespace) -> int:
     from sample_crawl import generate_crawl
 
     with tqdm(total=args.pages, desc="pages", unit="page", file=sys.stderr) as bar:
-        summary = generate_crawl(args.out, args.pages, seed=args.seed, pages_per_file=args.pages_per_file, progress=bar.update,
-                                 recrawl=args.recrawl)
+        summary = generate_crawl(
+            args.out, args.pages, seed=args.seed, pages_per_file=args.pages_per_file, progress=bar.update, recrawl=args.recrawl
+        )
     print(f"wrote {summary['files']} WARC files ({summary['warc_records']} records) to {Path(args.out).resolve()}")
     print("page kinds: " + ", ".join(f"{k}={v}" for k, v in summary["kinds"].items()))
     return 0
