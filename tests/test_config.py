@@ -84,3 +84,18 @@ def test_configured_folders_are_validated(settings, message, monkeypatch):
     with pytest.raises(ValidationError, match=message):
         SluiceConfig(**settings)
     SluiceConfig(lakehouse_dir="/data/crawls/lake", landing_dir="/data/crawls")  # a lakehouse beside the crawls is fine
+
+
+def test_an_invalid_config_is_a_plain_error_naming_the_key(tmp_path, capsys, monkeypatch):
+    """A renamed or mistyped key stops the CLI with exit 2 and one line per problem, not a traceback."""
+    from orchestration.cli import main
+
+    monkeypatch.setenv(CONFIG_ENV, "")  # restored after the test: load_config exports the file
+
+    conf = tmp_path / "old.yaml"
+    conf.write_text("scoring:\n  classifiers:\n    - {name: quality, kind: signals, model: 'builtin:signals-v1'}\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["tables", "--config", str(conf), "--lakehouse", str(tmp_path / "lh")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "old.yaml) is not valid" in err and "scoring.classifiers is now scoring.scorers" in err and "Traceback" not in err

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from orchestration.config import SluiceConfig, load_config
 
@@ -19,7 +22,14 @@ nux:
 
 def config_from_args(args: argparse.Namespace, **extra) -> SluiceConfig:
     overrides = {"lakehouse_dir": getattr(args, "lakehouse", None), **extra}
-    cfg = load_config(getattr(args, "config", None), **overrides)
+    try:
+        cfg = load_config(getattr(args, "config", None), **overrides)
+    except ValidationError as e:
+        # A wrong or renamed key is the user's to fix: say which, and where, without a traceback.
+        where = getattr(args, "config", None) or os.environ.get("SLUICE_CONFIG") or "the defaults and SLUICE_ environment"
+        problems = "\n".join(f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors())
+        print(f"sluice {getattr(args, 'command', '')}: the configuration ({where}) is not valid:\n{problems}", file=sys.stderr)
+        raise SystemExit(2) from None
     # Child processes (webserver, Spark workers) read the same settings from the environment.
     os.environ["SLUICE_LAKEHOUSE_DIR"] = str(cfg.lakehouse_path)
     os.environ["SLUICE_LANDING_DIR"] = str(Path(cfg.landing_dir).resolve())
