@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/filter_throughput.py --records 20000
 	$(BIN)/python benchmarks/dedup_throughput.py --docs 200000
 	$(BIN)/python benchmarks/dedup_quality.py
+	$(BIN)/python benchmarks/semantic_dedup.py
 	$(BIN)/python benchmarks/scorer_quality.py
 	$(BIN)/python benchmarks/rewrite_quality.py
 	$(BIN)/python benchmarks/rewrite_speed.py
