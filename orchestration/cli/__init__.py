@@ -154,7 +154,3 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
