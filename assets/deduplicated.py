@@ -24,7 +24,8 @@ from dagster import MetadataValue
 from assets.stage import Outcome, StageContext, StageSpec
 from quality.plots import cluster_sizes_png, cluster_sizes_table, markdown_image
 from quality.suites import accounting_row, deduplicated_gate
-from spark_jobs.dedup_job import OutputDirs, deduplicate, embedding_model
+from spark_jobs.dedup_job import OutputDirs, deduplicate
+from spark_jobs.dedup_semantic import embedding_model
 from spark_jobs.spark_io import read_table
 from storage import tables as T
 from storage.delta_table import current_version, open_table, table_exists

@@ -223,7 +223,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from documents.semantic import SemanticOptions
-    from spark_jobs.dedup_job import embedding_model
+    from spark_jobs.dedup_semantic import embedding_model
 
     ids, texts, truth = planted_corpus(args.planted)
     n_unrel = len(ids) - 2 * len(truth)

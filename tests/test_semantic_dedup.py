@@ -168,7 +168,7 @@ def test_distilled_model_is_faithful_on_real_pages():
     above the default threshold, while unrelated real pages stay below it. Runs only where the
     distilled model is already cached (distilling takes minutes) and ../shared/data is present."""
     from documents.semantic import DISTILL_PCA_DIMS, STATIC_THRESHOLD, model_cache_dir
-    from spark_jobs.dedup_job import embedding_model
+    from spark_jobs.dedup_semantic import embedding_model
     from tests.conftest import shared_data
 
     pages = shared_data("html/trafilatura-eval/pages")
@@ -273,7 +273,7 @@ def test_pipeline_and_trace_show_semantic_removal(spark, make_config, tiny_model
     urls = [f"https://site{i}.example/story-{i}.html" for i in range(12)] + ["https://mirror.example/republished.html"]
     landing = tmp_path / "landing"
     _write_crawl(landing / "crawl-s", texts, urls)
-    # Through the asset the model gets its generic-English background (spark_jobs.dedup_job.embedding_model),
+    # Through the asset the model gets its generic-English background (spark_jobs.dedup_semantic.embedding_model),
     # which lowers the tiny model's cosines: the copy 0.885, unrelated generated articles at most 0.74.
     semantic = {"static_model": tiny_model.path, "threshold": 0.82, "model": "static"}
     cfg = make_config(landing, dedup={"semantic": semantic})

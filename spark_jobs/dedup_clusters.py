@@ -1,0 +1,244 @@
+"""Pass 2 of the dedup job (``spark_jobs.dedup_job``): exact and MinHash clusters, in Spark.
+
+Exact groups by hash; LSH buckets by (band, key) give candidate pairs; each pair is optionally
+verified by exact Jaccard; connected components; the kept document of each cluster is chosen by the
+keep policy (:func:`rank`). Documents kept by earlier crawls come from the signature index and
+always stay kept. The decision per document (``DECISION_SCHEMA``) is written to scratch,
+partitioned by the work unit that read it; the later passes read it. ``DedupStats`` is defined
+here because this pass fills most of it; the semantic pass adds its own counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+
+import pyarrow as pa
+
+from documents.minhash import DedupOptions, exact_jaccards
+from storage.tables import DEDUP
+
+STAGE = DEDUP
+DECISION_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("kept", pa.bool_()),
+        ("cluster_id", pa.string()),
+        ("cluster_size", pa.int64()),
+        ("reason", pa.string()),
+        ("jaccard", pa.float64()),
+    ]
+)
+
+
+def _verify_pairs(batches: Iterator[pa.RecordBatch], ngram: int) -> Iterator[pa.RecordBatch]:
+    for b in batches:
+        j = exact_jaccards(b.column("text_a"), b.column("text_b"), ngram)
+        yield pa.RecordBatch.from_arrays([b.column("a"), b.column("b"), pa.array(j)], names=["a", "b", "jaccard"])
+
+
+@dataclass
+class DedupStats:
+    docs_in: int = 0
+    kept: int = 0
+    exact_removed: int = 0
+    near_removed: int = 0
+    semantic_removed: int = 0
+    semantic_model: str | None = None
+    semantic_threshold: float | None = None
+    semantic_clusters: int = 0  # k of the k-means
+    semantic_pairs: int = 0  # pairs at or above the threshold
+    earlier_embeddings: int = 0  # earlier kept documents compared (embedded by the same model)
+    earlier_other_model: int = 0  # earlier kept documents embedded by another model: not compared
+    earlier_docs: int = 0
+    candidate_pairs: int = 0
+    verified_pairs: int = 0
+    cc_rounds: int = 0
+    clusters: int = 0
+    cluster_sizes: dict[int, int] = field(default_factory=dict)  # size → number of clusters
+    missing_kept: int = 0  # removed documents whose kept document exists nowhere (gate: 0)
+    hash_clashes: int = 0  # kept documents whose exact hash an earlier crawl already kept (gate: 0)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def rank(df, prio: int):
+    from pyspark.sql import functions as F
+
+    # Sorting by this struct ascending = the keep policy: earlier crawls, best quality, earliest date, smallest id.
+    return df.withColumn(
+        "rank",
+        F.struct(
+            F.lit(prio).alias("prio"),
+            F.coalesce(-F.col("quality"), F.lit(float("inf"))).alias("q"),
+            F.coalesce(F.col("warc_date"), F.lit("9999-12-31").cast("timestamp")).alias("date"),
+            F.col("doc_id").alias("id"),
+        ),
+    )
+
+
+def _pairs_from_buckets(members, max_bucket_pairs: int):
+    """Candidate pairs (a better-ranked than b) of each LSH bucket's sorted members."""
+    from pyspark.sql import functions as F
+
+    m = F.col("m")
+    n = F.size(m)
+    all_pairs = F.flatten(
+        F.transform(
+            F.sequence(F.lit(1), n - 1),
+            lambda i: F.transform(F.slice(m, i + 1, n), lambda y: F.struct(F.element_at(m, i).alias("a"), y.alias("b"))),
+        )
+    )
+    star = F.transform(F.slice(m, 2, n), lambda y: F.struct(F.element_at(m, 1).alias("a"), y.alias("b")))
+    return (
+        members.select(F.explode(F.when(n <= max_bucket_pairs, all_pairs).otherwise(star)).alias("p"))
+        .where((F.col("p.a.prio") == 1) | (F.col("p.b.prio") == 1))  # pairs of two earlier docs were settled before
+        .select(F.col("p.a.id").alias("a"), F.col("p.b.id").alias("b"))
+        .distinct()
+    )
+
+
+def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOptions, decisions_dir: str, stats: DedupStats) -> None:
+    """Decide, for every document in ``sigs``, whether it is kept and which cluster it belongs to;
+    write the decisions (partitioned by ``unit``) to ``decisions_dir``."""
+    import time
+
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from spark_jobs.components import connected_components
+
+    t0 = time.time()
+    has_earlier = earlier is not None
+    seen = None
+    if has_earlier:
+        prev = rank(earlier, 0).select("doc_id", "rank", "exact_hash", "minhash", "band_keys")
+        # The same WARC record ingested again (same doc_id as a document an earlier crawl kept):
+        # settled at once as an exact duplicate of the earlier copy.
+        seen = sigs.join(prev.select("doc_id"), "doc_id", "left_semi").select("unit", "doc_id").localCheckpoint()
+        sigs = sigs.join(seen.select("doc_id"), "doc_id", "left_anti")
+    cur = rank(sigs, 1).select("doc_id", "rank", "exact_hash", "minhash", "band_keys").localCheckpoint()
+
+    # Exact: every document points at the best-ranked document with its hash.
+    if o.exact:
+        exact_nodes = cur
+        if has_earlier:
+            exact_nodes = cur.unionByName(prev.join(cur.select("exact_hash").distinct(), "exact_hash", "left_semi"))
+        w = Window.partitionBy("exact_hash").orderBy("rank")
+        rep = exact_nodes.select("doc_id", F.first("rank").over(w).alias("rep_rank"), F.col("rank.prio").alias("prio"))
+        rep = rep.where("prio = 1").select("doc_id", F.col("rep_rank.id").alias("rep"))
+    else:
+        rep = cur.select("doc_id", F.col("doc_id").alias("rep"))
+    rep = rep.localCheckpoint()
+    stats.seconds["exact"] = time.time() - t0
+
+    # Near: LSH buckets among the exact representatives (and the earlier documents they hit).
+    t0 = time.time()
+    comp = None
+    if o.fuzzy:
+        survivors = cur.join(rep.where("rep = doc_id").select("doc_id"), "doc_id", "left_semi")
+        cur_bands = survivors.select("rank", F.posexplode("band_keys").alias("band", "key"))
+        bands = cur_bands
+        if has_earlier:
+            prev_bands = prev.select("rank", F.posexplode("band_keys").alias("band", "key"))
+            bands = cur_bands.unionByName(prev_bands.join(cur_bands.select("band", "key").distinct(), ["band", "key"], "left_semi"))
+        members = (
+            bands.groupBy("band", "key")
+            .agg(F.sort_array(F.collect_list("rank")).alias("m"))
+            .where((F.size("m") > 1) & F.exists("m", lambda x: x["prio"] == 1))
+        )
+        pairs = _pairs_from_buckets(members, o.max_bucket_pairs).localCheckpoint()
+        stats.candidate_pairs = pairs.count()
+        if o.verify and stats.candidate_pairs:
+            all_texts = texts if earlier_texts is None else texts.unionByName(earlier_texts)
+            ta = all_texts.select(F.col("doc_id").alias("a"), F.col("text").alias("text_a"))
+            tb = all_texts.select(F.col("doc_id").alias("b"), F.col("text").alias("text_b"))
+            joined = pairs.join(ta, "a").join(tb, "b").select("a", "b", "text_a", "text_b")
+            scored = joined.mapInArrow(partial(_verify_pairs, ngram=o.ngram), "a string, b string, jaccard double")
+            edges = scored.where(F.col("jaccard") >= o.verify_threshold).select("a", "b").localCheckpoint()
+        else:
+            edges = pairs
+        stats.verified_pairs = edges.count()
+        if stats.verified_pairs:
+            comp, stats.cc_rounds = connected_components(edges)
+    stats.seconds["near"] = time.time() - t0
+
+    # Assemble: each document → its exact representative → that one's component → the component's
+    # best-ranked member is the cluster's kept document.
+    t0 = time.time()
+    nodes = cur.select("doc_id", "rank")
+    if has_earlier:
+        nodes = nodes.unionByName(
+            prev.join(rep.select(F.col("rep").alias("doc_id")).distinct(), "doc_id", "left_semi").select("doc_id", "rank")
+        )
+        if comp is not None:
+            nodes = nodes.unionByName(prev.join(comp.select(F.col("node").alias("doc_id")), "doc_id", "left_semi").select("doc_id", "rank"))
+        nodes = nodes.dropDuplicates(["doc_id"])
+    if comp is not None:
+        nodes = nodes.join(comp.withColumnRenamed("node", "doc_id"), "doc_id", "left")
+    else:
+        nodes = nodes.withColumn("component", F.lit(None).cast("string"))
+    nodes = nodes.withColumn("component", F.coalesce("component", "doc_id"))
+    kept_of = nodes.groupBy("component").agg(F.min("rank").alias("kept_rank")).select("component", F.col("kept_rank.id").alias("kept_id"))
+    node_kept = nodes.join(kept_of, "component").select("doc_id", "kept_id")
+    # Current documents through their exact representative; earlier documents belong to their component.
+    cur_kept = rep.join(node_kept.withColumnRenamed("doc_id", "rep"), "rep").select("doc_id", "kept_id")
+    members_all = cur_kept.unionByName(node_kept.join(cur.select("doc_id"), "doc_id", "left_anti")).distinct()
+    sizes = members_all.groupBy("kept_id").agg(F.count("*").alias("cluster_size"))
+    kept_sig = cur.select("doc_id", "exact_hash", "minhash")
+    if has_earlier:
+        kept_sig = kept_sig.unionByName(prev.select("doc_id", "exact_hash", "minhash"))
+    kept_sig = kept_sig.select(F.col("doc_id").alias("kept_id"), F.col("exact_hash").alias("k_hash"), F.col("minhash").alias("k_mh"))
+    same = F.size(F.filter(F.arrays_zip("minhash", "k_mh"), lambda z: z["minhash"] == z["k_mh"]))
+    decisions = (
+        sigs.select("unit", "doc_id", "exact_hash", "minhash")
+        .join(cur_kept, "doc_id")
+        .join(sizes, "kept_id")
+        .join(kept_sig, "kept_id", "left")
+        .select(
+            "unit",
+            "doc_id",
+            (F.col("kept_id") == F.col("doc_id")).alias("kept"),
+            F.col("kept_id").alias("cluster_id"),
+            "cluster_size",
+            F.when(F.col("kept_id") == F.col("doc_id"), F.lit(None))
+            .when(F.col("exact_hash") == F.col("k_hash"), F.lit(f"{STAGE}.exact"))
+            .when(F.col("k_hash").isNull(), F.lit(f"{STAGE}.missing_kept"))
+            .otherwise(F.lit(f"{STAGE}.near"))
+            .alias("reason"),
+            F.when(F.col("kept_id") == F.col("doc_id"), F.lit(1.0))
+            .when(F.col("k_mh").isNull(), F.lit(None).cast("double"))
+            .otherwise(same / F.size("minhash"))
+            .alias("jaccard"),
+        )
+    )
+    if seen is not None:
+        decisions = decisions.unionByName(
+            seen.select(
+                "unit",
+                "doc_id",
+                F.lit(False).alias("kept"),
+                F.col("doc_id").alias("cluster_id"),
+                F.lit(2).cast("long").alias("cluster_size"),
+                F.lit(f"{STAGE}.exact").alias("reason"),
+                F.lit(1.0).alias("jaccard"),
+            )
+        )
+    decisions.write.mode("overwrite").partitionBy("unit").parquet(decisions_dir)
+    d = spark.read.parquet(decisions_dir)
+    counts = {(r["kept"], r["reason"]): r["n"] for r in d.groupBy("kept", "reason").agg(F.count("*").alias("n")).collect()}
+    stats.kept = sum(v for (k, _), v in counts.items() if k)
+    stats.exact_removed = counts.get((False, f"{STAGE}.exact"), 0)
+    stats.near_removed = counts.get((False, f"{STAGE}.near"), 0)
+    stats.missing_kept = counts.get((False, f"{STAGE}.missing_kept"), 0)
+    stats.docs_in = sum(counts.values())
+    hist = d.where("kept").groupBy("cluster_size").agg(F.count("*").alias("n")).collect()
+    stats.cluster_sizes = {int(r["cluster_size"]): int(r["n"]) for r in hist}
+    stats.clusters = sum(n for s, n in stats.cluster_sizes.items() if s > 1)
+    if has_earlier and o.exact:
+        stats.hash_clashes = (
+            sigs.join(d.where("kept").select("doc_id"), "doc_id", "left_semi")
+            .join(prev.select("exact_hash"), "exact_hash", "left_semi")
+            .count()
+        )
+    stats.seconds["assemble"] = time.time() - t0
