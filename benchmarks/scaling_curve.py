@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ["raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored", "rewritten", "decontaminated"]
+from benchmarks.stage_timing import stage_names  # noqa: E402  (after the path insert)
 
 
 def tree_rss(pids: list[int]) -> int:
@@ -97,14 +97,14 @@ def exponent(xs: list[float], ys: list[float]) -> float:
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
 
 
-def plot(results: dict, out: Path) -> None:
+def plot(results: dict, names: list[str], out: Path) -> None:
     from quality.plots import _pyplot
 
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
     for mode, by_pages in results.items():
         pages = sorted(int(p) for p in by_pages)
-        for i, s in enumerate(STAGES):
+        for i, s in enumerate(names):
             if all(s in by_pages[str(p)] for p in pages):
                 style = dict(color=f"C{i}", marker="o" if mode == "local" else "s", linestyle="-" if mode == "local" else "--")
                 ax1.plot(pages, [by_pages[str(p)][s]["seconds"] for p in pages], label=f"{s} ({mode})", **style)
@@ -155,11 +155,12 @@ def main() -> int:
         finally:
             if mode == "cluster":
                 subprocess.run([str(script), "stop"], env=env, capture_output=True)
+    names = stage_names()  # the registry's, in pipeline order; a stage the runs did not materialize is not shown
     for mode, by_pages in results.items():
         pages = sorted(int(p) for p in by_pages)
         print(f"\n{mode} mode, 2 cores: seconds (peak resident GiB) per stage")
         print(f"{'stage':<20}" + "".join(f"{p:>18,}" for p in pages) + f"{'exponent b':>12}")
-        for s in STAGES:
+        for s in names:
             if not all(s in by_pages[str(p)] for p in pages):
                 continue
             cells = [by_pages[str(p)][s] for p in pages]
@@ -170,11 +171,11 @@ def main() -> int:
                 + f"{b:>12.2f}"
                 + ("  > 1.1" if b > 1.1 else "")
             )
-        total = [sum(by_pages[str(p)][s]["seconds"] for s in STAGES if s in by_pages[str(p)]) for p in pages]
+        total = [sum(by_pages[str(p)][s]["seconds"] for s in names if s in by_pages[str(p)]) for p in pages]
         # the stages' seconds, not `sluice run`'s wall time (which adds JVM start-up and Dagster)
         if len(pages) > 1:
             print(f"{'all stages':<20}" + "".join(f"{t:>10.1f}{'':8s}" for t in total) + f"{exponent(pages, total):>12.2f}")
-    plot(results, work / "scaling.png")
+    plot(results, names, work / "scaling.png")
     print(f"\nplot: {work / 'scaling.png'}; figures: {work / 'scaling.json'}")
     return 0
 

@@ -9,12 +9,24 @@ from pathlib import Path
 
 from dagster import AssetKey
 
+from assets import stages
 from documents.rules import RULES, SIGNAL_COLUMNS, STAGES, DocumentFilter, FilterOptions
 from orchestration.config import SluiceConfig
 from orchestration.definitions import build_definitions
 from storage import tables as T
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def table_stages(cfg: SluiceConfig) -> list:
+    """The registry's stages that write a table of their own and exist under ``cfg`` (``mixed`` only
+    when a mixture is configured), in pipeline order."""
+    return [spec for spec, _ in stages() if spec.table is not None and (spec.enabled is None or spec.enabled(cfg))]
+
+
+def taking(section: str, cfg: SluiceConfig) -> set[str]:
+    """The stages whose result is defined by the config section ``section``."""
+    return {spec.name for spec, _ in stages() if section in spec.options(cfg)}
 
 
 def code_versions(tmp_path, **overrides) -> dict[str, str]:
@@ -25,24 +37,29 @@ def code_versions(tmp_path, **overrides) -> dict[str, str]:
 def test_code_version_changes_with_exactly_the_options_that_define_an_asset(tmp_path):
     base = code_versions(tmp_path)
     assert len(set(base.values())) == len(base)  # every asset has its own
+    cfg = SluiceConfig()
     stricter = code_versions(tmp_path, filter={"gopher_quality": {"min_words": 80}})
-    assert {k for k in base if base[k] != stricter[k]} == {"filtered"}
+    assert {k for k in base if base[k] != stricter[k]} == taking("filter", cfg) == {"filtered"}
     dedup = code_versions(tmp_path, dedup={"verify_threshold": 0.7})
-    assert {k for k in base if base[k] != dedup[k]} == {"deduplicated"}
+    assert {k for k in base if base[k] != dedup[k]} == taking("dedup", cfg)
     scoring = code_versions(tmp_path, scoring={"batch_tokens": 4096})
-    assert {k for k in base if base[k] != scoring[k]} == {"quality_scored", "rewritten"}  # rewritten re-scores with it
+    # rewritten re-scores with the scoring options, so they define it too
+    assert {k for k in base if base[k] != scoring[k]} == taking("scoring", cfg) >= {"quality_scored", "rewritten"}
     assert code_versions(tmp_path, spark={"master": "local[1]"}) == base  # infrastructure is not the result
     assert code_versions(tmp_path) == base  # and it is stable
 
 
 def test_table_assets_declare_the_contract_schema(tmp_path):
-    defs = build_definitions(SluiceConfig(lakehouse_dir=tmp_path / "lh"))
-    graph = defs.resolve_asset_graph()
-    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "rewritten", "decontaminated"):
+    cfg = SluiceConfig(lakehouse_dir=tmp_path / "lh")
+    graph = build_definitions(cfg).resolve_asset_graph()
+    tables = {k.to_user_string() for k in graph.get_all_asset_keys() if "dagster/table_name" in graph.get(k).metadata}
+    assert tables == {spec.name for spec in table_stages(cfg)}  # the registry's view is the graph's
+    for spec in table_stages(cfg):
+        name, table = spec.name, T.TABLES[spec.name]
         node = graph.get(AssetKey(name))
         declared = [(c.name, c.type) for c in node.metadata["dagster/column_schema"].columns]
-        opts = SluiceConfig().scoring if name == "quality_scored" else None
-        assert declared == [(f.name, str(f.type)) for f in T.TABLES[name].schema(opts)], name
+        opts = getattr(cfg, table.options_key) if table.options_key else None
+        assert declared == [(f.name, str(f.type)) for f in table.schema(opts)], name
         assert node.owners and node.metadata["dagster/table_name"] == name
     scored = [c.name for c in graph.get(AssetKey("quality_scored")).metadata["dagster/column_schema"].columns]
     assert scored[:5] == ["doc_id", "quality", "quality_label", "classifier", "classifier_label"]
@@ -111,10 +128,11 @@ def test_every_column_is_described_once_and_the_readme_shows_the_same():
 
 
 def test_dagster_column_schemas_carry_the_descriptions(tmp_path):
-    graph = build_definitions(SluiceConfig(lakehouse_dir=tmp_path / "lh")).resolve_asset_graph()
-    for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "decontaminated"):
-        cols = graph.get(AssetKey(name)).metadata["dagster/column_schema"].columns
-        assert all(c.description for c in cols), (name, [c.name for c in cols if not c.description])
+    cfg = SluiceConfig(lakehouse_dir=tmp_path / "lh")
+    graph = build_definitions(cfg).resolve_asset_graph()
+    for spec in table_stages(cfg):
+        cols = graph.get(AssetKey(spec.name)).metadata["dagster/column_schema"].columns
+        assert all(c.description for c in cols), (spec.name, [c.name for c in cols if not c.description])
     assert graph.get(AssetKey("filtered")).metadata["dagster/column_schema"].columns[0].description.startswith("stable id")
 
 
