@@ -109,7 +109,7 @@ def natural_pairs(texts: list[str], v: np.ndarray, floor: float = 0.2) -> set[tu
 
 
 def cosine_table(ids, texts, truth, spec) -> dict:
-    from documents.semantic import embed
+    from documents.embeddings import embed
 
     t0 = time.process_time()
     v = embed(texts, spec)
@@ -178,7 +178,8 @@ def peak_memory(n: int, spec) -> dict:
     list all look alike, which would measure a corpus of duplicates instead)."""
     import resource
 
-    from documents.semantic import SemanticOptions, embed, semantic_duplicates
+    from documents.embeddings import embed
+    from documents.semantic import SemanticOptions, semantic_duplicates
 
     def rss() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

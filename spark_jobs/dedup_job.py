@@ -27,8 +27,8 @@ from functools import partial
 
 import pyarrow as pa
 
+from documents.embeddings import ModelSpec
 from documents.minhash import DedupOptions
-from documents.semantic import ModelSpec
 from spark_jobs.dedup_clusters import DedupStats, cluster_documents
 from spark_jobs.dedup_outputs import SUMMARY_SCHEMA, output_schemas, output_tasks
 from spark_jobs.dedup_semantic import embedding_model, semantic_pass

@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from documents.embeddings import ModelSpec, embed, prepare_model
 from documents.minhash import DedupOptions
-from documents.semantic import ModelSpec, SemanticOptions, embed, prepare_model, semantic_duplicates
+from documents.semantic import SemanticOptions, semantic_duplicates
 from spark_jobs.dedup_clusters import DECISION_SCHEMA, STAGE, DedupStats
 
 EMBEDDING_SCHEMA = pa.schema([("unit", pa.int32()), ("doc_id", pa.string()), ("embedding", pa.list_(pa.float32()))])

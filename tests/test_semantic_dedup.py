@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from documents.semantic import ModelSpec, SemanticOptions, embed, semantic_duplicates
+from documents.embeddings import ModelSpec, embed
+from documents.semantic import SemanticOptions, semantic_duplicates
 
 TINY_THRESHOLD = 0.97
 
@@ -28,7 +29,8 @@ def build_tiny_static_model(out: Path, dim: int = 64, seed: int = 0) -> Path:
     from model2vec import StaticModel
     from tokenizers import Tokenizer
 
-    from documents.semantic import FULL_MODEL, resolve_folder
+    from documents.embeddings import resolve_folder
+    from documents.semantic import FULL_MODEL
 
     tok = Tokenizer.from_file(str(resolve_folder(FULL_MODEL) / "tokenizer.json"))
     vectors = np.random.default_rng(seed).standard_normal((tok.get_vocab_size(), dim)).astype(np.float32)
@@ -144,7 +146,7 @@ def test_earlier_crawl_keeps_its_document(tiny_model):
 
 def test_static_vectors_equal_model2vec_encode(tiny_model):
     """Tokenizing each distinct word once gives StaticModel.encode's mean vectors, for any batching."""
-    from documents.semantic import _load, static_mean
+    from documents.embeddings import _load, static_mean
 
     model = _load("static", tiny_model.path)
     texts = articles(3) + ["", "héllo wörld ... «quoted» 東京 text!!", "end. end.end  tabs\tand\nlines"]
@@ -167,7 +169,8 @@ def test_distilled_model_is_faithful_on_real_pages():
     """The default model (distilled at first use) on planted republications of real pages: found
     above the default threshold, while unrelated real pages stay below it. Runs only where the
     distilled model is already cached (distilling takes minutes) and ../shared/data is present."""
-    from documents.semantic import DISTILL_PCA_DIMS, STATIC_THRESHOLD, model_cache_dir
+    from documents.embeddings import DISTILL_PCA_DIMS, model_cache_dir
+    from documents.semantic import STATIC_THRESHOLD
     from spark_jobs.dedup_semantic import embedding_model
     from tests.conftest import shared_data
 
