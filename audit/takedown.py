@@ -21,6 +21,11 @@ from every table, every older version and every other file Sluice wrote; then re
 7. **Record** the takedown in the ``takedowns`` table (only hashes of URLs and ids), which ingest
    applies as a blocklist to later crawls (reason ``takedown``).
 8. **Prove** it: no table's current version has a removed id, and no file holds the text.
+
+One module on purpose, though long: the steps are one command whose order is its guarantee (a step
+skipped or run out of order leaves a removed document readable somewhere), so they read top to
+bottom in one place. The one step that is large on its own and knows nothing of tables, scrubbing
+every other file, is ``audit.scrub``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ never touched, so reads at a pinned version keep working.
 
 Each write targets exactly one partition (or the whole table when it is unpartitioned): that is what
 makes "replace one crawl partition" a single atomic commit.
+
+One module on purpose, though long: reading a pinned version, the add actions' statistics, the
+clean-up of strays and the transaction all follow the one commit protocol above (txn-id file names,
+the staging folder, the commit lock, purged versions); split, each part would have to know the
+others' file layout.
 """
 
 from __future__ import annotations
