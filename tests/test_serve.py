@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from assets import stages
 from tests.test_ui_and_cli import free_port
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
-CRAWL_ASSETS = ["raw_crawl", "filtered", "deduplicated", "quality_classifier", "quality_scored", "rewritten", "decontaminated"]
+# The registry's stages partitioned by crawl (not `mixed`, partitioned by mixture), in pipeline order.
+CRAWL_ASSETS = [spec.name for spec, _ in stages() if spec.partitions is None]
 
 
 def gated(instance, crawl: str) -> dict[str, bool | None]:
