@@ -188,6 +188,12 @@ class RewriteOptions(BaseModel):
     # one kept on: ``batch_size``); static KV cache 0.74x; dynamic int8 Linear layers 0.89x, every
     # output changed and the fidelity gate kept 1/8 instead of 4/8; torch.compile (with the static
     # cache) spent over 6 minutes compiling before its first batch-1 pass ended. So all three stay off.
+    # hf: the engine that runs the model. auto: CTranslate2 on CPU (int8 weights; 2.6x the best
+    # transformers configuration in benchmarks/rewrite_speed.py), transformers on CUDA (bf16, SDPA).
+    engine: Literal["auto", "torch", "ctranslate2"] = "auto"
+    # ctranslate2: auto = int8_float32 on CPU, bfloat16 on CUDA; or any CTranslate2 compute type.
+    ct2_compute_type: str = "auto"
+    # torch engine only:
     int8: bool = False
     static_cache: bool = False
     compile: bool = False

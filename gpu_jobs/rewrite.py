@@ -85,10 +85,22 @@ def limits(o: RewriteOptions, device_type: str) -> dict:
     return {"max_documents": None, "max_input_words": o.max_input_words, "max_new_tokens": o.max_new_tokens, "capped": False}
 
 
-def generation_params(o: RewriteOptions, lim: dict | None = None) -> dict:
-    lim = lim or limits(o, "cuda")
+def engine(o: RewriteOptions, device_type: str) -> str | None:
+    """The engine of an in-process (hf) model: CTranslate2 on CPU, transformers on CUDA, unless set."""
+    if o.backend != "hf":
+        return None
+    if o.engine != "auto":
+        return o.engine
+    return "torch" if device_type == "cuda" else "ctranslate2"
+
+
+def generation_params(o: RewriteOptions, lim: dict | None = None, device_type: str = "cuda") -> dict:
+    lim = lim or limits(o, device_type)
+    eng = engine(o, device_type)
     return {
         "backend": o.backend,
+        **({"engine": eng} if eng else {}),
+        **({"compute_type": o.ct2_compute_type} if eng == "ctranslate2" else {}),
         "max_new_tokens": lim["max_new_tokens"],
         "temperature": o.temperature,
         "top_p": o.top_p,
@@ -121,9 +133,21 @@ def candidates(doc_files: list[str], score_files: list[str], column: str, thresh
     return pa.concat_tables(parts)
 
 
-def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int | None = None):
-    from gpu_jobs.generators import HFGenerator, OpenAIGenerator
+def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int | None = None, device_type: str = "cpu"):
+    from gpu_jobs.generators import CT2Generator, HFGenerator, OpenAIGenerator
 
+    if engine(o, device_type) == "ctranslate2":
+        return CT2Generator(
+            o.model,
+            max_new_tokens or o.max_new_tokens,
+            o.temperature,
+            o.top_p,
+            o.seed,
+            o.batch_size,
+            o.device,
+            compute_type=o.ct2_compute_type,
+            threads=o.cpu_threads,
+        )
     if o.backend == "hf":
         return HFGenerator(
             o.model,
@@ -177,7 +201,7 @@ def run(params: dict, log, report) -> dict:
     o = RewriteOptions.model_validate(params["options"])
     device = pick_device(o.device)
     lim = limits(o, device.type)
-    gparams = generation_params(o, lim)
+    gparams = generation_params(o, lim, device.type)
     gate = bounds(o)
     cand = candidates(params["doc_files"], params["score_files"], o.score_column, o.threshold)
     found = cand.num_rows
@@ -191,7 +215,9 @@ def run(params: dict, log, report) -> dict:
         else None
     )
     log.info(
-        f"{found} documents score below {o.threshold} on {o.score_column!r}; rewriting {n} with {o.backend}:{o.model} "
+        f"{found} documents score below {o.threshold} on {o.score_column!r}; rewriting {n} with {o.backend}:{o.model}"
+        + (f" on {gparams['engine']}" if "engine" in gparams else "")
+        + f" "
         f"({o.prompt_version}, formats {', '.join(o.styles)})" + (f"; CPU cap {cap} (no CUDA)" if cap else "")
     )
     scorers = params.get("scorers") or ([params["scorer"]] if params.get("scorer") else [])
@@ -209,7 +235,7 @@ def run(params: dict, log, report) -> dict:
             continue
         if gen is None:
             # The key comes from the job's environment (a pod secret on Kubernetes), never from its parameters.
-            gen = make_generator(o, os.environ.get(o.api_key_env), lim["max_new_tokens"])
+            gen = make_generator(o, os.environ.get(o.api_key_env), lim["max_new_tokens"], device.type)
             loaded = [
                 (sc.get("name", o.score_column), load_scorer(sc["kind"], sc["path"], sc["max_length"], sc.get("label"), o.device))
                 for sc in scorers

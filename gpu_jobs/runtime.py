@@ -58,25 +58,37 @@ def model_cache_dir() -> Path:
     return Path(os.environ.get("SLUICE_MODEL_CACHE") or Path.home() / ".cache" / "sluice" / "models").expanduser()
 
 
-def dequantized(gguf: Path) -> str:
-    """A folder with the GGUF checkpoint dequantized to a transformers checkpoint (safetensors), made
-    once per machine: dequantizing SmolLM2's 272 tensors takes about 20 s on two idle cores (minutes
-    on busy ones), reading the result back well under a second, and every rewrite job is a new
-    process. Keyed by the file's name, size and modification time; written to a temporary folder
-    and renamed, so a concurrent or killed writer never leaves a half checkpoint."""
+def cached_build(out: Path, build: Callable[[Path], None], done: str = "config.json") -> str:
+    """``out``, built by ``build(tmp)`` once per machine unless it already holds ``done``: written to
+    a temporary folder beside it and renamed, so a concurrent or killed writer never leaves a half
+    model (a concurrent writer that finishes first wins; theirs is as good)."""
     import os
     import shutil
     import tempfile
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    st = gguf.stat()
-    out = model_cache_dir() / f"{gguf.stem}-{st.st_size}-{int(st.st_mtime)}"
-    if (out / "config.json").is_file():
+    if (out / done).is_file():
         return str(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
+        build(tmp)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)
+
+
+def dequantized(gguf: Path) -> str:
+    """A folder with the GGUF checkpoint dequantized to a transformers checkpoint (safetensors), made
+    once per machine: dequantizing SmolLM2's 272 tensors takes about 20 s on two idle cores (minutes
+    on busy ones), reading the result back well under a second, and every rewrite job is a new
+    process. Keyed by the file's name, size and modification time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def build(tmp: Path) -> None:
         AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # Dequantized on load, the weights are plain tensors; transformers still marks the model as
@@ -85,36 +97,69 @@ def dequantized(gguf: Path) -> str:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)
-        try:
-            os.rename(tmp, out)
-        except OSError:  # another process finished first: theirs is as good
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(out)
+
+    st = gguf.stat()
+    return cached_build(model_cache_dir() / f"{gguf.stem}-{st.st_size}-{int(st.st_mtime)}", build)
+
+
+def ctranslate2_model(ref: str) -> tuple[str, str]:
+    """(CTranslate2 model folder, transformers checkpoint folder) of a causal LM reference: the
+    checkpoint converted once per machine (seconds) with its float32 weights, so that each device
+    quantizes at load to what it runs fastest (int8 on CPU, bf16 on CUDA). Keyed by the
+    checkpoint folder and its weights' size and modification time."""
+    from ctranslate2.converters import TransformersConverter
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar line per tensor would flood the job's log
+
+    folder, kw = checkpoint(ref)
+    if kw:
+        raise ValueError(f"model {ref!r}: CTranslate2 converts a transformers checkpoint folder or a GGUF file, not {kw}")
+    weights = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+    stamp = "-".join(f"{w.stat().st_size}-{int(w.stat().st_mtime)}" for w in weights[:1])
+    import hashlib
+
+    where = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:8]
+    out = model_cache_dir() / f"ct2-{Path(folder).name}-{where}-{stamp}"
+    return cached_build(out, lambda tmp: TransformersConverter(folder).convert(str(tmp), force=True), "model.bin"), folder
 
 
 _CAUSAL_LMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def checkpoint(ref: str) -> tuple[str, dict]:
+    """(folder, from_pretrained keywords) of a causal LM reference; a GGUF file is dequantized to a
+    cached transformers checkpoint first."""
+    folder, file = resolve_model_ref(ref)
+    if file and file.endswith(".gguf"):
+        return dequantized(Path(folder) / file), {}
+    return folder, ({"gguf_file": file} if file else {})
+
+
+def load_tokenizer(folder: str, kw: dict | None = None):
+    """The tokenizer with left padding (in a batch every prompt ends where generation starts) and a
+    pad token (the EOS token where the model has none)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder, padding_side="left", **(kw or {}))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def load_causal_lm(ref: str, device, dtype=None):
     """(tokenizer, model) of a causal LM reference, loaded once per process: a GGUF file is
     dequantized on load (seconds), which a benchmark or a test sweeping options must not repeat.
     Left padding, so that in a batch every prompt ends where generation starts."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar line per GGUF tensor would flood the job's log
     dtype = dtype or inference_dtype(device)
     key = (ref, str(device), str(dtype))
     if key not in _CAUSAL_LMS:
-        folder, file = resolve_model_ref(ref)
-        kw = {"gguf_file": file} if file else {}
-        if file and file.endswith(".gguf"):
-            folder, kw = dequantized(Path(folder) / file), {}
-        tok = AutoTokenizer.from_pretrained(folder, padding_side="left", **kw)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
+        folder, kw = checkpoint(ref)
+        tok = load_tokenizer(folder, kw)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kw).to(device).eval()
         model.requires_grad_(False)
         _CAUSAL_LMS[key] = (tok, model)

@@ -208,3 +208,38 @@ def test_cpu_speed_levers_keep_greedy_outputs_and_the_shared_model(tmp_path, mon
     assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in q.model.modules())
     assert all(type(m) is torch.nn.Linear for m in plain.model.modules() if "Linear" in type(m).__name__)
     assert all(g.new_tokens > 0 for g in q.generate(prompts))
+
+
+def test_ctranslate2_engine_matches_transformers_greedy_and_is_the_cpu_default(tmp_path, monkeypatch):
+    """The CTranslate2 engine is converted once per machine (a second generator reuses the folder),
+    gives transformers' greedy outputs at float32, is deterministic, marks cut generations as
+    unfinished, and is what `auto` picks on CPU (transformers on CUDA); the engine and its
+    precision are part of the generation parameters, so rewrite ids tell the engines apart."""
+    from gpu_jobs.generators import CT2Generator, HFGenerator
+    from gpu_jobs.options import RewriteOptions
+    from gpu_jobs.rewrite import engine, generation_params, make_generator
+    from gpu_jobs.runtime import ctranslate2_model
+    from tests import tiny_models
+
+    monkeypatch.setenv("SLUICE_MODEL_CACHE", str(tmp_path / "cache"))
+    path = str(tiny_models.llama(tmp_path / "lm"))
+    prompts = ["the market report", "a river city with a school and a garden and the water of the health data model", "music"]
+    ref = [(g.text, g.new_tokens, g.finished) for g in HFGenerator(path, 10, batch_size=1, device="cpu").generate(prompts)]
+    exact = CT2Generator(path, 10, batch_size=2, device="cpu", compute_type="float32", threads=1)
+    assert [(g.text, g.new_tokens, g.finished) for g in exact.generate(prompts)] == ref
+    made = list((tmp_path / "cache").iterdir())
+    assert len(made) == 1 and ctranslate2_model(path)[0] == str(made[0])
+    fast = CT2Generator(path, 10, batch_size=3, device="cpu", threads=1)
+    assert fast.compute_type == "int8_float32"
+    first = fast.generate(prompts)
+    assert [(g.text, g.new_tokens) for g in first] == [(g.text, g.new_tokens) for g in fast.generate(prompts)]
+    cut = fast.generate(prompts[:1], max_new_tokens=3)[0]
+    assert cut.new_tokens == 3 and not cut.finished
+
+    o = RewriteOptions(backend="hf", model=path)
+    assert engine(o, "cpu") == "ctranslate2" and engine(o, "cuda") == "torch"
+    assert engine(o.model_copy(update={"engine": "torch"}), "cpu") == "torch"
+    assert engine(RewriteOptions(backend="openai", model="m", endpoint="http://x"), "cpu") is None
+    assert isinstance(make_generator(o, None, 10, "cpu"), CT2Generator)
+    assert isinstance(make_generator(o.model_copy(update={"engine": "torch"}), None, 10, "cpu"), HFGenerator)
+    assert generation_params(o, None, "cpu")["engine"] == "ctranslate2" and generation_params(o, None, "cuda")["engine"] == "torch"
