@@ -243,9 +243,13 @@ def test_domain_takedown_leaves_nothing_and_blocks_the_recrawl(lake, capsys):
             import pyarrow.parquet as pq
 
             assert TOKEN not in json.dumps(pq.read_table(p).to_pylist(), default=str), p
-    for table in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "decontaminated", "mixed", "rejections", "dedup_signatures"):
-        ids = set(read_arrow(root / table, columns=["doc_id"]).column("doc_id").to_pylist())
-        assert not ids & set(planted), table
+    from storage import tables as T
+
+    # Every table that holds documents (the contract's id columns), in every column that names one.
+    for t in T.TABLES.values():
+        for column in t.id_columns if (root / t.name).exists() else ():
+            ids = set(read_arrow(root / t.name, columns=[column]).column(column).to_pylist())
+            assert not ids & set(planted), (t.name, column)
 
     # Time travel to a version that held them fails, naming the takedown; the current one reads.
     with pytest.raises(LakehouseError, match=f"takedown {result['takedown_id']}.*subject access request.*PRIV-9"):
