@@ -28,6 +28,8 @@ import re
 import struct
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel
@@ -86,12 +88,13 @@ _VOID = frozenset(b"area base br col embed hr img input link meta param source t
 
 def dom_depth(html: bytes | str, limit: int) -> int:
     """The deepest element nesting in ``html`` (a tag count, no parse), stopping early once it
-    passes ``limit``. Pages with fewer tags than the limit cannot exceed it and are not scanned."""
+    passes ``limit``. Pages that cannot exceed the limit are not scanned (0): the depth is at most the
+    number of opening tags, and every ``<`` that is not ``</`` is at most one of them."""
     if isinstance(html, str):
-        if html.count("<") <= limit:
+        if html.count("<") - html.count("</") <= limit:
             return 0
         html = html.encode("utf-8", "replace")
-    if html.count(b"<") <= limit:
+    if html.count(b"<") - html.count(b"</") <= limit:
         return 0
     depth = deepest = 0
     for m in _OPEN_CLOSE.finditer(html):
@@ -232,6 +235,15 @@ def _frame_recv(stream) -> object:
     return pickle.loads(data)
 
 
+def _send_all(stream, pages: list[tuple[bytes, str | None]]) -> None:
+    """The writer thread of :meth:`IsolatedExtractor.extract_many`: ends when the child does."""
+    try:
+        for page in pages:
+            _frame_send(stream, page)
+    except (OSError, ValueError):  # the child was stopped (a page overran or crashed it)
+        pass
+
+
 def serve(options_json: str) -> None:
     """The child's loop (``python -m documents.extract OPTIONS``): pages in on stdin, (text, path)
     or an error out on stdout, until the parent closes the pipe."""
@@ -267,6 +279,8 @@ class IsolatedExtractor:
     def __init__(self, o: ExtractOptions) -> None:
         self.o = o
         self._proc: subprocess.Popen | None = None
+        self._writer: threading.Thread | None = None
+        self._buf = bytearray()  # bytes read from the child not yet returned as a frame
 
     def _start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -283,26 +297,91 @@ class IsolatedExtractor:
             raise RuntimeError(f"the extraction process did not start (exit code {code}); its error is in the task's stderr")
 
     def _reply(self, timeout: float) -> object | None:
-        """The child's next frame, or None after ``timeout`` seconds."""
+        """The child's next frame, or None after ``timeout`` seconds. Read from the pipe's descriptor
+        into our own buffer: with pages in flight, a buffered reader could hold the next reply where
+        ``select`` cannot see it."""
         import select
+        import time
 
-        out = self._proc.stdout
-        if not select.select([out], [], [], timeout)[0]:
-            return None
-        return _frame_recv(out)
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self._buf) >= 8:
+                (n,) = struct.unpack("<Q", self._buf[:8])
+                if len(self._buf) >= 8 + n:
+                    frame = bytes(self._buf[8 : 8 + n])
+                    del self._buf[: 8 + n]
+                    return pickle.loads(frame)
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise EOFError("extraction process closed its pipe")
+            self._buf += chunk
 
     def _stop(self) -> None:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
+            if self._writer is not None:  # its write fails on the dead child's pipe
+                self._writer.join()
+                self._writer = None
             for stream in (self._proc.stdin, self._proc.stdout):
                 stream.close()
         self._proc = None
+        self._buf = bytearray()
 
-    def extract_with_path(self, html: bytes, charset: str | None = None) -> tuple[str, str]:
+    def _ensure(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
             self._stop()
             self._start()
+
+    def extract_many(self, pages: list[tuple[bytes, str | None]]) -> Iterator[tuple[str, str] | Exception]:
+        """Each page's (text, extractor), or the ExtractTimeout / ExtractCrashed / ExtractError it
+        ended with, in order: :meth:`extract_with_path` over the pages, without a round trip per page.
+
+        A thread writes the pages to the child while the replies are read, so the child extracts the
+        next page while the caller works on this one (the rules), and a page never waits for the
+        parent to be scheduled. A page's limit runs from when its reply is awaited, which is never
+        before the child could start it: a page gets at least ``max_seconds``. After a page that
+        overran or crashed the child, a new child takes the pages after it."""
+        i = 0
+        while i < len(pages):
+            self._ensure()
+            self._writer = threading.Thread(target=_send_all, args=(self._proc.stdin, pages[i:]), daemon=True)
+            self._writer.start()
+            done = False
+            try:
+                for j in range(i, len(pages)):
+                    try:
+                        reply = self._reply(self.o.max_seconds)
+                    except (EOFError, OSError):
+                        code = self._proc.wait()
+                        self._stop()
+                        i = j + 1
+                        yield ExtractCrashed(f"extraction process died (exit code {code})")
+                        break
+                    if reply is None:
+                        self._stop()
+                        i = j + 1
+                        yield ExtractTimeout(f"> {self.o.max_seconds:g} s")
+                        break
+                    status, value = reply
+                    yield ExtractError(value) if status == "error" else value
+                else:
+                    i = len(pages)
+                    done = True
+                    self._writer.join()
+                    self._writer = None
+            finally:
+                if not done and self._writer is not None:
+                    # the caller stopped early (or a page overran): replies in flight would be read as
+                    # the next pages' answers, so this child goes
+                    self._stop()
+
+    def extract_with_path(self, html: bytes, charset: str | None = None) -> tuple[str, str]:
+        self._ensure()
         try:
             _frame_send(self._proc.stdin, (html, charset))
             reply = self._reply(self.o.max_seconds)
@@ -330,6 +409,20 @@ class IsolatedExtractor:
             self._stop()
         except Exception:  # noqa: BLE001 - at interpreter exit; the child ends on its own when its stdin closes
             pass
+
+
+def extract_stream(
+    extractor: Extractor | IsolatedExtractor, pages: list[tuple[bytes, str | None]]
+) -> Iterator[tuple[str, str] | Exception]:
+    """Each page's (text, extractor) or the exception it raised, in order, by either extractor."""
+    if isinstance(extractor, IsolatedExtractor):
+        yield from extractor.extract_many(pages)
+        return
+    for html, charset in pages:
+        try:
+            yield extractor.extract_with_path(html, charset)
+        except Exception as e:  # noqa: BLE001 - the caller turns it into the page's rejection
+            yield e
 
 
 def make_extractor(o: ExtractOptions) -> Extractor | IsolatedExtractor:

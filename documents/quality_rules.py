@@ -69,50 +69,74 @@ def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
+class _WordIds:
+    """Words as integer ids and character lengths, built once per text for every n."""
+
+    __slots__ = ("ids", "lens", "total", "csum")
+
+    def __init__(self, words: list[str]) -> None:
+        vocab: dict[str, int] = {}
+        for w in words:  # first-seen order, as the ids were always numbered
+            if w not in vocab:
+                vocab[w] = len(vocab)
+        n = len(words)
+        self.ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.int64, count=n)
+        self.lens = np.fromiter(map(len, words), dtype=np.int64, count=n)
+        self.total = float(self.lens.sum())
+        self.csum = np.concatenate([[0], np.cumsum(self.lens)])
+
+    def top_frac(self, n: int) -> float:
+        """Characters covered by the most frequent n-gram (each occurrence) / all word characters."""
+        if len(self.ids) < n:
+            return 0.0
+        h = _ngram_hashes(self.ids, n)
+        uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
+        best = int(np.argmax(counts))
+        if counts[best] < 2:
+            return 0.0
+        start = int(first[best])
+        gram_chars = float(self.csum[start + n] - self.csum[start])
+        return min(1.0, gram_chars * int(counts[best]) / self.total)
+
+    def dup_frac(self, n: int) -> float:
+        """Characters of words covered by any n-gram occurring more than once / all word characters.
+
+        One argsort marks every n-gram equal to a neighbour in sorted order (what ``np.unique``'s
+        counts said, at a third of its cost); a word is covered when a repeated n-gram starts in the
+        n positions ending at it (a prefix sum, no scatter-add)."""
+        m = len(self.ids) - n + 1
+        if m <= 0:
+            return 0.0
+        h = _ngram_hashes(self.ids, n)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        eq = hs[1:] == hs[:-1]
+        if not eq.any():
+            return 0.0
+        rep_sorted = np.zeros(m, dtype=bool)
+        rep_sorted[1:] = eq
+        rep_sorted[:-1] |= eq
+        rep = np.empty(m, dtype=bool)
+        rep[order] = rep_sorted
+        starts = np.zeros(len(self.ids) + 1, dtype=np.int64)
+        starts[1 : m + 1] = np.cumsum(rep)
+        starts[m + 1 :] = starts[m]
+        i = np.arange(len(self.ids))
+        covered = starts[i + 1] - starts[np.maximum(i + 1 - n, 0)] > 0
+        return float(self.lens[covered].sum()) / self.total
+
+
 def ngram_repetition(words: list[str], top_ns=(2, 3, 4), dup_ns=(5, 6, 7, 8, 9, 10)) -> dict[str, float]:
     """Gopher's n-gram signals over the words' characters.
 
     * top_n: characters covered by the most frequent n-gram (counting each occurrence) / all word characters;
     * dup_n: characters of words covered by any n-gram that occurs more than once / all word characters.
     """
-    out: dict[str, float] = {}
     if not words:
         return {**{f"top_{n}gram_char_frac": 0.0 for n in top_ns}, **{f"dup_{n}gram_char_frac": 0.0 for n in dup_ns}}
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=len(words))
-    lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-    total = float(lens.sum())
-    csum = np.concatenate([[0], np.cumsum(lens)])
-    for n in top_ns:
-        key = f"top_{n}gram_char_frac"
-        if len(words) < n:
-            out[key] = 0.0
-            continue
-        h = _ngram_hashes(ids, n)
-        uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
-        best = int(np.argmax(counts))
-        if counts[best] < 2:
-            out[key] = 0.0
-            continue
-        start = int(first[best])
-        gram_chars = float(csum[start + n] - csum[start])
-        out[key] = min(1.0, gram_chars * int(counts[best]) / total)
-    for n in dup_ns:
-        key = f"dup_{n}gram_char_frac"
-        if len(words) < n:
-            out[key] = 0.0
-            continue
-        h = _ngram_hashes(ids, n)
-        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-        dup_starts = np.nonzero(counts[inverse] > 1)[0]
-        if not len(dup_starts):
-            out[key] = 0.0
-            continue
-        cover = np.zeros(len(words) + 1, dtype=np.int64)
-        np.add.at(cover, dup_starts, 1)
-        np.add.at(cover, dup_starts + n, -1)
-        covered = np.cumsum(cover)[:-1] > 0
-        out[key] = float(lens[covered].sum()) / total
+    w = _WordIds(words)
+    out = {f"top_{n}gram_char_frac": w.top_frac(n) for n in top_ns}
+    out.update({f"dup_{n}gram_char_frac": w.dup_frac(n) for n in dup_ns})
     return out
 
 
@@ -147,22 +171,36 @@ def _bound(op: str, limit: float) -> str:
     return f"{op} {limit:g}"
 
 
+def _repetition_bounds(o: GopherRepetitionOptions) -> list[tuple[str, float, int, str]]:
+    """(signal, upper bound, n, kind) in the order the verdict checks them (n = 0: not an n-gram)."""
+    out = [(k, getattr(o, k), 0, "") for k in ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac")]
+    out += [(f"top_{n}gram_char_frac", limit, n, "top") for n, limit in o.top_ngram_char_frac.items()]
+    out += [(f"dup_{n}gram_char_frac", limit, n, "dup") for n, limit in o.dup_ngram_char_frac.items()]
+    return out
+
+
 def gopher_repetition_verdict(s: dict[str, float], o: GopherRepetitionOptions) -> Crossing | None:
-    for key, limit in (
-        ("dup_para_frac", o.dup_para_frac),
-        ("dup_para_char_frac", o.dup_para_char_frac),
-        ("dup_line_frac", o.dup_line_frac),
-        ("dup_line_char_frac", o.dup_line_char_frac),
-    ):
+    for key, limit, _, _ in _repetition_bounds(o):
         if s[key] > limit:
             return f"gopher_rep.{key}", s[key], _bound(">", limit)
-    for n, limit in o.top_ngram_char_frac.items():
-        if s[f"top_{n}gram_char_frac"] > limit:
-            return f"gopher_rep.top_{n}gram_char_frac", s[f"top_{n}gram_char_frac"], _bound(">", limit)
-    for n, limit in o.dup_ngram_char_frac.items():
-        if s[f"dup_{n}gram_char_frac"] > limit:
-            return f"gopher_rep.dup_{n}gram_char_frac", s[f"dup_{n}gram_char_frac"], _bound(">", limit)
     return None
+
+
+def gopher_repetition_check(text: str, words: list[str], o: GopherRepetitionOptions) -> tuple[dict[str, float], Crossing | None]:
+    """``gopher_repetition_signals`` then ``gopher_repetition_verdict``, measured in the verdict's
+    order and stopped at the first crossing: a rejected document keeps only its reason and value, so
+    the n-grams after the failing measure need not be counted. Same verdict; a kept document has
+    every signal."""
+    lf, lcf = _dup_fractions(lines_of(text))
+    pf, pcf = _dup_fractions(paragraphs_of(text))
+    sig = {"dup_line_frac": lf, "dup_line_char_frac": lcf, "dup_para_frac": pf, "dup_para_char_frac": pcf}
+    ids = _WordIds(words) if words else None
+    for key, limit, n, kind in _repetition_bounds(o):
+        if kind:
+            sig[key] = 0.0 if ids is None else ids.top_frac(n) if kind == "top" else ids.dup_frac(n)
+        if sig[key] > limit:
+            return sig, (f"gopher_rep.{key}", sig[key], _bound(">", limit))
+    return sig, None
 
 
 # ---- Gopher quality ----------------------------------------------------------------------------

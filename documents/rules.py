@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 from documents import quality_rules as Q
-from documents.extract import ExtractCrashed, ExtractError, ExtractOptions, ExtractTimeout, dom_depth, make_extractor
+from documents.extract import ExtractCrashed, ExtractError, ExtractOptions, ExtractTimeout, dom_depth, extract_stream, make_extractor
 from documents.language import LanguageIdentifier, LanguageOptions
 from documents.pii import PiiOptions, redact
 from documents.url_filter import UrlFilter, UrlFilterOptions
@@ -84,25 +84,37 @@ def _url(doc: Doc, o: UrlFilterOptions, state: UrlFilter) -> Verdict | None:
     return (hit[0], hit[1], None) if hit else None
 
 
-def _extract(doc: Doc, o: ExtractOptions, state: Any) -> Verdict | None:
+def _too_deep(doc: Doc, o: ExtractOptions) -> Verdict | None:
     depth = dom_depth(doc.row["html"] or b"", o.max_dom_depth)
-    if depth > o.max_dom_depth:
-        return ("extract.too_deep", f"> {o.max_dom_depth}", float(depth))
-    try:
-        text, path = state.extract_with_path(doc.row["html"], doc.row.get("charset"))
-    except ExtractTimeout as e:
-        return ("extract.timeout", str(e), o.max_seconds)
-    except ExtractCrashed as e:
-        return ("extract.crashed", str(e), None)
-    except ExtractError as e:  # raised in the child: its message already names the error
-        return ("extract.failed", str(e)[:300], None)
-    except Exception as e:  # noqa: BLE001 - an undecodable or unparseable page is explained, never fatal
-        return ("extract.failed", f"{type(e).__name__}: {e}"[:300], None)
+    return ("extract.too_deep", f"> {o.max_dom_depth}", float(depth)) if depth > o.max_dom_depth else None
+
+
+def _extracted(doc: Doc, o: ExtractOptions, result: tuple[str, str] | Exception) -> Verdict | None:
+    """The page's extraction result (text and extractor, or the exception it ended with) → its text or verdict."""
+    if isinstance(result, ExtractTimeout):
+        return ("extract.timeout", str(result), o.max_seconds)
+    if isinstance(result, ExtractCrashed):
+        return ("extract.crashed", str(result), None)
+    if isinstance(result, ExtractError):  # raised in the child: its message already names the error
+        return ("extract.failed", str(result)[:300], None)
+    if isinstance(result, Exception):  # an undecodable or unparseable page is explained, never fatal
+        return ("extract.failed", f"{type(result).__name__}: {result}"[:300], None)
+    text, path = result
     doc.text = text.strip()
     if not doc.text:
         return ("extract.no_text", None, 0.0)
     doc.signals["extractor"] = path
     return None
+
+
+def _extract(doc: Doc, o: ExtractOptions, state: Any) -> Verdict | None:
+    if v := _too_deep(doc, o):
+        return v
+    try:
+        result = state.extract_with_path(doc.row["html"], doc.row.get("charset"))
+    except Exception as e:  # noqa: BLE001 - every extraction error becomes the page's rejection
+        result = e
+    return _extracted(doc, o, result)
 
 
 def _language(doc: Doc, o: LanguageOptions, state: tuple[LanguageIdentifier, frozenset[str]]) -> Verdict | None:
@@ -126,6 +138,12 @@ def _measured(signals: Callable, verdict: Callable) -> Callable[[Doc, Any, Any],
         return (v[0], v[2], v[1]) if v else None
 
     return apply
+
+
+def _gopher_rep(doc: Doc, o: Q.GopherRepetitionOptions, state: Any) -> Verdict | None:
+    s, v = Q.gopher_repetition_check(doc.text, doc.words, o)
+    doc.signals.update(s)
+    return (v[0], v[2], v[1]) if v else None
 
 
 def _c4(doc: Doc, o: Q.C4Options, state: Any) -> Verdict | None:
@@ -165,7 +183,7 @@ RULES: list[Rule] = [
             *[Signal(f"top_{n}gram_char_frac", _F, ratio=True) for n in (2, 3, 4)],
             *[Signal(f"dup_{n}gram_char_frac", _F, ratio=True) for n in range(5, 11)],
         ),
-        _measured(Q.gopher_repetition_signals, Q.gopher_repetition_verdict),
+        _gopher_rep,
     ),
     Rule(
         "gopher_quality",
@@ -234,20 +252,47 @@ class DocumentFilter:
 
     def one(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, Verdict | None]:
         """(kept row, None) or (None, (reason, detail, value))."""
-        doc = Doc(row)
-        for rule, opts, state in self.active:
-            verdict = rule.apply(doc, opts, state)
-            if verdict:
-                return None, verdict
+        return self.many([row])[0]
+
+    def many(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, Verdict | None]]:
+        """:meth:`one` of each row, with the rows' pages extracted as one stream: in the child
+        process, the next page is extracted while the rules run on this one."""
+        docs = [Doc(row) for row in rows]
+        out: list[tuple[dict[str, Any] | None, Verdict | None]] = [(None, None)] * len(rows)
+        x = next(i for i, (rule, _, _) in enumerate(self.active) if rule.key == "extract")
+        before, (_, xo, extractor), after = self.active[:x], self.active[x], self.active[x + 1 :]
+        waiting = []
+        for i, doc in enumerate(docs):
+            if verdict := _first_verdict(doc, before) or _too_deep(doc, xo):
+                out[i] = (None, verdict)
+            else:
+                waiting.append(i)
+        # read to its end (not zip, which would leave the stream suspended after the last page)
+        todo = iter(waiting)
+        for result in extract_stream(extractor, [(rows[i]["html"], rows[i].get("charset")) for i in waiting]):
+            doc = docs[i := next(todo)]
+            verdict = _extracted(doc, xo, result) or _first_verdict(doc, after)
+            out[i] = (None, verdict) if verdict else (self._kept(doc), None)
+        return out
+
+    @staticmethod
+    def _kept(doc: Doc) -> dict[str, Any]:
         sig = doc.signals
         sig["char_count"] = len(doc.text)
         sig["line_count"] = doc.text.count("\n") + 1
         sig.setdefault("word_count", len(doc.words))
         sig.update(Q.final_text_signals(doc.text, doc.words, sig.get("language")))
-        out = {k: row[k] for k in PROVENANCE}
+        out = {k: doc.row[k] for k in PROVENANCE}
         out["text"] = doc.text
         out.update(sig)
-        return out, None
+        return out
+
+
+def _first_verdict(doc: Doc, rules: list[tuple[Rule, Any, Any]]) -> Verdict | None:
+    for rule, opts, state in rules:
+        if verdict := rule.apply(doc, opts, state):
+            return verdict
+    return None
 
 
 _CACHE: dict[str, DocumentFilter] = {}

@@ -39,8 +39,8 @@ def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple
     """One Arrow batch of raw_crawl rows → (kept documents, rejections) in the contract's schemas."""
     kept: list[dict[str, Any]] = []
     rejected: dict[str, list[Any]] = {name: [] for name, _ in REJECTION_COLUMNS}
-    for row in batch.to_pylist():
-        doc, why = f.one(row)
+    rows = batch.to_pylist()
+    for row, (doc, why) in zip(rows, f.many(rows)):
         if doc is not None:
             kept.append(doc)
             continue

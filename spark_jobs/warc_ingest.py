@@ -37,7 +37,7 @@ def write_file_outputs(
     }
     reasons: dict[str, int] = {}
     targets = {"doc": (docs_dir, pa.schema(RAW_CRAWL_COLUMNS)), "reject": (rejects_dir, pa.schema(REJECTION_COLUMNS))}
-    with TaskOutputs(targets, index) as out:
+    with TaskOutputs(targets, index, plain=("html",)) as out:
         for batch in read_warc_file(f.path, f.rel, f.size, opts, blocklist):
             kinds = batch.column("kind")
             docs = batch.filter(pc.equal(kinds, "doc"))
