@@ -137,6 +137,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=30.0, help="DataTrove's per-page extraction timeout")
     ap.add_argument("--only", choices=["default", "trafilatura"], help="run one of the two comparisons")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument(
+        "--no-in-process", action="store_true", help="skip the in-process run (it prices the child process, not the comparison)"
+    )
     args = ap.parse_args()
     if not PAGES.exists():
         print(f"{PAGES} is absent: nothing to benchmark", file=sys.stderr)
@@ -166,7 +169,7 @@ def main() -> int:
         ]
         sluice_runs = {}
         for label, backend, max_seconds in comparisons:
-            if args.only and args.only != label:
+            if (args.only and args.only != label) or (args.no_in_process and max_seconds == 0.0):
                 continue
             with measure() as m:
                 r = run_sluice(spark, crawl, work / f"lake-{label}-{max_seconds}", backend.split(",")[0], max_seconds)
