@@ -18,6 +18,8 @@ caps. Configurations:
   shapes (batch 1); the compilation itself is timed apart (a first call on the same prompts);
 * ``int8``: dynamic int8 quantization of every Linear layer, batch 1;
 * ``best``: every lever that beat the baseline alone, together, at ``--batch``;
+* ``ct2``: the same model in CTranslate2 (``rewrite.engine: ctranslate2``), int8 weights, ``--batch``;
+* ``ct2_fp32``: CTranslate2 with float32 weights, ``--batch`` (what int8 costs in outputs);
 * the baseline again: the ratios are to the mean of the two baseline runs around the levers (the
   load of a shared machine drifts; ``--once`` skips it).
 
@@ -48,7 +50,7 @@ from gpu_jobs.fidelity import judge  # noqa: E402
 from gpu_jobs.options import RewriteOptions  # noqa: E402
 from gpu_jobs.rewrite import bounds, choose_style, prompt_template, source_text  # noqa: E402
 
-LEVERS = ("baseline", "batch", "static", "compile", "int8", "best")
+LEVERS = ("baseline", "batch", "static", "compile", "int8", "best", "ct2", "ct2_fp32")
 
 
 def pages(n: int, generated: bool = False) -> tuple[str, list[tuple[str, str]]]:
@@ -222,6 +224,15 @@ def main() -> None:
             f"batch {args.batch}, length-bucketed + " + (" + ".join(helped) or "nothing else (no other lever helped alone)"), gen
         )
         gen.model, gen.static_cache, gen.batch_size = fp32, False, 1
+
+    for name, ctype in (("ct2", "int8_float32"), ("ct2_fp32", "float32")):
+        if name in only:
+            from gpu_jobs.generators import CT2Generator
+
+            t = time.perf_counter()
+            ct2 = CT2Generator(o.model, args.max_new_tokens, batch_size=args.batch, device="cpu", compute_type=ctype, threads=args.threads)
+            ready = time.perf_counter() - t
+            results[name] = go(f"CTranslate2 {ctype}, batch {args.batch}", ct2, f" (converted or loaded in {ready:.1f} s, once)")
 
     if not args.once:
         # The same baseline again: on a shared machine the load drifts while the levers run, and

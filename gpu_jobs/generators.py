@@ -3,7 +3,7 @@
 * ``HFGenerator`` — a causal LM in this process: prompts sorted by length and generated in batches
   with left padding (so every prompt ends where generation starts), greedy or sampled.
 * ``CT2Generator`` — the same model run by CTranslate2, a C++ inference engine installed from PyPI
-  (converted once per machine, int8 weights on CPU): the fast way to run a small model on CPU.
+  (converted once per machine, int8 weights on CPU by default), opt-in: see ``RewriteOptions.engine``.
 * ``OpenAIGenerator`` — any OpenAI-compatible server (vLLM, SGLang, TGI expose one): requests in
   flight up to ``concurrency``, each with a timeout, retried with exponential backoff on
   connection errors, 429 and 5xx. This is how rewriting runs at scale: the GPUs sit behind servers.
@@ -139,9 +139,9 @@ class CT2Generator:
     batches of ``batch_size``. Greedy when ``temperature`` is 0, else sampled with CTranslate2's
     seeded generator.
 
-    Why a second engine: on 2 CPU cores the plain transformers loop spends most of each decoding
-    step in Python and framework overhead for a 135M model (benchmarks/rewrite_speed.py measures
-    both side by side)."""
+    Why a second engine: its int8 decoding is the llama.cpp-class lever that installs from PyPI;
+    ``benchmarks/rewrite_speed.py`` measures it beside transformers on the same prompts (on these
+    2 cores it was not worth its fidelity cost for SmolLM2-135M: ``RewriteOptions.engine``)."""
 
     def __init__(
         self,

@@ -188,10 +188,17 @@ class RewriteOptions(BaseModel):
     # one kept on: ``batch_size``); static KV cache 0.74x; dynamic int8 Linear layers 0.89x, every
     # output changed and the fidelity gate kept 1/8 instead of 4/8; torch.compile (with the static
     # cache) spent over 6 minutes compiling before its first batch-1 pass ended. So all three stay off.
-    # hf: the engine that runs the model. auto: CTranslate2 on CPU (int8 weights; 2.6x the best
-    # transformers configuration in benchmarks/rewrite_speed.py), transformers on CUDA (bf16, SDPA).
-    engine: Literal["auto", "torch", "ctranslate2"] = "auto"
-    # ctranslate2: auto = int8_float32 on CPU, bfloat16 on CUDA; or any CTranslate2 compute type.
+    # hf: the engine that runs the model. torch: transformers (bf16 and SDPA on CUDA). ctranslate2:
+    # CTranslate2, converted once per machine. Measured side by side on 16 real low-scoring pages at
+    # the CPU caps (prompts of 215..644 tokens, 160 new tokens, batch 16, 1 thread, load about 5;
+    # benchmarks/rewrite_speed.py and its note on #22): transformers 17.9 new tokens/s; CTranslate2
+    # float32 16.5 (outputs identical; its prefill is slower, its decoding no faster); CTranslate2
+    # int8 22.2, but with 64 new tokens only 2/16 outputs stayed the same and the fidelity gate kept
+    # 3/16 instead of 6/16. So transformers stays the default; CTranslate2 is there for machines and
+    # models where it measures faster.
+    engine: Literal["torch", "ctranslate2"] = "torch"
+    # ctranslate2: auto = int8_float32 on CPU (its fast path, at the fidelity cost above), bfloat16 on
+    # CUDA; or any CTranslate2 compute type (float32: transformers' outputs).
     ct2_compute_type: str = "auto"
     # torch engine only:
     int8: bool = False

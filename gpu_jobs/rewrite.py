@@ -85,18 +85,14 @@ def limits(o: RewriteOptions, device_type: str) -> dict:
     return {"max_documents": None, "max_input_words": o.max_input_words, "max_new_tokens": o.max_new_tokens, "capped": False}
 
 
-def engine(o: RewriteOptions, device_type: str) -> str | None:
-    """The engine of an in-process (hf) model: CTranslate2 on CPU, transformers on CUDA, unless set."""
-    if o.backend != "hf":
-        return None
-    if o.engine != "auto":
-        return o.engine
-    return "torch" if device_type == "cuda" else "ctranslate2"
+def engine(o: RewriteOptions) -> str | None:
+    """The engine of an in-process (hf) model, None for a server."""
+    return o.engine if o.backend == "hf" else None
 
 
-def generation_params(o: RewriteOptions, lim: dict | None = None, device_type: str = "cuda") -> dict:
-    lim = lim or limits(o, device_type)
-    eng = engine(o, device_type)
+def generation_params(o: RewriteOptions, lim: dict | None = None) -> dict:
+    lim = lim or limits(o, "cuda")
+    eng = engine(o)
     return {
         "backend": o.backend,
         **({"engine": eng} if eng else {}),
@@ -133,10 +129,10 @@ def candidates(doc_files: list[str], score_files: list[str], column: str, thresh
     return pa.concat_tables(parts)
 
 
-def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int | None = None, device_type: str = "cpu"):
+def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int | None = None):
     from gpu_jobs.generators import CT2Generator, HFGenerator, OpenAIGenerator
 
-    if engine(o, device_type) == "ctranslate2":
+    if engine(o) == "ctranslate2":
         return CT2Generator(
             o.model,
             max_new_tokens or o.max_new_tokens,
@@ -201,7 +197,7 @@ def run(params: dict, log, report) -> dict:
     o = RewriteOptions.model_validate(params["options"])
     device = pick_device(o.device)
     lim = limits(o, device.type)
-    gparams = generation_params(o, lim, device.type)
+    gparams = generation_params(o, lim)
     gate = bounds(o)
     cand = candidates(params["doc_files"], params["score_files"], o.score_column, o.threshold)
     found = cand.num_rows
@@ -235,7 +231,7 @@ def run(params: dict, log, report) -> dict:
             continue
         if gen is None:
             # The key comes from the job's environment (a pod secret on Kubernetes), never from its parameters.
-            gen = make_generator(o, os.environ.get(o.api_key_env), lim["max_new_tokens"], device.type)
+            gen = make_generator(o, os.environ.get(o.api_key_env), lim["max_new_tokens"])
             loaded = [
                 (sc.get("name", o.score_column), load_scorer(sc["kind"], sc["path"], sc["max_length"], sc.get("label"), o.device))
                 for sc in scorers

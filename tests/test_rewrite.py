@@ -210,11 +210,11 @@ def test_cpu_speed_levers_keep_greedy_outputs_and_the_shared_model(tmp_path, mon
     assert all(g.new_tokens > 0 for g in q.generate(prompts))
 
 
-def test_ctranslate2_engine_matches_transformers_greedy_and_is_the_cpu_default(tmp_path, monkeypatch):
+def test_ctranslate2_engine_matches_transformers_greedy_and_is_opt_in(tmp_path, monkeypatch):
     """The CTranslate2 engine is converted once per machine (a second generator reuses the folder),
-    gives transformers' greedy outputs at float32, is deterministic, marks cut generations as
-    unfinished, and is what `auto` picks on CPU (transformers on CUDA); the engine and its
-    precision are part of the generation parameters, so rewrite ids tell the engines apart."""
+    gives transformers' greedy outputs at float32, is deterministic, and marks cut generations as
+    unfinished; transformers stays the default; the engine and its precision are generation
+    parameters, so rewrite ids tell the engines apart."""
     from gpu_jobs.generators import CT2Generator, HFGenerator
     from gpu_jobs.options import RewriteOptions
     from gpu_jobs.rewrite import engine, generation_params, make_generator
@@ -237,9 +237,9 @@ def test_ctranslate2_engine_matches_transformers_greedy_and_is_the_cpu_default(t
     assert cut.new_tokens == 3 and not cut.finished
 
     o = RewriteOptions(backend="hf", model=path)
-    assert engine(o, "cpu") == "ctranslate2" and engine(o, "cuda") == "torch"
-    assert engine(o.model_copy(update={"engine": "torch"}), "cpu") == "torch"
-    assert engine(RewriteOptions(backend="openai", model="m", endpoint="http://x"), "cpu") is None
-    assert isinstance(make_generator(o, None, 10, "cpu"), CT2Generator)
-    assert isinstance(make_generator(o.model_copy(update={"engine": "torch"}), None, 10, "cpu"), HFGenerator)
-    assert generation_params(o, None, "cpu")["engine"] == "ctranslate2" and generation_params(o, None, "cuda")["engine"] == "torch"
+    assert engine(o) == "torch" and isinstance(make_generator(o, None, 10), HFGenerator)
+    ct2 = o.model_copy(update={"engine": "ctranslate2"})
+    assert isinstance(make_generator(ct2, None, 10), CT2Generator)
+    assert engine(RewriteOptions(backend="openai", model="m", endpoint="http://x")) is None
+    assert generation_params(o)["engine"] == "torch" and "compute_type" not in generation_params(o)
+    assert generation_params(ct2)["engine"] == "ctranslate2" and generation_params(ct2)["compute_type"] == "auto"
