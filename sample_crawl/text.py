@@ -2,7 +2,8 @@
 
 Every function takes a ``random.Random`` so that a page is a pure function of (seed, page index).
 The English is template-made but has the statistics real prose has (stop words, sentence length,
-punctuation), which is what the downstream heuristics measure.
+punctuation), which is what the downstream heuristics measure. It is long because it is mostly
+word lists and sentence templates (data, not logic); splitting them would scatter one generator.
 """
 
 from __future__ import annotations

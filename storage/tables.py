@@ -5,7 +5,9 @@ and the crawl funnel cover it), and the lakehouse's sub-folders. Jobs write thes
 them, the Dagster metadata shows them, audits derive their table lists from them, and tests hold the
 README and the stage registry (``assets.stages``) to them.
 
-No Spark and no Dagster here: Spark tasks, GPU programs, assets and the CLI all read it.
+No Spark and no Dagster here: Spark tasks, GPU programs, assets and the CLI all read it. It is one
+long module on purpose: it is the single source of truth for every table, and a reader checking a
+column or a table's facts should find all of them in one place.
 """
 
 from __future__ import annotations
