@@ -16,7 +16,8 @@ Backends:
   Trafilatura at about twice its speed. The ``extractor`` column records which path produced the text.
 
 Charset: the HTTP header's charset when it decodes, else Resiliparse's detection (meta tags, BOM,
-byte statistics). A page that decodes to no text is reported as such by the caller.
+byte statistics). A page that decodes to no text is reported as such by the caller. One module for
+every backend on purpose: the cascade compares them page by page, and they share decoding and guards.
 """
 
 from __future__ import annotations

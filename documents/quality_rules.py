@@ -5,8 +5,10 @@ Penedo et al. 2024) and live in the option models, so every one is configurable.
 function measures a text; each ``*_verdict`` function compares the measures with the thresholds
 and returns the first rule that fails as ``(rule, measured value)``, or ``None``.
 
-N-gram repetition is computed with NumPy over integer word ids (rolling hashes, ``np.unique``), not
-with Python dictionaries of tuples: it is the costliest signal and runs on every document.
+N-gram repetition is computed with NumPy over integer word ids (rolling hashes, one argsort per n),
+not with Python dictionaries of tuples: it is the costliest signal and runs on every document.
+One module for the four rule families on purpose: they share the word split, the n-gram arrays and
+the stop lists, and the filter and the signals scorer both read them from here.
 """
 
 from __future__ import annotations
