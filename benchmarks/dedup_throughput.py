@@ -205,6 +205,8 @@ def run_side(args) -> int:
         spark = build_spark(SparkSettings(master=f"local[{args.cores}]", show_progress=False, driver_memory=args.driver_memory))
         run_sluice(spark, paths[:1], Path(args.out).with_suffix(".warm"))  # JIT, Python workers, Spark's first jobs
         opts = {"verify": not args.no_verify, **({"verify_threshold": args.verify_threshold} if args.verify_threshold is not None else {})}
+        if not args.semantic:  # the peers are MinHash only: compare like with like
+            opts["semantic"] = {"enabled": False}
         t0 = time.perf_counter()
         removed = run_sluice(spark, paths, Path(args.out).with_suffix(".work"), **opts)
     elif args.side == "datatrove":
@@ -227,6 +229,12 @@ def main() -> int:
     ap.add_argument("--driver-memory", default="4g", help="Spark driver heap (local mode: the whole JVM)")
     ap.add_argument("--verify-threshold", type=float, default=None, help="Sluice's exact-Jaccard verification threshold (default: its own)")
     ap.add_argument("--no-verify", action="store_true", help="Sluice without verification (LSH candidates are edges)")
+    ap.add_argument(
+        "--semantic",
+        action="store_true",
+        help="Sluice with its semantic third pass (default: off, as the peers have none; on these template-made articles it "
+        "removes thousands of distinct documents whose meaning is alike)",
+    )
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--side", choices=["sluice", "datatrove", "datasketch"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -236,7 +244,7 @@ def main() -> int:
         return run_side(args)
     skip = set(filter(None, args.skip.split(",")))
     passthrough = (
-        ["--cores", str(args.cores), "--driver-memory", args.driver_memory]
+        ["--cores", str(args.cores), "--driver-memory", args.driver_memory, *(["--semantic"] if args.semantic else [])]
         + (["--no-verify"] if args.no_verify else [])
         + (["--verify-threshold", str(args.verify_threshold)] if args.verify_threshold is not None else [])
     )
