@@ -213,8 +213,8 @@ def run(params: dict, log, report) -> dict:
     log.info(
         f"{found} documents score below {o.threshold} on {o.score_column!r}; rewriting {n} with {o.backend}:{o.model}"
         + (f" on {gparams['engine']}" if "engine" in gparams else "")
-        + f" "
-        f"({o.prompt_version}, formats {', '.join(o.styles)})" + (f"; CPU cap {cap} (no CUDA)" if cap else "")
+        + f" ({o.prompt_version}, formats {', '.join(o.styles)})"
+        + (f"; CPU cap {cap} (no CUDA)" if cap else "")
     )
     scorers = params.get("scorers") or ([params["scorer"]] if params.get("scorer") else [])
     key = work_key(docs=params["doc_files"], scores=params["score_files"], options=o.model_dump(), scorers=scorers, device=device.type)

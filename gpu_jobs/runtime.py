@@ -107,6 +107,8 @@ def ctranslate2_model(ref: str) -> tuple[str, str]:
     checkpoint converted once per machine (seconds) with its float32 weights, so that each device
     quantizes at load to what it runs fastest (int8 on CPU, bf16 on CUDA). Keyed by the
     checkpoint folder and its weights' size and modification time."""
+    import hashlib
+
     from ctranslate2.converters import TransformersConverter
     from transformers.utils import logging as hf_logging
 
@@ -117,8 +119,6 @@ def ctranslate2_model(ref: str) -> tuple[str, str]:
         raise ValueError(f"model {ref!r}: CTranslate2 converts a transformers checkpoint folder or a GGUF file, not {kw}")
     weights = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
     stamp = "-".join(f"{w.stat().st_size}-{int(w.stat().st_mtime)}" for w in weights[:1])
-    import hashlib
-
     where = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:8]
     out = model_cache_dir() / f"ct2-{Path(folder).name}-{where}-{stamp}"
     return cached_build(out, lambda tmp: TransformersConverter(folder).convert(str(tmp), force=True), "model.bin"), folder
