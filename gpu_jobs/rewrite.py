@@ -132,32 +132,11 @@ def candidates(doc_files: list[str], score_files: list[str], column: str, thresh
 def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int | None = None):
     from gpu_jobs.generators import CT2Generator, HFGenerator, OpenAIGenerator
 
-    if engine(o) == "ctranslate2":
-        return CT2Generator(
-            o.model,
-            max_new_tokens or o.max_new_tokens,
-            o.temperature,
-            o.top_p,
-            o.seed,
-            o.batch_size,
-            o.device,
-            compute_type=o.ct2_compute_type,
-            threads=o.cpu_threads,
-        )
-    if o.backend == "hf":
-        return HFGenerator(
-            o.model,
-            max_new_tokens or o.max_new_tokens,
-            o.temperature,
-            o.top_p,
-            o.seed,
-            o.batch_size,
-            o.device,
-            int8=o.int8,
-            static_cache=o.static_cache,
-            compile=o.compile,
-            threads=o.cpu_threads,
-        )
+    if o.backend == "hf":  # an in-process model: the same arguments for either engine
+        local = (o.model, max_new_tokens or o.max_new_tokens, o.temperature, o.top_p, o.seed, o.batch_size, o.device)
+        if o.engine == "ctranslate2":
+            return CT2Generator(*local, compute_type=o.ct2_compute_type, threads=o.cpu_threads)
+        return HFGenerator(*local, int8=o.int8, static_cache=o.static_cache, compile=o.compile, threads=o.cpu_threads)
     if o.backend == "openai":
         return OpenAIGenerator(
             o.endpoint,
