@@ -3,7 +3,8 @@
 Two named jobs, so that every run shows under a name in the UI's Overview timeline and Runs list:
 ``crawl_pipeline`` (a crawl's stages, one partition per crawl) and ``mixture_pipeline`` (the
 configured training mixtures, one partition per mixture). ``sluice run`` and the landing sensor
-launch them; the automation sensor's runs show as Dagster's "ad hoc materializations"."""
+launch the crawl job, whole; the automation sensor's runs (re-runs downstream of a re-materialized
+stage, the mixtures' cron ticks) show as Dagster's "ad hoc materializations"."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""What runs without a click: the landing sensor turns each new crawl folder into a partition and a
-``raw_crawl`` run; the automation sensor evaluates every asset's automation condition (the chain
-follows each partition through its gates; mixtures on their cron); run-status sensors close the
+"""What runs without a click: the landing sensor turns each new crawl folder into a partition and one
+run of the crawl job (every stage, in one process and one Spark session, as ``sluice run`` does); the
+automation sensor evaluates every asset's automation condition (a re-materialized stage is followed
+downstream through its gates; mixtures on their cron); run-status sensors close the
 MLflow parent run of every finished run with its status. They run under ``sluice serve``, which runs
 Dagster's daemon; under ``sluice ui`` (the webserver alone) they show as stopped and say so."""
 
@@ -11,7 +12,6 @@ import time
 from pathlib import Path
 
 from dagster import (
-    AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DagsterRunStatus,
@@ -66,7 +66,8 @@ def landed_crawls(landing: Path, globs: list[str], settle_seconds: float) -> lis
 
 
 def build_landing_sensor(config, job=None):
-    """``job``: the crawl job whose ``raw_crawl`` it runs (named in the UI); else the asset alone."""
+    """``job``: the crawl job it runs for each new crawl, whole (a named run in the UI, and one process
+    instead of one per stage); else ``raw_crawl`` alone, the automation sensor then running the rest."""
     target = {"job": job} if job is not None else {"asset_selection": ["raw_crawl"]}
 
     @sensor(
@@ -76,7 +77,7 @@ def build_landing_sensor(config, job=None):
         default_status=_status(config),
         description=_describe(
             config,
-            "Adds a crawl partition, and requests its raw_crawl run, for every new crawl folder "
+            "Adds a crawl partition, and requests a run of every crawl stage for it, for every new crawl folder "
             f"in the landing folder ({config.landing_dir}).",
         ),
     )
@@ -92,7 +93,6 @@ def build_landing_sensor(config, job=None):
                     partition_key=c,
                     run_key=f"crawl-{c}",
                     tags={**run_tags(config), "sluice/crawl": c},
-                    asset_selection=[AssetKey("raw_crawl")] if job is not None else None,
                 )
                 for c in new
             ],

@@ -116,8 +116,8 @@ def served(tmp_path_factory):
         else:
             pytest.fail("sluice serve did not come up:\n" + log.read_text()[-3000:])
 
-        # Drop the first crawl folder, as a person would (copy, then it settles). 150 pages: every run
-        # here is a process of its own (one per stage and crawl), so the pages are not what costs.
+        # Drop the first crawl folder, as a person would (copy, then it settles). 150 pages: each run is
+        # a process of its own (one crawl job per crawl, the mixture's runs), so pages are not what costs.
         generate_crawl(tmp_path / "crawl-a", 150, seed=11, pages_per_file=75)
         shutil.copytree(tmp_path / "crawl-a", landing / "crawl-a")
         t0 = time.time()
@@ -174,6 +174,12 @@ def test_dropped_crawls_flow_through_on_their_own(served):
 
     runs = instance.get_runs(RunsFilter(tags={"dagster/partition": "crawl-a"}))
     assert runs and all(r.tags.get("sluice/config_hash") for r in runs)
+    # Each dropped crawl went through as one named run of the crawl job (one process, one Spark session).
+    for crawl in served["states"]:
+        run_ids = {latest_md(instance, name, crawl).run_id for name in CRAWL_ASSETS}
+        assert len(run_ids) == 1, (crawl, run_ids)
+        run = instance.get_run_by_id(run_ids.pop())
+        assert run.job_name == "crawl_pipeline" and run.tags.get("sluice/crawl") == crawl, (run.job_name, run.tags)
     client = MlflowClient(f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("sluice")
     deadline = time.time() + 60
