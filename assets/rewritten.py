@@ -19,7 +19,7 @@ from gpu_jobs.chunked_output import discard
 from quality.suites import accounting_row, rewritten_gate
 from storage import tables as T
 
-SKIPPED = "skipped: no rewriter model configured"
+SKIPPED = "no rewriter model configured"
 
 
 def _skip(options: dict) -> str | None:

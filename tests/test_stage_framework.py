@@ -136,6 +136,36 @@ def test_dagster_column_schemas_carry_the_descriptions(tmp_path):
     assert graph.get(AssetKey("filtered")).metadata["dagster/column_schema"].columns[0].description.startswith("stable id")
 
 
+def test_a_skipped_stage_says_so_with_a_warning_and_does_not_hold_back_downstream(tmp_path):
+    """A stage with nothing to do in this configuration (``rewritten`` without a rewriter) still
+    materializes, for downstream pins, but its non-blocking ``ran`` check is a warning with the
+    reason: in the UI it does not look like a fresh materialization. Stages that are never skipped
+    have no such check."""
+    from dagster import AssetCheckSeverity, DagsterInstance, materialize
+
+    from assets.partitions import crawl_partitions
+    from orchestration.resources import build_resources
+
+    cfg = SluiceConfig(lakehouse_dir=tmp_path / "lh", rewrite={"backend": "none"})
+    defs = build_definitions(cfg)
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k) for k in graph.asset_check_keys}
+    skippable = {spec.name for spec, _ in stages() if spec.skip is not None}
+    assert "rewritten" in skippable
+    assert {a for a, c in checks if c == "ran"} == skippable
+    assert not checks[("rewritten", "ran")].blocking and checks[("rewritten", "gate")].blocking
+
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(crawl_partitions.name, ["c1"])
+    rewritten = [a for a in defs.assets if a.key == AssetKey("rewritten")]
+    res = materialize(rewritten, instance=instance, resources=build_resources(cfg), partition_key="c1")
+    by_name = {c.check_name: c for c in res.get_asset_check_evaluations()}
+    assert by_name["gate"].passed
+    assert not by_name["ran"].passed and by_name["ran"].severity == AssetCheckSeverity.WARN
+    assert by_name["ran"].description == "skipped: no rewriter model configured"
+    assert res.asset_materializations_for_node("rewritten")[0].metadata["status"].value == "skipped"
+
+
 def test_import_contracts():
     """orchestration → assets → (quality | gpu_jobs | spark_jobs) → lakehouse → documents; no
     Dagster below assets, no Spark in the storage, document and GPU layers; scorers without cycles."""

@@ -106,7 +106,14 @@ def report_run(result, out: TextIO, log_path: Path) -> None:
     from dagster import DagsterEventType
 
     for ev in result.get_asset_check_evaluations():
-        status = "passed" if ev.passed else "FAILED" if ev.severity.value == "ERROR" else "failed (a warning: the model is not promoted)"
+        if ev.passed:
+            status = "passed"
+        elif ev.severity.value == "ERROR":
+            status = "FAILED"
+        elif ev.check_name == "gate":  # a model's gate
+            status = "failed (a warning: the model is not promoted)"
+        else:  # e.g. `ran` of a skipped stage
+            status = f"a warning ({ev.description})"
         print(f"   check {ev.asset_key.to_user_string()}.{ev.check_name}: {status}", file=out)
     for ev in result.get_asset_materialization_events():
         md = ev.materialization.metadata
