@@ -4,8 +4,10 @@ versions and timings behind each number — as an HTML report with its plots (PN
 
 Everything is read from the current table versions, the gate results under ``_quality`` and the
 stage runs in MLflow; nothing is recomputed. Words are whitespace words (``word_count``), the
-pipeline's own token proxy before a tokenizer is chosen; rejected words are known where the
-rejected document had text (dedup, decontamination), not where it never did (ingest, filters).
+pipeline's own token proxy before a tokenizer is chosen. Rejected words are those of the rejected
+document's text (``rejections.word_count``, or its row upstream); a record rejected before it had
+text (ingest, filter rules ahead of extraction) has none, so the filter's words in are those of the
+text extracted (kept + rejected).
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def _reasons(lake: Lake, crawl: str, stage: str) -> tuple[dict[str, int], list[s
     return ({r["reason"]: r["reason_count"] for r in sorted(counts, key=lambda r: -r["reason_count"])}, t.column("doc_id").to_pylist())
 
 
+def _rejected_words(lake: Lake, crawl: str, stage: str) -> int | None:
+    """Words the stage's rejections had when rejected (None on a lakehouse written before
+    ``rejections.word_count`` existed)."""
+    if not lake.has(T.REJECTIONS.name):
+        return None
+    d, _ = lake.dataset(T.REJECTIONS.name)
+    if "word_count" not in d.schema.names:
+        return None
+    t = d.to_table(columns=["word_count"], filter=(ds.field("crawl_id") == crawl) & (ds.field("stage") == stage))
+    return int(pc.sum(t.column("word_count")).as_py() or 0)
+
+
 def _rewrite_words(lake: Lake, crawl: str, ids: list[str]) -> int:
     """Words of the rewrites among ``ids`` (a rewrite's words are its ``output_words``)."""
     if not ids or not lake.has(T.REWRITTEN.name):
@@ -125,9 +139,13 @@ def crawl_funnel(root: str | Path, crawl: str, tracking_uri: str | None = None) 
         s.rejected = sum(s.reasons.values())
         s.docs_in = _count(lake, s.source, crawl) if s.source else s.kept + s.rejected
         s.words_kept = _words(lake, s.table, crawl)
-        if s.source:  # words are known where the input table has them (not raw_crawl: no text before extraction)
+        if s.source:
             s.words_in = _words(lake, s.source, crawl)
             s.words_rejected = _words(lake, s.source, crawl, rejected_ids)
+        if s.words_rejected is None and s.name != T.INGEST:  # the filters: raw_crawl has no text, the rejection rows say
+            s.words_rejected = _rejected_words(lake, crawl, s.rejection_stage)
+            if s.words_rejected is not None and s.words_kept is not None:
+                s.words_in = s.words_kept + s.words_rejected
         if s.name == T.DECONTAM:
             # its input: every text layer of the crawl (deduplicated documents and rewrites)
             s.words_rejected = (_words(lake, T.DEDUPLICATED.name, crawl, rejected_ids) or 0) + _rewrite_words(lake, crawl, rejected_ids)
@@ -202,7 +220,8 @@ they are recorded in <code>rejections</code> (stage ingest, reason {STRUCTURE}) 
 <table><tr><th>stage</th><th>documents in</th><th>kept</th><th>rejected</th><th>in = kept + rejected</th><th>words in</th>
 <th>words kept</th><th>words rejected</th><th>gate</th><th>table version</th><th>seconds</th><th>dagster run</th><th>code</th></tr>
 {"".join(rows)}</table>
-<p>¹ not measured: a record has no text before extraction, and the filters do not keep the text of what they reject.</p>
+<p>¹ not measured: a record has no text before extraction (ingest), or the lakehouse predates <code>rejections.word_count</code>.
+The filter's words are those of the text it extracted: pages it rejected before extraction had none.</p>
 <h2>Rejections by reason</h2>{'<img src="reasons.png" alt="reasons">' if reasons_plot else ""}
 <table><tr><th>stage</th><th>reason</th><th>documents</th><th>share of the stage's input</th></tr>{reason_rows}</table>
 </body></html>"""

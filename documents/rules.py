@@ -257,14 +257,20 @@ class DocumentFilter:
     def many(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, Verdict | None]]:
         """:meth:`one` of each row, with the rows' pages extracted as one stream: in the child
         process, the next page is extracted while the rules run on this one."""
+        return [(kept, verdict) for kept, verdict, _ in self.judged(rows)]
+
+    def judged(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, Verdict | None, int | None]]:
+        """:meth:`many` plus, for a rejected page, the words of its text when it was rejected (None
+        before there was text: rejected ahead of extraction, or nothing extracted), so that the
+        audit can say how many words each filter removed."""
         docs = [Doc(row) for row in rows]
-        out: list[tuple[dict[str, Any] | None, Verdict | None]] = [(None, None)] * len(rows)
+        out: list[tuple[dict[str, Any] | None, Verdict | None, int | None]] = [(None, None, None)] * len(rows)
         x = next(i for i, (rule, _, _) in enumerate(self.active) if rule.key == "extract")
         before, (_, xo, extractor), after = self.active[:x], self.active[x], self.active[x + 1 :]
         waiting = []
         for i, doc in enumerate(docs):
             if verdict := _first_verdict(doc, before) or _too_deep(doc, xo):
-                out[i] = (None, verdict)
+                out[i] = (None, verdict, None)
             else:
                 waiting.append(i)
         # read to its end (not zip, which would leave the stream suspended after the last page)
@@ -272,7 +278,7 @@ class DocumentFilter:
         for result in extract_stream(extractor, [(rows[i]["html"], rows[i].get("charset")) for i in waiting]):
             doc = docs[i := next(todo)]
             verdict = _extracted(doc, xo, result) or _first_verdict(doc, after)
-            out[i] = (None, verdict) if verdict else (self._kept(doc), None)
+            out[i] = (None, verdict, len(doc.words) if doc.text else None) if verdict else (self._kept(doc), None, None)
         return out
 
     @staticmethod

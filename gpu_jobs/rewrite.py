@@ -239,6 +239,7 @@ def run(params: dict, log, report) -> dict:
                         "warc_file": r["warc_file"],
                         "warc_offset": r["warc_offset"],
                         "run_id": params.get("run_id"),
+                        "word_count": len(g.text.split()),
                     }
                 )
             else:

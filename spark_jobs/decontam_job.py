@@ -143,6 +143,7 @@ def _write_tasks(
                                 "warc_file": d["warc_file"],
                                 "warc_offset": d["warc_offset"],
                                 "run_id": run_id,
+                                "word_count": d.get("word_count"),
                             }
                         )
                     out.write("rejected", pa.Table.from_pylist(rows, schema=pa.schema(REJECTION_COLUMNS)))

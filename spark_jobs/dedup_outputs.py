@@ -130,6 +130,7 @@ def _write_unit(
                 "warc_file": rs.column("warc_file"),
                 "warc_offset": rs.column("warc_offset"),
                 "run_id": pa.array([run_id] * n, pa.string()),
+                "word_count": table.column("word_count").filter(removed) if "word_count" in table.column_names else pa.nulls(n, pa.int64()),
             }
         ).cast(out.schema("rejected")),
     )

@@ -40,7 +40,7 @@ def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple
     kept: list[dict[str, Any]] = []
     rejected: dict[str, list[Any]] = {name: [] for name, _ in REJECTION_COLUMNS}
     rows = batch.to_pylist()
-    for row, (doc, why) in zip(rows, f.many(rows)):
+    for row, (doc, why, words) in zip(rows, f.judged(rows)):
         if doc is not None:
             kept.append(doc)
             continue
@@ -55,6 +55,7 @@ def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple
             ("warc_file", row["warc_file"]),
             ("warc_offset", row["warc_offset"]),
             ("run_id", run_id),
+            ("word_count", words),
         ):
             rejected[k].append(v)
     cols = {name: [d.get(name) for d in kept] for name, _ in FILTERED_COLUMNS}

@@ -60,6 +60,7 @@ def write_file_outputs(
                             rej.column("warc_file"),
                             rej.column("warc_offset"),
                             pa.array([run_id] * n, pa.string()),
+                            pa.nulls(n, pa.int64()),  # no text before extraction
                         ],
                         schema=out.schema("reject"),
                     ),

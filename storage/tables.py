@@ -152,6 +152,7 @@ REJECTION_COLUMNS: Columns = [
     ("warc_file", pa.string()),
     ("warc_offset", pa.int64()),
     ("run_id", pa.string()),
+    ("word_count", pa.int64()),
 ]
 FILTERED_COLUMNS: Columns = [*[c for c in RAW_CRAWL_COLUMNS if c[0] in PROVENANCE], ("text", pa.string()), *SIGNAL_COLUMNS]
 DEDUPLICATED_COLUMNS: Columns = FILTERED_COLUMNS + [
@@ -523,6 +524,8 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "warc_file": "the WARC file of the record",
         "warc_offset": "byte offset of the record in its WARC file",
         "run_id": "the Dagster run",
+        "word_count": "words of the document's text when it was rejected (a rewrite: of its output); null where there "
+        "was no text yet (ingest, and filter rejections ahead of extraction)",
         **_CRAWL_DOC,
         "stage": "partition: the stage that rejected (`ingest`, `filter`, `dedup`, `rewrite`, `decontam`)",
     },

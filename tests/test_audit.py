@@ -191,6 +191,9 @@ def test_crawl_audit_report_conserves_every_stage(lake, capsys):
     by = {x["stage"]: x for x in s["stages"]}
     assert by["filter"]["in"] == by["ingest"]["kept"] and by["dedup"]["in"] == by["filter"]["kept"]
     assert by["dedup"]["kept"] + by["dedup"]["rejected"] == by["dedup"]["in"] and by["dedup"]["words_rejected"] > 0
+    # the filters' words are those of the text they extracted: what they kept plus what they rejected after extraction
+    assert by["filter"]["words_rejected"] > 0 and by["filter"]["words_in"] == by["filter"]["words_kept"] + by["filter"]["words_rejected"]
+    assert by["ingest"]["words_rejected"] is None  # no text before extraction
     assert Path(s["report"]).exists() and all(Path(p).stat().st_size > 1000 for p in s["plots"])
     # the last stage of each crawl attached the same report to its materialization
     assert (lake["root"] / "_reports" / "audit" / "crawl-b" / "audit.html").exists()
