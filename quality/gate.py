@@ -3,7 +3,8 @@
 A gate has two suites:
 
 * ``<gate>.table`` — expectations on the rows of the version just written (schema, nulls,
-  uniqueness, ranges), run by GX on the Spark DataFrame of that version (or pandas for small data);
+  uniqueness, ranges), run by GX on the Spark DataFrame of that version, or on pandas for small
+  data (``assets.stage.GATE_PANDAS_MAX_ROWS``);
 * ``<gate>.accounting`` — expectations on one row of counts that the stage measured independently
   (records read, rows committed, rows rejected), which is how conservation is checked.
 

@@ -1,0 +1,54 @@
+"""A Spark stage's gate runs GX on pandas up to ``GATE_PANDAS_MAX_ROWS`` staged rows and on Spark
+above: both engines must give the same verdict on every expectation, passes and failures alike."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from documents.rules import FilterOptions
+from quality.gate import run_gate
+from quality.suites import filtered_gate
+from storage import tables as T
+
+pytestmark = pytest.mark.integration
+
+
+def _filtered_rows(schema: pa.Schema) -> pa.Table:
+    """Four rows: one clean, then an e-mail in the text, a word count out of bounds, a repeated id."""
+
+    def value(f: pa.Field, i: int):
+        if pa.types.is_string(f.type):
+            return f"doc-{i}" if f.name == "doc_id" else "en" if f.name == "language" else "x"
+        if pa.types.is_integer(f.type):
+            return 200
+        if pa.types.is_floating(f.type):
+            return 0.9 if f.name == "language_score" else 0.5
+        if pa.types.is_boolean(f.type):
+            return False
+        return None
+
+    rows = [{f.name: value(f, i) for f in schema} for i in range(4)]
+    for r in rows:
+        r["text"] = "A plain paragraph about rivers, and the towns along them at 10.5 metres."
+    rows[1]["text"] = "Write to someone@example.org for the map."
+    rows[2]["word_count"] = 5
+    rows[3]["doc_id"] = "doc-0"
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def test_the_filtered_gate_gives_the_same_verdicts_on_spark_and_on_pandas(spark, tmp_path):
+    opts = FilterOptions()
+    schema = T.FILTERED.schema(opts)
+    table = _filtered_rows(schema)
+    spec = filtered_gate(schema.names, opts)
+    on_pandas = run_gate(spec, tmp_path / "p", "pandas", table_data=table.to_pandas())
+    on_spark = run_gate(spec, tmp_path / "s", "spark", table_data=spark.createDataFrame(table.to_pandas()))
+    assert not on_pandas.success and on_pandas.evaluated == on_spark.evaluated > 10
+
+    def kinds(res) -> list[str]:
+        return sorted(f.split("(")[0].removeprefix("[table] ") for f in res.failed)
+
+    assert kinds(on_pandas) == kinds(on_spark)
+    assert {"expect_column_values_to_not_match_regex_list", "expect_column_values_to_be_unique"} <= set(kinds(on_spark))
+    assert any("word_count" in f for f in on_spark.failed) and any("word_count" in f for f in on_pandas.failed)
