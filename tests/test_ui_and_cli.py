@@ -140,6 +140,8 @@ def test_cli_run_keeps_logs_off_the_terminal(tmp_path):
     r = run("run", "--crawl", "landing/c1", "--lakehouse", "lh", "--select", "raw_crawl")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "check raw_crawl.gate: passed" in r.stderr and "assets" in r.stderr
+    # not a terminal (captured): plain lines, no bar redrawn with carriage returns
+    assert "assets 1/1: raw_crawl success" in r.stderr and "\r" not in r.stderr
     assert "DEBUG" not in r.stderr and "[Stage" not in r.stderr and "Log of the run" in r.stdout
     [log] = (tmp_path / "lh" / "_logs").glob("sluice-run-*.log")
     # STEP_START, not STEP_SUCCESS: Dagster's log capture tees the step's output through a process of

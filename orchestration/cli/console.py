@@ -60,11 +60,15 @@ def spark_tasks() -> str | None:
 
 def follow_progress(instance, token: str, total: int, done: threading.Event, out: TextIO) -> None:
     """A progress bar over the run's assets, fed by the Dagster event log; within the running asset,
-    its Spark tasks (done/total) or else its last log line (a GPU job's chunks, a model's training)."""
+    its Spark tasks (done/total) or else its last log line (a GPU job's chunks, a model's training).
+    Where ``out`` is not a terminal (a file, a CI log) a bar redrawn with carriage returns would be
+    unreadable: one plain line per finished asset instead."""
     from dagster import DagsterEventType, RunsFilter
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="assets", unit="asset", file=out, leave=True, dynamic_ncols=True)
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    bar = tqdm(total=total, desc="assets", unit="asset", file=out, leave=True, dynamic_ncols=True, disable=not tty)
+    finished_steps, started = 0, time.time()
     cursor = None
     run_id = None
     step, last_line = None, ""
@@ -86,12 +90,16 @@ def follow_progress(instance, token: str, total: int, done: threading.Event, out
                     elif entry.step_key == step and entry.user_message:
                         last_line = entry.user_message.splitlines()[0][:70]
                 elif ev.event_type == DagsterEventType.STEP_START:
-                    step, last_line = ev.step_key, ""
+                    step, last_line, started = ev.step_key, "", entry.timestamp
                 elif ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED):
+                    outcome = ev.event_type.value.split("_")[-1].lower()
+                    finished_steps += 1
                     bar.update(1)
-                    bar.set_postfix_str(f"{ev.step_key}: {ev.event_type.value.split('_')[-1].lower()}")
+                    bar.set_postfix_str(f"{ev.step_key}: {outcome}")
+                    if not tty:
+                        print(f"assets {finished_steps}/{total}: {ev.step_key} {outcome} ({entry.timestamp - started:.0f} s)", file=out)
                     step = None
-        if step is not None:
+        if step is not None and tty:
             detail = spark_tasks() or last_line
             bar.set_postfix_str(f"running {step}" + (f": {detail}" if detail else ""))
         if finished:
