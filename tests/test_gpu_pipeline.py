@@ -26,9 +26,14 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     instance.add_dynamic_partitions(crawl_partitions.name, ["crawl-t1"])
     res = materialize(pipeline(cfg), instance=instance, resources=build_resources(cfg), partition_key="crawl-t1", raise_on_error=False)
     assert res.success
-    checks = {c.asset_key.to_user_string(): c for c in res.get_asset_check_evaluations()}
-    assert all(c.passed for k, c in checks.items() if k != "quality_classifier")
-    assert not checks["quality_classifier"].passed and checks["quality_classifier"].severity.value == "WARN"  # refused below
+    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in res.get_asset_check_evaluations()}
+    assert all(c.passed for (k, name), c in checks.items() if name == "gate" and k != "quality_classifier")
+    gate = checks[("quality_classifier", "gate")]
+    assert not gate.passed and gate.severity.value == "WARN"  # refused below
+    # no rewriter in this configuration: `rewritten` materializes as skipped, with a warning on its `ran` check
+    ran = checks[("rewritten", "ran")]
+    assert not ran.passed and ran.severity.value == "WARN" and ran.description == "skipped: no rewriter model configured"
+    assert {name for _, name in checks} == {"gate", "ran"}
 
     # Every table asset's materialization describes the table it published: its actual Delta schema.
     for name in ("raw_crawl", "filtered", "deduplicated", "quality_scored", "decontaminated"):
