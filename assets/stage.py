@@ -282,9 +282,23 @@ def code_version(spec: StageSpec, options: dict[str, Any]) -> str:
 
 
 def follow_upstreams() -> AutomationCondition:
-    """Run when an upstream of the partition was updated, none is missing or running, and every
-    upstream's blocking gate passed (a failed gate publishes nothing, and stops the chain here)."""
-    return AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
+    """Run when an upstream of the partition was updated by a run that did not also run this stage
+    (a click, a backfill of that stage alone), none is missing or running, and every upstream's
+    blocking gate passed (a failed gate publishes nothing, and stops the chain here).
+
+    Not Dagster's ``eager``: its "newly missing" trigger holds for every stage of a new crawl while
+    that crawl's whole run is still going, and an evaluation that reads a stage between its commit
+    and its ``newly_updated`` window then launched it a second time (two or three runs per crawl in
+    CI). A new crawl is the landing sensor's: one run of every stage, which sets its asset selection
+    so that ``executed_with_root_target`` ignores the updates it makes."""
+    A = AutomationCondition
+    return (
+        A.any_deps_updated().since_last_handled()
+        & ~A.any_deps_missing()
+        & ~A.any_deps_in_progress()
+        & ~A.in_progress()
+        & A.all_deps_blocking_checks_passed()
+    ).with_label("an upstream re-materialized on its own, and every upstream gate passed")
 
 
 def column_schema(schema: pa.Schema, table: T.TableSpec | None = None) -> TableSchema:

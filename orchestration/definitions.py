@@ -19,9 +19,14 @@ from orchestration.sensors import build_automation_sensor, build_landing_sensor,
 CRAWL_JOB, MIXTURE_JOB = "crawl_pipeline", "mixture_pipeline"
 
 
+def crawl_stage_keys(assets: list) -> list:
+    """The crawl job's assets: every crawl-partitioned one, in pipeline order."""
+    return [a.key for a in assets if a.partitions_def == crawl_partitions]
+
+
 def build_jobs(assets: list) -> list:
     """The crawl job over every crawl-partitioned asset; the mixture job over the others (if any)."""
-    per_crawl = [a.key for a in assets if a.partitions_def == crawl_partitions]
+    per_crawl = crawl_stage_keys(assets)
     per_mixture = [a.key for a in assets if a.partitions_def != crawl_partitions]
     jobs = [
         define_asset_job(
@@ -51,7 +56,11 @@ def build_definitions(config: SluiceConfig | None = None) -> Definitions:
         assets=assets,
         jobs=jobs,
         resources=build_resources(config),
-        sensors=[build_landing_sensor(config, jobs[0]), build_automation_sensor(config), *build_lineage_sensors(config)],
+        sensors=[
+            build_landing_sensor(config, jobs[0], crawl_stage_keys(assets)),
+            build_automation_sensor(config),
+            *build_lineage_sensors(config),
+        ],
         # One process per run: a Spark session is per process, and the stages share it.
         executor=in_process_executor,
     )

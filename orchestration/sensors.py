@@ -65,10 +65,13 @@ def landed_crawls(landing: Path, globs: list[str], settle_seconds: float) -> lis
     return out
 
 
-def build_landing_sensor(config, job=None):
-    """``job``: the crawl job it runs for each new crawl, whole (a named run in the UI, and one process
-    instead of one per stage); else ``raw_crawl`` alone, the automation sensor then running the rest."""
+def build_landing_sensor(config, job=None, stages: list | None = None):
+    """``job``: the crawl job it runs for each new crawl, over ``stages`` (its asset keys), whole (a
+    named run in the UI, and one process instead of one per stage); else ``raw_crawl`` alone, the
+    automation sensor then running the rest. The run names its stages as its asset selection, so
+    that the automation sensor knows their upstream updates are the run's own (not a trigger)."""
     target = {"job": job} if job is not None else {"asset_selection": ["raw_crawl"]}
+    selection = {"asset_selection": list(stages)} if job is not None and stages else {}
 
     @sensor(
         name="crawl_landing_sensor",
@@ -92,6 +95,7 @@ def build_landing_sensor(config, job=None):
                 RunRequest(
                     partition_key=c,
                     run_key=f"crawl-{c}",
+                    **selection,
                     tags={**run_tags(config), "sluice/crawl": c},
                 )
                 for c in new

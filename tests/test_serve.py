@@ -176,10 +176,13 @@ def test_dropped_crawls_flow_through_on_their_own(served):
     assert runs and all(r.tags.get("sluice/config_hash") for r in runs)
     # Each dropped crawl went through as one named run of the crawl job (one process, one Spark session).
     for crawl in served["states"]:
-        run_ids = {latest_md(instance, name, crawl).run_id for name in CRAWL_ASSETS}
-        assert len(run_ids) == 1, (crawl, run_ids)
-        run = instance.get_run_by_id(run_ids.pop())
+        by_stage = {name: instance.get_run_by_id(latest_md(instance, name, crawl).run_id) for name in CRAWL_ASSETS}
+        runs = {r.run_id: r for r in by_stage.values()}
+        assert len(runs) == 1, (crawl, {n: (r.run_id[:8], r.job_name, r.status.value, dict(r.tags)) for n, r in by_stage.items()})
+        run = runs.popitem()[1]
         assert run.job_name == "crawl_pipeline" and run.tags.get("sluice/crawl") == crawl, (run.job_name, run.tags)
+        # it names its stages, so that the automation sensor knows their upstream updates are the run's own
+        assert {k.to_user_string() for k in run.asset_selection or ()} == set(CRAWL_ASSETS), run.asset_selection
     client = MlflowClient(f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("sluice")
     deadline = time.time() + 60
