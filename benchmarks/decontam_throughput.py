@@ -213,13 +213,15 @@ def run_side(args) -> int:
 
 
 def main() -> int:
+    from spark_jobs.session import SparkSettings
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=200_000)
     ap.add_argument("--scales", default="50000,100000", help="smaller sizes for Sluice alone (comma-separated)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--skip", default="", help="datatrove: leave the peer out")
-    ap.add_argument("--driver-memory", default="4g")
+    ap.add_argument("--driver-memory", default=SparkSettings().driver_memory)
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--side", choices=["sluice", "datatrove"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)

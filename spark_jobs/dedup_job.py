@@ -110,10 +110,11 @@ def deduplicate(
 
 
 def deduplicate_files(
-    spark, paths: list[str], o: DedupOptions, workdir: str, tasks: int | None = None
+    spark, paths: list[str], o: DedupOptions, workdir: str, tasks: int | None = None, columns: dict[str, list[str]] | None = None
 ) -> tuple[DedupStats, dict[str, pa.Table]]:
     """Deduplicate Parquet files of documents outside the lakehouse (benchmarks, text collections):
-    the four outputs are written under ``workdir`` and returned as Arrow tables."""
+    the four outputs are written under ``workdir`` and returned as Arrow tables, with only the
+    ``columns`` named for an output (e.g. ``{"rejected": ["doc_id"]}``: the kept texts stay on disk)."""
     import pyarrow.dataset as ds
 
     dirs = {name: f"{workdir}/{name}" for name in ("documents", "rejected", "clusters", "index")}
@@ -123,7 +124,12 @@ def deduplicate_files(
     for name, d in dirs.items():
         import os
 
-        tables[name] = ds.dataset(d, format="parquet").to_table() if os.path.isdir(d) else schemas[name].empty_table()
+        cols = (columns or {}).get(name)
+        tables[name] = (
+            ds.dataset(d, format="parquet").to_table(columns=cols)
+            if os.path.isdir(d)
+            else schemas[name].empty_table().select(cols or schemas[name].names)
+        )
     return stats, tables
 
 
