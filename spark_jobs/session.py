@@ -16,11 +16,12 @@ from pydantic import BaseModel, Field
 class SparkSettings(BaseModel):
     master: str = "local[*]"
     app_name: str = "sluice"
-    # Spark's own default. The stages keep bulk data off the JVM heap (Python tasks read and write
-    # Parquet; the JVM shuffles signatures and ids, spilling past its memory), and a 100k-document
-    # dedup runs as fast at 1g as at 4g with 0.9 GB less resident (benchmarks/dedup_throughput.py).
-    # A bigger heap is for a cluster's driver or a crawl whose shuffles spill too much.
-    driver_memory: str = "1g"
+    # Sized to the work: the stages keep bulk data off the JVM heap (Python tasks read and write
+    # Parquet; the JVM shuffles signatures and ids), and in local mode G1 grows the heap to its limit
+    # whatever the work. 2g dedups 200k documents as fast as 4g with 1.2 GB less resident; 1g (Spark's
+    # own default) fails there, on a broadcast join (benchmarks/dedup_throughput.py). The test suite
+    # runs every stage at 2g. A bigger heap is for a cluster's driver or much larger crawls.
+    driver_memory: str = "2g"
     shuffle_partitions: int = 8
     # Console progress bars ([Stage 3:====>  (12 + 2) / 40]) while a job runs.
     show_progress: bool = True
