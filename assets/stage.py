@@ -286,9 +286,9 @@ def follow_upstreams() -> AutomationCondition:
     (a click, a backfill of that stage alone), none is missing or running, and every upstream's
     blocking gate passed (a failed gate publishes nothing, and stops the chain here).
 
-    Not Dagster's ``eager``: its "newly missing" trigger holds for every stage of a new crawl while
-    that crawl's whole run is still going, and an evaluation that reads a stage between its commit
-    and its ``newly_updated`` window then launched it a second time (two or three runs per crawl in
+    Not Dagster's ``eager``: its "newly missing" trigger stays armed on every stage of a new crawl
+    while that crawl's whole run is going, with only "in progress" holding it back, so a failed
+    step or a tick that misreads a stage's state launched stages again (three runs for one crawl in
     CI). A new crawl is the landing sensor's: one run of every stage, which sets its asset selection
     so that ``executed_with_root_target`` ignores the updates it makes."""
     A = AutomationCondition
