@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._measure import measure
+from benchmarks._measure import run_measured
 from benchmarks.dedup_throughput import write_parquet
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
@@ -238,26 +238,24 @@ def main() -> int:
     def side(name: str, data: Path, out: Path):
         import subprocess
 
-        with measure() as m:
-            subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--side",
-                    name,
-                    "--data",
-                    str(data),
-                    "--out",
-                    str(out),
-                    "--cores",
-                    str(args.cores),
-                    "--driver-memory",
-                    args.driver_memory,
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        m = run_measured(
+            [
+                sys.executable,
+                __file__,
+                "--side",
+                name,
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--cores",
+                str(args.cores),
+                "--driver-memory",
+                args.driver_memory,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         r = json.loads(out.read_text())
         mix_seconds[(name, str(data))] = r.get("mixture_seconds")
         return r["seconds"], m.peak_rss_mb, set(r["removed"])

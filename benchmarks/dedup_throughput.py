@@ -3,7 +3,7 @@
 Same documents, same settings (5-word shingles, 14 bands × 8 rows = 112 hash functions), same
 cores, one run. The documents are generated articles (~250 words) with planted duplicates: 4%
 exact copies and 8% near copies (0.5%, 1% or 2% of words edited, 5-gram Jaccard ≈ 0.8-0.95) of
-an earlier article. Printed per side: seconds, docs/s, peak RSS of all its processes, recall
+an earlier article. Printed per side: seconds, docs/s, peak RSS and PSS of its own processes, recall
 (planted copies removed) and false removals (documents removed that are no planted copy), then the
 ratios, then Sluice alone at smaller sizes to show how time and memory grow. Each side (and each
 size) runs in a fresh process, so no side's memory includes another's (Spark's JVM outlives
@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._measure import measure
+from benchmarks._measure import run_measured
 from spark_jobs.session import SparkSettings
 
 NGRAM, BANDS, ROWS = 5, 14, 8
@@ -260,18 +260,16 @@ def main() -> int:
     )
 
     def side(name: str, data: Path, out: Path):
-        """Run one side in a fresh process; its seconds (work only) and the peak RSS of its process tree."""
+        """Run one side in a fresh process; its seconds (work only) and the peak memory of its own process tree."""
         import subprocess
 
-        with measure() as m:
-            subprocess.run(
-                [sys.executable, __file__, "--side", name, "--data", str(data), "--out", str(out), *passthrough],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        m = run_measured(
+            [sys.executable, __file__, "--side", name, "--data", str(data), "--out", str(out), *passthrough],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         r = json.loads(out.read_text())
-        return r["seconds"], m.peak_rss_mb, set(r["removed"])
+        return r["seconds"], (m.peak_rss_mb, m.peak_pss_mb), set(r["removed"])
 
     work = Path(tempfile.mkdtemp(prefix="sluice-dedup-bench-"))
     results: dict = {"docs": args.docs, "cores": args.cores}
@@ -296,13 +294,13 @@ def main() -> int:
         for name in ("sluice", "datatrove", "datasketch"):
             if name in skip:
                 continue
-            secs, rss, removed = side(name, data, work / f"{name}.json")
-            sides[name] = (secs, rss, *score(removed, copies))
-            print(f"{name}: {secs:.1f}s, peak RSS {rss:.0f} MB", file=sys.stderr)
+            secs, mem, removed = side(name, data, work / f"{name}.json")
+            sides[name] = (secs, mem, *score(removed, copies))
+            print(f"{name}: {secs:.1f}s, peak RSS {mem[0]:.0f} MB, PSS {mem[1]:.0f} MB", file=sys.stderr)
         scaling = []
         for n in sub_sets:
-            secs, rss, removed = side("sluice", work / f"data-{n}", work / f"sluice-{n}.json")
-            scaling.append((n, secs, rss, *score(removed, {k: v for k, v in copies.items() if k < n})))
+            secs, mem, removed = side("sluice", work / f"data-{n}", work / f"sluice-{n}.json")
+            scaling.append((n, secs, mem, *score(removed, {k: v for k, v in copies.items() if k < n})))
         scaling.append((args.docs, *sides["sluice"]))
 
         labels = {
@@ -312,23 +310,39 @@ def main() -> int:
         }
         print(
             f"\n{args.docs} documents, {BANDS}×{ROWS} LSH over {NGRAM}-word shingles, {args.cores} cores, each side in its own "
-            f"process (seconds: the work, start-up excluded; peak RSS: the side's whole process tree, start-up included)"
+            f"process (seconds: the work, start-up excluded; peak memory: the side's own process tree, start-up included, not\n"
+            f"this benchmark's process, which holds the corpus; RSS summed over processes, PSS counting shared pages once)"
         )
-        print(f"{'side':36s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'recall':>7s} {'false removals':>15s}")
-        for key, (secs, rss, rec, false) in sides.items():
-            print(f"{labels[key]:36s} {secs:8.1f} {args.docs / secs:8.0f} {rss:12.0f} {rec:7.4f} {false:15d}")
-            results[key] = {"seconds": secs, "docs_per_s": args.docs / secs, "peak_rss_mb": rss, "recall": rec, "false_removals": false}
+        print(
+            f"{'side':36s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'peak PSS MB':>12s} {'recall':>7s} {'false removals':>15s}"
+        )
+        for key, (secs, (rss, pss), rec, false) in sides.items():
+            print(f"{labels[key]:36s} {secs:8.1f} {args.docs / secs:8.0f} {rss:12.0f} {pss:12.0f} {rec:7.4f} {false:15d}")
+            results[key] = {
+                "seconds": secs,
+                "docs_per_s": args.docs / secs,
+                "peak_rss_mb": rss,
+                "peak_pss_mb": pss,
+                "recall": rec,
+                "false_removals": false,
+            }
         for peer in ("datatrove", "datasketch"):
             if peer in sides:
                 ratio = sides[peer][0] / sides["sluice"][0]
-                print(f"sluice / {peer}: {ratio:.2f}× docs/s")
+                rss_ratio, pss_ratio = (sides["sluice"][1][i] / sides[peer][1][i] for i in (0, 1))
+                print(f"sluice / {peer}: {ratio:.2f}× docs/s; memory {rss_ratio:.2f}× theirs (RSS), {pss_ratio:.2f}× (PSS)")
                 results[f"ratio_vs_{peer}"] = ratio
+                results[f"memory_ratio_vs_{peer}"] = {"rss": rss_ratio, "pss": pss_ratio}
         sig_bytes = BANDS * ROWS * 4 + BANDS * 8
         print(f"\nSluice by size, Spark driver heap {args.driver_memory} (signature data = {sig_bytes} bytes per document)")
-        print(f"{'docs':>8s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'signatures MB':>14s} {'recall':>7s}")
-        for n, secs, rss, rec, _ in sorted(scaling, key=lambda x: x[0]):
-            print(f"{n:8d} {secs:8.1f} {n / secs:8.0f} {rss:12.0f} {n * sig_bytes / 2**20:14.1f} {rec:7.4f}")
-        results["scaling"] = [{"docs": n, "seconds": secs, "peak_rss_mb": rss, "recall": rec} for n, secs, rss, rec, _ in scaling]
+        print(
+            f"{'docs':>8s} {'seconds':>8s} {'docs/s':>8s} {'peak RSS MB':>12s} {'peak PSS MB':>12s} {'signatures MB':>14s} {'recall':>7s}"
+        )
+        for n, secs, (rss, pss), rec, _ in sorted(scaling, key=lambda x: x[0]):
+            print(f"{n:8d} {secs:8.1f} {n / secs:8.0f} {rss:12.0f} {pss:12.0f} {n * sig_bytes / 2**20:14.1f} {rec:7.4f}")
+        results["scaling"] = [
+            {"docs": n, "seconds": secs, "peak_rss_mb": mem[0], "peak_pss_mb": mem[1], "recall": rec} for n, secs, mem, rec, _ in scaling
+        ]
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:

@@ -28,40 +28,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.stage_timing import stage_names  # noqa: E402  (after the path insert)
-
-
-def tree_rss(pids: list[int]) -> int:
-    """Resident bytes of the given processes and all their descendants."""
-    import psutil
-
-    total, seen = 0, set()
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-        for p in procs:
-            if p.pid in seen:
-                continue
-            seen.add(p.pid)
-            try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-    return total
+from benchmarks._measure import tree_memory  # noqa: E402  (after the path insert)
+from benchmarks.stage_timing import stage_names  # noqa: E402
 
 
 def run_once(crawl: Path, lake: Path, master: str | None, cluster_pids: list[int]) -> dict[str, dict[str, float]]:
-    """One `sluice run`; per stage: seconds and peak resident bytes."""
+    """One `sluice run`; per stage: seconds and peak memory (RSS and PSS bytes, benchmarks/_measure.py)."""
+    import psutil
     from mlflow.tracking import MlflowClient
 
     env = {**os.environ, "SLUICE_LAKEHOUSE_DIR": str(lake), "SLUICE_SPARK__SHOW_PROGRESS": "false"}
     env.pop("SLUICE_CONFIG", None)
     if master:
         env["SLUICE_SPARK__MASTER"] = master
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []
     proc = subprocess.Popen(
         [str(REPO / ".venv" / "bin" / "sluice"), "run", "--crawl", str(crawl)],
         env=env,
@@ -71,7 +51,14 @@ def run_once(crawl: Path, lake: Path, master: str | None, cluster_pids: list[int
 
     def sample() -> None:
         while proc.poll() is None:
-            samples.append((time.time() * 1000, tree_rss([proc.pid, *cluster_pids])))
+            rss = pss = 0
+            for pid in [proc.pid, *cluster_pids]:
+                try:
+                    r, p = tree_memory(psutil.Process(pid))
+                except psutil.NoSuchProcess:
+                    continue
+                rss, pss = rss + r, pss + p
+            samples.append((time.time() * 1000, rss, pss))
             time.sleep(0.25)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -85,9 +72,17 @@ def run_once(crawl: Path, lake: Path, master: str | None, cluster_pids: list[int
     for r in client.search_runs([exp.experiment_id], "tags.`sluice.level` = 'stage'"):
         stage = r.data.tags.get("dagster.asset")
         start, end = r.info.start_time, r.info.end_time or samples[-1][0]
-        peak = max((m for ts, m in samples if start <= ts <= end), default=0)
-        out[stage] = {"seconds": r.data.metrics.get("seconds", (end - start) / 1000), "peak_bytes": peak}
+        window = [(m, p) for ts, m, p in samples if start <= ts <= end]
+        out[stage] = {
+            "seconds": r.data.metrics.get("seconds", (end - start) / 1000),
+            "peak_bytes": max((m for m, _ in window), default=0),
+            "peak_pss_bytes": max((p for _, p in window), default=0),
+        }
     return out
+
+
+def _pss(cell: dict) -> int:
+    return cell.get("peak_pss_bytes", cell["peak_bytes"])  # runs recorded before PSS was sampled: RSS
 
 
 def exponent(xs: list[float], ys: list[float]) -> float:
@@ -108,8 +103,8 @@ def plot(results: dict, names: list[str], out: Path) -> None:
             if all(s in by_pages[str(p)] for p in pages):
                 style = dict(color=f"C{i}", marker="o" if mode == "local" else "s", linestyle="-" if mode == "local" else "--")
                 ax1.plot(pages, [by_pages[str(p)][s]["seconds"] for p in pages], label=f"{s} ({mode})", **style)
-                ax2.plot(pages, [by_pages[str(p)][s]["peak_bytes"] / 2**30 for p in pages], label=f"{s} ({mode})", **style)
-    for ax, title in ((ax1, "seconds per stage"), (ax2, "peak resident memory per stage (GiB)")):
+                ax2.plot(pages, [_pss(by_pages[str(p)][s]) / 2**30 for p in pages], label=f"{s} ({mode})", **style)
+    for ax, title in ((ax1, "seconds per stage"), (ax2, "peak memory (PSS) per stage (GiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log" if ax is ax1 else "linear")
         ax.set_xlabel("pages in the crawl")
@@ -158,7 +153,7 @@ def main() -> int:
     names = stage_names()  # the registry's, in pipeline order; a stage the runs did not materialize is not shown
     for mode, by_pages in results.items():
         pages = sorted(int(p) for p in by_pages)
-        print(f"\n{mode} mode, 2 cores: seconds (peak resident GiB) per stage")
+        print(f"\n{mode} mode, 2 cores: seconds (peak GiB, RSS/PSS) per stage")
         print(f"{'stage':<20}" + "".join(f"{p:>18,}" for p in pages) + f"{'exponent b':>12}")
         for s in names:
             if not all(s in by_pages[str(p)] for p in pages):
@@ -167,7 +162,7 @@ def main() -> int:
             b = exponent(pages, [c["seconds"] for c in cells]) if len(pages) > 1 else float("nan")
             print(
                 f"{s:<20}"
-                + "".join(f"{c['seconds']:>10.1f} ({c['peak_bytes'] / 2**30:4.1f})" for c in cells)
+                + "".join(f"{c['seconds']:>10.1f} ({c['peak_bytes'] / 2**30:3.1f}/{_pss(c) / 2**30:3.1f})" for c in cells)
                 + f"{b:>12.2f}"
                 + ("  > 1.1" if b > 1.1 else "")
             )

@@ -266,7 +266,7 @@ def main() -> int:
     if not args.no_spark:
         from spark_jobs.session import SparkSettings, build_spark
 
-        spark = build_spark(SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False, driver_memory="2g"))
+        spark = build_spark(SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False))
         print(
             f"\n2. the dedup job (exact always on): recall of the {len(truth)} planted pairs; false removals among the "
             f"{len(ids) - len(truth)} documents that must stay"

@@ -107,6 +107,7 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     from pyspark.sql import functions as F
 
     from spark_jobs.components import connected_components
+    from spark_jobs.spark_io import checkpoint
 
     t0 = time.time()
     has_earlier = earlier is not None
@@ -115,9 +116,9 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
         prev = rank(earlier, 0).select("doc_id", "rank", "exact_hash", "minhash", "band_keys")
         # The same WARC record ingested again (same doc_id as a document an earlier crawl kept):
         # settled at once as an exact duplicate of the earlier copy.
-        seen = sigs.join(prev.select("doc_id"), "doc_id", "left_semi").select("unit", "doc_id").localCheckpoint()
+        seen = checkpoint(sigs.join(prev.select("doc_id"), "doc_id", "left_semi").select("unit", "doc_id"))
         sigs = sigs.join(seen.select("doc_id"), "doc_id", "left_anti")
-    cur = rank(sigs, 1).select("doc_id", "rank", "exact_hash", "minhash", "band_keys").localCheckpoint()
+    cur = checkpoint(rank(sigs, 1).select("doc_id", "rank", "exact_hash", "minhash", "band_keys"))
 
     # Exact: every document points at the best-ranked document with its hash.
     if o.exact:
@@ -129,7 +130,7 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
         rep = rep.where("prio = 1").select("doc_id", F.col("rep_rank.id").alias("rep"))
     else:
         rep = cur.select("doc_id", F.col("doc_id").alias("rep"))
-    rep = rep.localCheckpoint()
+    rep = checkpoint(rep)
     stats.seconds["exact"] = time.time() - t0
 
     # Near: LSH buckets among the exact representatives (and the earlier documents they hit).
@@ -147,15 +148,20 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
             .agg(F.sort_array(F.collect_list("rank")).alias("m"))
             .where((F.size("m") > 1) & F.exists("m", lambda x: x["prio"] == 1))
         )
-        pairs = _pairs_from_buckets(members, o.max_bucket_pairs).localCheckpoint()
+        pairs = checkpoint(_pairs_from_buckets(members, o.max_bucket_pairs))
         stats.candidate_pairs = pairs.count()
         if o.verify and stats.candidate_pairs:
             all_texts = texts if earlier_texts is None else texts.unionByName(earlier_texts)
-            ta = all_texts.select(F.col("doc_id").alias("a"), F.col("text").alias("text_a"))
-            tb = all_texts.select(F.col("doc_id").alias("b"), F.col("text").alias("text_b"))
+            # Only the texts of the pairs' documents, shuffled, never broadcast: Spark sizes a text
+            # column at 20 bytes a row, so it took all the crawl's texts for a small table and
+            # broadcast them (320 MB at 200k documents; out of memory in a 1g driver).
+            ids = F.broadcast(pairs.select(F.col("a").alias("doc_id")).unionByName(pairs.select(F.col("b").alias("doc_id"))).distinct())
+            needed = all_texts.join(ids, "doc_id", "left_semi")
+            ta = needed.select(F.col("doc_id").alias("a"), F.col("text").alias("text_a")).hint("merge")
+            tb = needed.select(F.col("doc_id").alias("b"), F.col("text").alias("text_b")).hint("merge")
             joined = pairs.join(ta, "a").join(tb, "b").select("a", "b", "text_a", "text_b")
             scored = joined.mapInArrow(partial(_verify_pairs, ngram=o.ngram), "a string, b string, jaccard double")
-            edges = scored.where(F.col("jaccard") >= o.verify_threshold).select("a", "b").localCheckpoint()
+            edges = checkpoint(scored.where(F.col("jaccard") >= o.verify_threshold).select("a", "b"))
         else:
             edges = pairs
         stats.verified_pairs = edges.count()

@@ -17,11 +17,12 @@ class SparkSettings(BaseModel):
     master: str = "local[*]"
     app_name: str = "sluice"
     # Sized to the work: the stages keep bulk data off the JVM heap (Python tasks read and write
-    # Parquet; the JVM shuffles signatures and ids), and in local mode G1 grows the heap to its limit
-    # whatever the work. 2g dedups 200k documents as fast as 4g with 1.2 GB less resident; 1g (Spark's
-    # own default) fails there, on a broadcast join (benchmarks/dedup_throughput.py). The test suite
-    # runs every stage at 2g. A bigger heap is for a cluster's driver or much larger crawls.
-    driver_memory: str = "2g"
+    # Parquet; the JVM shuffles signatures and ids; intermediate results are checkpointed to disk,
+    # spark_io.checkpoint), and in local mode G1 grows the heap to its limit whatever the work. 1g
+    # (Spark's own default) runs a 200k-page crawl and dedups 200k documents at 0.6x the resident
+    # memory of 2g (benchmarks/scaling_curve.py, dedup_throughput.py); the test suite runs at the
+    # default. A bigger heap is for a cluster's driver or much larger crawls.
+    driver_memory: str = "1g"
     shuffle_partitions: int = 8
     # Console progress bars ([Stage 3:====>  (12 + 2) / 40]) while a job runs.
     show_progress: bool = True

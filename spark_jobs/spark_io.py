@@ -43,6 +43,16 @@ def read_table(spark: SparkSession, uri: str | Path, version: int | None = None,
     return out.select(*[f.name for f in arrow_schema])
 
 
+def checkpoint(df: DataFrame) -> DataFrame:
+    """``df`` computed once and kept on the executors' local disk, its plan cut: the dedup passes
+    reuse intermediate results several times and iterate (connected components). Disk, not
+    Spark's default memory-and-disk: cached blocks held on the heap left too little of a 1g driver
+    to build a broadcast join at 200k documents, and the heap then has to be sized to the cache."""
+    from pyspark import StorageLevel
+
+    return df.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+
+
 def stage_dataframe(df: DataFrame, txn: Transaction) -> None:
     """Write a DataFrame's Parquet files into the transaction's staging area (no commit)."""
     df.drop(*txn.partition_by).write.mode("overwrite").parquet(txn.staging_uri)

@@ -29,7 +29,7 @@ def shared_data(sub: str) -> Path:
 def spark():
     from spark_jobs.session import SparkSettings, build_spark
 
-    s = build_spark(SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False, driver_memory="2g"))
+    s = build_spark(SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False))
     yield s
     s.stop()
 
@@ -57,7 +57,7 @@ def make_config(tmp_path):
         return SluiceConfig(
             lakehouse_dir=tmp_path / "lakehouse",
             landing_dir=landing,
-            spark=SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False, driver_memory="2g"),
+            spark=SparkSettings(master="local[2]", shuffle_partitions=2, show_progress=False),
             **kw,
         )
 

@@ -89,7 +89,7 @@ def lake(sample_landing, tmp_path_factory):
             {
                 "lakehouse_dir": str(lakehouse),
                 "landing_dir": str(landing),
-                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
+                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False},
                 "scoring": {"scorers": [{"name": "quality", "kind": "signals", "model": "builtin:signals-v1"}]},
                 "decontamination": {
                     "benchmarks": [{"name": "evals", "path": str(landing / "crawl-a" / "eval_set.jsonl"), "fields": ["question"]}]

@@ -37,7 +37,7 @@ def shapes_run(spark, tmp_path_factory):
                 "lakehouse_dir": str(tmp / "lake"),
                 "landing_dir": str(landing),
                 "dagster": {"retries": 0},
-                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
+                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False},
                 "decontamination": {"benchmarks": [{"name": "shape-evals", "path": str(evals), "fields": ["question"]}]},
                 "mixing": {
                     "mixtures": [

@@ -90,7 +90,7 @@ def served(tmp_path_factory):
                         {"name": "demo", "token_budget": 20000, "seed": 7, "sources": [{"name": "all", "where": "true", "weight": 1.0}]}
                     ]
                 },
-                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False, "driver_memory": "2g"},
+                "spark": {"master": "local[2]", "shuffle_partitions": 2, "show_progress": False},
             }
         )
     )
