@@ -70,3 +70,50 @@ def pipeline(cfg, *assets):
 
     built = {a.key.to_user_string(): a for a in build_assets(cfg)}
     return [built[a] if isinstance(a, str) else a for a in (assets or built)]
+
+
+# `make test` runs on xdist workers (`-n auto --dist loadgroup`). Every integration test that runs Spark
+# in the test process shares one worker (group "spark"), so a run still has one in-process Spark
+# session; a module marked `child_processes` (its pipeline runs in processes it starts) and every
+# unit-test module is a group of its own, whole on one worker, so a module fixture is built once.
+SPARK_GROUP = "spark"
+
+
+def xdist_group(item: pytest.Item) -> str:
+    if item.get_closest_marker("integration") and not item.get_closest_marker("child_processes"):
+        return SPARK_GROUP
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for xdist, and an order its scheduler keeps (`--no-loadscope-reorder`): the Spark
+    group first, then groups with a test marked `slow`, then the rest; each worker takes the next group."""
+    rank: dict[str, int] = {}
+    for item in items:
+        group = xdist_group(item)
+        item.add_marker(pytest.mark.xdist_group(group))
+        mine = 0 if group == SPARK_GROUP else 1 if item.get_closest_marker("slow") else 2
+        rank[group] = min(rank.get(group, mine), mine)
+    items.sort(key=lambda it: rank[xdist_group(it)])  # stable: a group's tests keep their order
+
+
+def _spark_in_process() -> bool:
+    import sys
+
+    ctx = sys.modules.get("pyspark.context")
+    return bool(ctx and ctx.SparkContext._active_spark_context is not None)
+
+
+def pytest_runtest_setup(item):
+    item.stash[_SPARK_BEFORE] = _spark_in_process()
+
+
+def pytest_runtest_teardown(item):
+    """A test outside the Spark group that starts Spark in this process would give the run a second
+    session on another worker: it fails here, and belongs in the Spark group (no `child_processes`)."""
+    if xdist_group(item) != SPARK_GROUP and not item.stash.get(_SPARK_BEFORE, True) and _spark_in_process():
+        pytest.fail(f"{item.nodeid} started Spark in the test process but is not in the {SPARK_GROUP!r} xdist group")
+
+
+_SPARK_BEFORE = pytest.StashKey[bool]()
