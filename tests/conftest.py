@@ -98,14 +98,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda it: rank[xdist_group(it)])  # stable: a group's tests keep their order
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_finish(session):
-    """On an xdist worker under loadgroup, every test must carry its group, or the Spark tests would
-    spread over the workers, each with its own session (pytest 9.2 broke this: pytest-xdist#1386)."""
-    if getattr(session.config.option, "loadgroup", False) and any("@" not in it.nodeid for it in session.items):
-        raise pytest.UsageError("xdist groups were not applied to the tests (pytest-xdist#1386): pin pytest as pyproject.toml does")
-
-
 def _spark_in_process() -> bool:
     import sys
 
