@@ -51,7 +51,7 @@ postgres:
 	else echo "no PostgreSQL server binaries and not root: the PostgreSQL test will skip (apt-get install postgresql)"; fi
 
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest tests -n auto --dist loadgroup --no-loadscope-reorder --durations=15
+	$(BIN)/python -m pytest tests --durations=15
 
 # The unit loop: everything not marked `integration` (no Spark session, no pipeline run, no server).
 test-fast: $(STAMP)

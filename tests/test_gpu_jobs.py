@@ -23,7 +23,7 @@ from tests import tiny_models
 from tests.local_openai_server import LocalOpenAIServer
 
 # The GPU programs run as the pipeline runs them: processes with real (tiny) models, files and servers.
-pytestmark = [pytest.mark.integration, pytest.mark.child_processes]
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 
