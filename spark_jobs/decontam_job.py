@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from documents.decontam import BenchmarkIndex, DecontamOptions, match_batch, word_spans
-from spark_jobs.filter_job import plan_units
+from spark_jobs.units import plan_units, row_group_batches
 from storage.tables import DECONTAM, DECONTAMINATED_COLUMNS, REJECTION_COLUMNS
 
 MATCH_SCHEMA = pa.schema(
@@ -49,14 +49,11 @@ SOURCE_COLUMNS = {
 
 
 def _match_tasks(batches: Iterator[pa.RecordBatch], units: list, index_bc) -> Iterator[pa.RecordBatch]:
-    import pyarrow.parquet as pq
-
     index: BenchmarkIndex = index_bc.value
     for ids in batches:
         for task in ids.column("id").to_pylist():
             for _source, path, row_group in units[task]:
-                t = pq.ParquetFile(path).read_row_group(row_group, columns=["doc_id", "text"])
-                for b in t.to_batches(max_chunksize=2048):
+                for b in row_group_batches(path, row_group, ["doc_id", "text"]):
                     m = match_batch(b.column("text"), index)
                     if not len(m.row):
                         continue
@@ -108,7 +105,6 @@ def _write_tasks(
     batches: Iterator[pa.RecordBatch], units: list, index_bc, hits: dict[str, dict], kept_dir: str, rejects_dir: str, run_id: str
 ) -> Iterator[pa.RecordBatch]:
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from storage.task_output import TaskOutputs
 
@@ -120,34 +116,33 @@ def _write_tasks(
             counts: Counter[tuple[str, str]] = Counter()
             with TaskOutputs(targets, task) as out:
                 for source, path, row_group in units[task]:
-                    docs = _project(
-                        pq.ParquetFile(path).read_row_group(row_group, columns=list(set(SOURCE_COLUMNS[source].values()))), source
-                    )
-                    counts[(source, "in")] += docs.num_rows
-                    bad = pc.is_in(docs.column("doc_id"), value_set=contaminated) if hits else None
-                    if bad is None or not pc.any(bad).as_py():
-                        out.write("kept", docs)
-                        continue
-                    out.write("kept", docs.filter(pc.invert(bad)))
-                    rows = []
-                    for d in docs.filter(bad).to_pylist():
-                        ev = _evidence(d["text"] or "", hits[d["doc_id"]], index)
-                        rows.append(
-                            {
-                                "doc_id": d["doc_id"],
-                                "url": d["url"],
-                                "reason": f"{DECONTAM}.{ev['benchmark']}",
-                                "detail": json.dumps({**ev, "source": source}, ensure_ascii=False),
-                                "value": float(ev["matches"]),
-                                "related_doc_id": d["source_doc_id"] if source != "deduplicated" else None,
-                                "warc_file": d["warc_file"],
-                                "warc_offset": d["warc_offset"],
-                                "run_id": run_id,
-                                "word_count": d.get("word_count"),
-                            }
-                        )
-                    out.write("rejected", pa.Table.from_pylist(rows, schema=pa.schema(REJECTION_COLUMNS)))
-                    counts[(source, "rejected")] += len(rows)
+                    for batch in row_group_batches(path, row_group, list(set(SOURCE_COLUMNS[source].values()))):
+                        docs = _project(pa.Table.from_batches([batch]), source)
+                        counts[(source, "in")] += docs.num_rows
+                        bad = pc.is_in(docs.column("doc_id"), value_set=contaminated) if hits else None
+                        if bad is None or not pc.any(bad).as_py():
+                            out.write("kept", docs)
+                            continue
+                        out.write("kept", docs.filter(pc.invert(bad)))
+                        rows = []
+                        for d in docs.filter(bad).to_pylist():
+                            ev = _evidence(d["text"] or "", hits[d["doc_id"]], index)
+                            rows.append(
+                                {
+                                    "doc_id": d["doc_id"],
+                                    "url": d["url"],
+                                    "reason": f"{DECONTAM}.{ev['benchmark']}",
+                                    "detail": json.dumps({**ev, "source": source}, ensure_ascii=False),
+                                    "value": float(ev["matches"]),
+                                    "related_doc_id": d["source_doc_id"] if source != "deduplicated" else None,
+                                    "warc_file": d["warc_file"],
+                                    "warc_offset": d["warc_offset"],
+                                    "run_id": run_id,
+                                    "word_count": d.get("word_count"),
+                                }
+                            )
+                        out.write("rejected", pa.Table.from_pylist(rows, schema=pa.schema(REJECTION_COLUMNS)))
+                        counts[(source, "rejected")] += len(rows)
             for source in sorted({s for s, _ in counts}):
                 yield pa.RecordBatch.from_pylist(
                     [

@@ -33,7 +33,7 @@ from spark_jobs.dedup_clusters import DedupStats, cluster_documents
 from spark_jobs.dedup_outputs import SUMMARY_SCHEMA, output_schemas, output_tasks
 from spark_jobs.dedup_semantic import embedding_model, semantic_pass
 from spark_jobs.dedup_signatures import SIG_SCHEMA, signature_tasks
-from spark_jobs.filter_job import plan_units
+from spark_jobs.units import plan_units
 from storage.tables import FILTERED_COLUMNS
 
 

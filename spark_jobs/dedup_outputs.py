@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from spark_jobs.dedup_clusters import DECISION_SCHEMA
 from spark_jobs.dedup_semantic import SEMANTIC
+from spark_jobs.units import row_group_batches
 from storage.tables import CLUSTER_COLUMNS, DEDUPLICATED_COLUMNS, REJECTION_COLUMNS, SIGNATURE_COLUMNS
 
 SUMMARY_SCHEMA = pa.schema([("part", pa.int64()), ("docs_in", pa.int64()), ("kept", pa.int64()), ("rejected", pa.int64())])
@@ -34,7 +35,6 @@ def output_tasks(
     import os
 
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
     from storage.task_output import TaskOutputs
 
@@ -53,9 +53,9 @@ def output_tasks(
             docs_in = 0
             with TaskOutputs(targets, unit) as out:
                 for path, row_group in units[unit]:
-                    table = pq.ParquetFile(path).read_row_group(row_group)
-                    docs_in += table.num_rows
-                    _write_unit(out, table, dec, by_id, sig, sig_by_id, seq, run_id, emb, model)
+                    for batch in row_group_batches(path, row_group):
+                        docs_in += batch.num_rows
+                        _write_unit(out, pa.Table.from_batches([batch]), dec, by_id, sig, sig_by_id, seq, run_id, emb, model)
                 kept, rejected = out.rows["documents"], out.rows["rejected"]
             yield pa.RecordBatch.from_pylist(
                 [{"part": unit, "docs_in": docs_in, "kept": kept, "rejected": rejected}], schema=SUMMARY_SCHEMA

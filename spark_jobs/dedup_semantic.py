@@ -19,6 +19,7 @@ from documents.embeddings import ModelSpec, embed, prepare_model
 from documents.minhash import DedupOptions
 from documents.semantic import SemanticOptions, semantic_duplicates
 from spark_jobs.dedup_clusters import DECISION_SCHEMA, STAGE, DedupStats
+from spark_jobs.units import row_group_batches
 
 EMBEDDING_SCHEMA = pa.schema([("unit", pa.int32()), ("doc_id", pa.string()), ("embedding", pa.list_(pa.float32()))])
 SEMANTIC = f"{STAGE}.semantic"
@@ -50,7 +51,6 @@ def _embedding_tasks(
     import os
 
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
     spec = ModelSpec.from_json(spec_json)
     for ids in batches:
@@ -61,13 +61,13 @@ def _embedding_tasks(
             dec = ds.dataset(part_dir, format="parquet").to_table(columns=["doc_id", "kept"])
             kept = pa.array(dec.filter(dec.column("kept")).column("doc_id").to_pylist(), pa.string())
             for path, row_group in units[unit]:
-                t = pq.ParquetFile(path).read_row_group(row_group, columns=["doc_id", "text"])
-                t = t.filter(pc.is_in(t.column("doc_id"), value_set=kept))
-                for start in range(0, t.num_rows, 1024):
-                    part = t.slice(start, 1024)
+                for b in row_group_batches(path, row_group, ["doc_id", "text"], batch_size=1024):
+                    part = b.filter(pc.is_in(b.column("doc_id"), value_set=kept))
+                    if not part.num_rows:
+                        continue
                     v = embed(part.column("text").to_pylist(), spec, batch_size)
                     yield pa.RecordBatch.from_arrays(
-                        [pa.array(np.full(part.num_rows, unit, np.int32)), part.column("doc_id").combine_chunks(), _list_array(v)],
+                        [pa.array(np.full(part.num_rows, unit, np.int32)), part.column("doc_id"), _list_array(v)],
                         schema=EMBEDDING_SCHEMA,
                     )
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from documents.minhash import DedupOptions, band_keys, exact_hashes, minhash, shingles, words
+from spark_jobs.units import row_group_batches
 
 SIG_READ_COLUMNS = ["doc_id", "url", "warc_file", "warc_offset", "warc_date", "text"]
 
@@ -37,15 +38,12 @@ SIG_SCHEMA = pa.schema(
 def signature_tasks(
     batches: Iterator[pa.RecordBatch], units: list, options_json: str, quality_column: str | None
 ) -> Iterator[pa.RecordBatch]:
-    import pyarrow.parquet as pq
-
     o = DedupOptions.model_validate_json(options_json)
     columns = SIG_READ_COLUMNS + ([quality_column] if quality_column else [])
     for ids in batches:
         for unit in ids.column("id").to_pylist():
             for path, row_group in units[unit]:
-                table = pq.ParquetFile(path).read_row_group(row_group, columns=columns)
-                for batch in table.to_batches(max_chunksize=2048):
+                for batch in row_group_batches(path, row_group, columns):
                     yield signature_batch(batch, unit, o, quality_column)
 
 

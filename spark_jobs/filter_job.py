@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from documents.rules import INPUT_COLUMNS, DocumentFilter, FilterOptions, get_filter
+from spark_jobs.units import plan_units, row_group_batches
 from storage.tables import FILTERED_COLUMNS, REJECTION_COLUMNS
 
 SUMMARY_SCHEMA = pa.schema(
@@ -71,7 +72,6 @@ def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple
 def _filter_tasks(
     batches: Iterator[pa.RecordBatch], units: list[list[tuple[str, int]]], options_json: str, kept_dir: str, rejects_dir: str, run_id: str
 ) -> Iterator[pa.RecordBatch]:
-    import pyarrow.parquet as pq
 
     from storage.task_output import TaskOutputs
 
@@ -84,7 +84,7 @@ def _filter_tasks(
             langs: Counter[str] = Counter()
             with TaskOutputs(targets, task) as out:
                 for path, row_group in units[task]:
-                    for batch in pq.ParquetFile(path).read_row_group(row_group, columns=INPUT_COLUMNS).to_batches(max_chunksize=256):
+                    for batch in row_group_batches(path, row_group, INPUT_COLUMNS, batch_size=256):
                         docs_in += batch.num_rows
                         kept, rejected = filter_batch(f, batch, run_id)
                         out.write("kept", kept)
@@ -114,24 +114,6 @@ class FilterSummary:
     rejected: int
     reasons: dict[str, int]
     languages: dict[str, int]
-
-
-def plan_units(paths: list[str], n_tasks: int) -> list[list[tuple[str, int]]]:
-    """Row groups dealt to ``n_tasks`` tasks, largest first, each to the least loaded task."""
-    import pyarrow.parquet as pq
-
-    groups = []
-    for path in paths:
-        md = pq.ParquetFile(path).metadata
-        groups += [(md.row_group(i).total_byte_size, path, i) for i in range(md.num_row_groups)]
-    n = max(1, min(n_tasks, len(groups)))
-    tasks: list[list[tuple[str, int]]] = [[] for _ in range(n)]
-    load = [0] * n
-    for size, path, i in sorted(groups, reverse=True):
-        j = load.index(min(load))
-        tasks[j].append((path, i))
-        load[j] += size
-    return [t for t in tasks if t]
 
 
 def filter_documents(spark, paths: list[str], options: FilterOptions, kept_dir: str, rejects_dir: str, run_id: str) -> FilterSummary:
