@@ -72,7 +72,6 @@ def filter_batch(f: DocumentFilter, batch: pa.RecordBatch, run_id: str) -> tuple
 def _filter_tasks(
     batches: Iterator[pa.RecordBatch], units: list[list[tuple[str, int]]], options_json: str, kept_dir: str, rejects_dir: str, run_id: str
 ) -> Iterator[pa.RecordBatch]:
-
     from storage.task_output import TaskOutputs
 
     f = get_filter(options_json)
