@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from documents.model_cache import model_cache_dir
 from documents.semantic import FULL_MODEL, SemanticOptions
 
 
@@ -40,11 +41,6 @@ def resolve_folder(ref: str) -> Path:
     if not p.is_dir():
         raise FileNotFoundError(f"embedding model {ref!r}: no such folder (a local folder or package:<module>; no model hub)")
     return p
-
-
-def model_cache_dir() -> Path:
-    """The machine's model cache (the same $SLUICE_MODEL_CACHE as the rewriter's checkpoints)."""
-    return Path(os.environ.get("SLUICE_MODEL_CACHE") or Path.home() / ".cache" / "sluice" / "models").expanduser()
 
 
 def _folder_key(folder: Path) -> str:

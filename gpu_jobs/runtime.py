@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from documents.model_cache import model_cache_dir
+
 
 def pick_device(requested: str = "auto"):
     import torch
@@ -49,13 +51,6 @@ def resolve_model_ref(ref: str) -> tuple[str, str | None]:
     except ImportError:
         getter = None
     return (str(getter()) if getter else str(root)), None
-
-
-def model_cache_dir() -> Path:
-    """Where dequantized checkpoints are kept: ``$SLUICE_MODEL_CACHE``, else ~/.cache/sluice/models."""
-    import os
-
-    return Path(os.environ.get("SLUICE_MODEL_CACHE") or Path.home() / ".cache" / "sluice" / "models").expanduser()
 
 
 def cached_build(out: Path, build: Callable[[Path], None], done: str = "config.json") -> str:

@@ -91,6 +91,26 @@ def test_language_identification_and_threshold():
     assert ident.identify("   ") == ("und", 0.0)
 
 
+def test_exported_langid_model_answers_as_the_package_does(tmp_path, monkeypatch):
+    """The exported arrays (made on first use, then loaded by every worker) give the package's own
+    identifier's labels and probabilities."""
+    from langid.langid import LanguageIdentifier as PackageIdentifier
+    from langid.langid import model
+
+    from documents.language import _langid_identifier
+
+    monkeypatch.setenv("SLUICE_MODEL_CACHE", str(tmp_path))
+    exported = _langid_identifier()  # exports
+    assert list(tmp_path.glob("langid-*.npz"))
+    again = _langid_identifier()  # loads the export
+    package = PackageIdentifier.from_modelstring(model, norm_probs=True)
+    rng = random.Random(5)
+    texts = [" ".join(T.article(rng)[1]), " ".join(T.foreign(rng, "de")[1]), " ".join(T.foreign(rng, "fr")[1])]
+    texts += ["Это русский текст о погоде.", "日本語のテキストです。", "The weather is nice today. Das Wetter ist schön.", "x"]
+    for text in texts:
+        assert exported.classify(text) == again.classify(text) == package.classify(text), text
+
+
 def test_language_rule_just_inside_and_outside_min_score():
     mixed = "The weather is nice today. Das Wetter ist heute schön und warm."
     lang, score = LanguageIdentifier(LanguageOptions()).identify(mixed)

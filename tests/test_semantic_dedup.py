@@ -169,7 +169,8 @@ def test_distilled_model_is_faithful_on_real_pages():
     """The default model (distilled at first use) on planted republications of real pages: found
     above the default threshold, while unrelated real pages stay below it. Runs only where the
     distilled model is already cached (distilling takes minutes) and ../shared/data is present."""
-    from documents.embeddings import DISTILL_PCA_DIMS, model_cache_dir
+    from documents.embeddings import DISTILL_PCA_DIMS
+    from documents.model_cache import model_cache_dir
     from documents.semantic import STATIC_THRESHOLD
     from spark_jobs.dedup_semantic import embedding_model
     from tests.conftest import shared_data

@@ -9,7 +9,7 @@ one abusive passage is not diluted by the rest of a long page.
 The package's model is a scikit-learn pipeline; importing scikit-learn costs seconds per process,
 more than scoring a crawl's chunk. So its numbers (vocabulary, idf, each calibrated fold's SVM
 weights and sigmoid) are read out once per machine into a NumPy file beside the other converted
-models (``gpu_jobs.runtime.model_cache_dir``), and a batch is scored with NumPy and PyArrow: all
+models (``documents.model_cache``), and a batch is scored with NumPy and PyArrow: all
 windows of a batch are tokenized, looked up and weighted in one pass. The arithmetic is
 scikit-learn's (``TfidfVectorizer.transform`` then ``CalibratedClassifierCV.predict_proba``);
 ``tests/test_scoring_speed.py`` holds the two to the same probabilities.
@@ -91,7 +91,7 @@ def exported_model() -> Path:
     sizes and modification times, so an upgraded package is exported again)."""
     import hashlib
 
-    from gpu_jobs.runtime import model_cache_dir
+    from documents.model_cache import model_cache_dir
 
     files = _package_files()
     key = hashlib.sha256(repr([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]).encode()).hexdigest()[:16]
