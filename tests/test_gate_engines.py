@@ -3,6 +3,8 @@ above: both engines must give the same verdict on every expectation, passes and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -52,3 +54,27 @@ def test_the_filtered_gate_gives_the_same_verdicts_on_spark_and_on_pandas(spark,
     assert kinds(on_pandas) == kinds(on_spark)
     assert {"expect_column_values_to_not_match_regex_list", "expect_column_values_to_be_unique"} <= set(kinds(on_spark))
     assert any("word_count" in f for f in on_spark.failed) and any("word_count" in f for f in on_pandas.failed)
+
+
+def test_each_gate_links_its_own_data_docs_pages_and_the_index_keeps_the_newest(tmp_path, monkeypatch):
+    """Every run's pages are built and linked (one per suite); the index lists only the newest
+    ``DOCS_INDEX_LIMIT`` results, so that a gate does not slow down with every run the lakehouse keeps."""
+    import great_expectations as gx
+    import pandas as pd
+
+    from quality import gate as G
+
+    monkeypatch.setattr(G, "DOCS_INDEX_LIMIT", 2)
+    spec = G.GateSpec(
+        "g",
+        table=[gx.expectations.ExpectColumnValuesToNotBeNull(column="a")],
+        accounting=[gx.expectations.ExpectColumnValuesToBeBetween(column="n", min_value=0)],
+    )
+    results = [G.run_gate(spec, tmp_path, f"run{i}", pd.DataFrame({"a": [1, 2]}), {"n": i}) for i in range(3)]
+    pages = [p for r in results for p in r.docs_pages]
+    assert len(pages) == len(set(pages)) == 6
+    assert all(Path(p.removeprefix("file://")).is_file() for p in pages)
+    assert {Path(p).name for p in results[-1].docs_pages} == {"sluice_pandas-g.table.html", "sluice_pandas-g.accounting.html"}
+    index = (tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
+    run_dirs = [Path(p).parent.name for p in pages]  # each validation's run-time folder
+    assert all(d in index for d in run_dirs[-2:]) and not any(d in index for d in run_dirs[:2])
