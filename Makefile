@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decontam_throughput.py --docs 200000
 	$(BIN)/python benchmarks/audit_latency.py --crawls 3 --pages 20000
 	$(BIN)/python benchmarks/stage_timing.py --pages 10000
+	$(BIN)/python benchmarks/gate_overhead.py --runs 120
 	$(BIN)/python benchmarks/scaling_curve.py --pages 10000 50000 200000 --modes local cluster
 
 ui: $(STAMP)
