@@ -25,21 +25,22 @@ sys.path.insert(0, str(ROOT))
 
 
 def rows(schema, n: int):
-    """``n`` clean rows of the `filtered` contract."""
+    """``n`` clean rows of the `filtered` contract, built column by column."""
     import pyarrow as pa
 
-    def value(f: pa.Field, i: int):
-        if pa.types.is_string(f.type):
-            return f"doc-{i}" if f.name == "doc_id" else "en" if f.name == "language" else "A plain paragraph about rivers."
-        if pa.types.is_integer(f.type):
-            return 200
-        if pa.types.is_floating(f.type):
-            return 0.9 if f.name == "language_score" else 0.5
-        if pa.types.is_boolean(f.type):
-            return False
-        return None
-
-    return pa.Table.from_pylist([{f.name: value(f, i) for f in schema} for i in range(n)], schema=schema).to_pandas()
+    fixed = {"language": "en", "language_score": 0.9, "word_count": 200, "text": "A plain paragraph about rivers."}
+    cols = {}
+    for f in schema:
+        if f.name == "doc_id":
+            cols[f.name] = pa.array([f"doc-{i}" for i in range(n)], f.type)
+            continue
+        v = fixed.get(f.name)
+        if v is None:
+            t = f.type
+            v = "x" if pa.types.is_string(t) else 0.5 if pa.types.is_floating(t) else 200 if pa.types.is_integer(t) else None
+            v = False if pa.types.is_boolean(t) else v
+        cols[f.name] = pa.array([v] * n, f.type)
+    return pa.table(cols, schema=schema).to_pandas()
 
 
 def gx_recipe(spec, quality_dir: Path, table, accounting: dict) -> bool:
@@ -48,7 +49,7 @@ def gx_recipe(spec, quality_dir: Path, table, accounting: dict) -> bool:
     import great_expectations as gx
     import pandas as pd
 
-    from quality.gate import _context
+    from quality.gate import _context, batch_definition
 
     ctx = _context(quality_dir)
     sites = ctx.variables.data_docs_sites
@@ -57,15 +58,7 @@ def gx_recipe(spec, quality_dir: Path, table, accounting: dict) -> bool:
     ok = True
     for suffix, expectations, data in (("table", spec.table, table), ("accounting", spec.accounting, pd.DataFrame([accounting]))):
         name = f"{spec.name}.{suffix}"
-        ds = ctx.data_sources.add_or_update_pandas("sluice_pandas")
-        try:
-            asset = ds.get_asset(name)
-        except (LookupError, KeyError, ValueError):
-            asset = ds.add_dataframe_asset(name)
-        try:
-            bd = asset.get_batch_definition("whole")
-        except (LookupError, KeyError, ValueError):
-            bd = asset.add_batch_definition_whole_dataframe("whole")
+        bd = batch_definition(ctx, name, "pandas")
         suite = gx.ExpectationSuite(name=name)
         for e in expectations:
             suite.add_expectation(e.copy())

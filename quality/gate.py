@@ -89,9 +89,8 @@ def _context(quality_dir: Path):
     return ctx
 
 
-def _run_suite(ctx, suite_name: str, expectations: list[Any], data: Any, engine: str) -> Any:
-    import great_expectations as gx
-
+def batch_definition(ctx, suite_name: str, engine: str) -> Any:
+    """The whole-dataframe batch a suite validates, on the pandas or Spark data source (made once)."""
     if engine == "spark":
         ds = ctx.data_sources.add_or_update_spark("sluice_spark")
     else:
@@ -101,9 +100,15 @@ def _run_suite(ctx, suite_name: str, expectations: list[Any], data: Any, engine:
     except (LookupError, KeyError, ValueError):
         asset = ds.add_dataframe_asset(suite_name)
     try:
-        bd = asset.get_batch_definition("whole")
+        return asset.get_batch_definition("whole")
     except (LookupError, KeyError, ValueError):
-        bd = asset.add_batch_definition_whole_dataframe("whole")
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _run_suite(ctx, suite_name: str, expectations: list[Any], data: Any, engine: str) -> Any:
+    import great_expectations as gx
+
+    bd = batch_definition(ctx, suite_name, engine)
     # All expectations at construction: once the suite's name is in the store, add_expectation
     # rewrites the stored suite per expectation (35 writes for the filtered gate, every run).
     suite = gx.ExpectationSuite(name=suite_name, expectations=[e.copy() if hasattr(e, "copy") else e for e in expectations])
