@@ -111,20 +111,24 @@ def _langid_identifier():
         import os
 
         ptc, pc, classes, nextmove, output = pickle.loads(bz2.decompress(base64.b64decode(langid.model)))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.tmp.npz")
-        keys = sorted(output)
-        np.savez(
-            tmp,
-            ptc=np.frombuffer(ptc, dtype=np.float32).reshape(len(ptc) // len(pc), len(pc)),
-            pc=np.frombuffer(pc, dtype=np.float32),
-            classes=np.array(classes),
-            nextmove=np.frombuffer(nextmove, dtype=np.uint16),
-            output_keys=np.array(keys, dtype=np.int64),
-            output_lengths=np.array([len(output[k]) for k in keys], dtype=np.int64),
-            output_values=np.array([v for k in keys for v in output[k]], dtype=np.int64),
-        )
-        tmp.replace(out)  # atomic: workers that start together never read a half-written file
+        arrays = {
+            "ptc": np.frombuffer(ptc, dtype=np.float32).reshape(len(ptc) // len(pc), len(pc)),
+            "pc": np.frombuffer(pc, dtype=np.float32),
+            "classes": np.array(classes),
+            "nextmove": np.frombuffer(nextmove, dtype=np.uint16),
+        }
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(f".{os.getpid()}.tmp.npz")
+            keys = sorted(output)
+            lengths = np.array([len(output[k]) for k in keys], dtype=np.int64)
+            values = np.array([v for k in keys for v in output[k]], dtype=np.int64)
+            np.savez(tmp, **arrays, output_keys=np.array(keys, dtype=np.int64), output_lengths=lengths, output_values=values)
+            tmp.replace(out)  # atomic: workers that start together never read a half-written file
+        except OSError:  # a read-only cache (e.g. an executor's home): this process keeps what it decoded
+            return langid.LanguageIdentifier(
+                arrays["ptc"], arrays["pc"], arrays["ptc"].shape[0], classes, nextmove, output, norm_probs=True
+            )
     with np.load(out, allow_pickle=False) as z:
         ptc, pc, classes = z["ptc"], z["pc"], z["classes"].tolist()
         nextmove = array.array("H", z["nextmove"].tobytes())  # indexed per character: the package's own type

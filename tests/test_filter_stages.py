@@ -107,8 +107,11 @@ def test_exported_langid_model_answers_as_the_package_does(tmp_path, monkeypatch
     rng = random.Random(5)
     texts = [" ".join(T.article(rng)[1]), " ".join(T.foreign(rng, "de")[1]), " ".join(T.foreign(rng, "fr")[1])]
     texts += ["Это русский текст о погоде.", "日本語のテキストです。", "The weather is nice today. Das Wetter ist schön.", "x"]
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SLUICE_MODEL_CACHE", str(tmp_path / "a-file" / "cache"))  # cannot be created
+    uncached = _langid_identifier()  # decoded in memory, nothing written
     for text in texts:
-        assert exported.classify(text) == again.classify(text) == package.classify(text), text
+        assert exported.classify(text) == again.classify(text) == uncached.classify(text) == package.classify(text), text
 
 
 def test_language_rule_just_inside_and_outside_min_score():
