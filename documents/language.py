@@ -94,45 +94,43 @@ def _langid_identifier():
     exported ``.npz`` loads in a few milliseconds, and the identifier is built from the same arrays.
     """
     import array
-    import hashlib
+
+    import numpy as np
+    from langid import langid
+
+    from documents.model_cache import exported_arrays
+
+    try:
+        with np.load(exported_arrays("langid", [Path(langid.__file__)], _langid_arrays), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except OSError:  # a cache that cannot be written (e.g. an executor's read-only home): decoded here
+        arrays = _langid_arrays()
+    ptc = arrays["ptc"]
+    nextmove = array.array("H", arrays["nextmove"].tobytes())  # indexed per character: the package's own type
+    ends = np.cumsum(arrays["output_lengths"]).tolist()
+    values = arrays["output_values"].tolist()
+    keys, lengths = arrays["output_keys"].tolist(), arrays["output_lengths"].tolist()
+    output = {k: tuple(values[e - n : e]) for k, n, e in zip(keys, lengths, ends)}
+    return langid.LanguageIdentifier(ptc, arrays["pc"], ptc.shape[0], arrays["classes"].tolist(), nextmove, output, norm_probs=True)
+
+
+def _langid_arrays() -> dict:
+    """The arrays of the model langid.py ships (its ``model`` string decoded)."""
+    import base64
+    import bz2
     import pickle
 
     import numpy as np
     from langid import langid
 
-    from documents.model_cache import model_cache_dir
-
-    src = Path(langid.__file__)
-    st = src.stat()
-    out = model_cache_dir() / f"langid-{hashlib.sha256(f'{st.st_size}:{st.st_mtime_ns}'.encode()).hexdigest()[:16]}.npz"
-    if not out.is_file():
-        import base64
-        import bz2
-        import os
-
-        ptc, pc, classes, nextmove, output = pickle.loads(bz2.decompress(base64.b64decode(langid.model)))
-        arrays = {
-            "ptc": np.frombuffer(ptc, dtype=np.float32).reshape(len(ptc) // len(pc), len(pc)),
-            "pc": np.frombuffer(pc, dtype=np.float32),
-            "classes": np.array(classes),
-            "nextmove": np.frombuffer(nextmove, dtype=np.uint16),
-        }
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(f".{os.getpid()}.tmp.npz")
-            keys = sorted(output)
-            lengths = np.array([len(output[k]) for k in keys], dtype=np.int64)
-            values = np.array([v for k in keys for v in output[k]], dtype=np.int64)
-            np.savez(tmp, **arrays, output_keys=np.array(keys, dtype=np.int64), output_lengths=lengths, output_values=values)
-            tmp.replace(out)  # atomic: workers that start together never read a half-written file
-        except OSError:  # a read-only cache (e.g. an executor's home): this process keeps what it decoded
-            return langid.LanguageIdentifier(
-                arrays["ptc"], arrays["pc"], arrays["ptc"].shape[0], classes, nextmove, output, norm_probs=True
-            )
-    with np.load(out, allow_pickle=False) as z:
-        ptc, pc, classes = z["ptc"], z["pc"], z["classes"].tolist()
-        nextmove = array.array("H", z["nextmove"].tobytes())  # indexed per character: the package's own type
-        ends = np.cumsum(z["output_lengths"]).tolist()
-        values = z["output_values"].tolist()
-        output = {k: tuple(values[e - n : e]) for k, n, e in zip(z["output_keys"].tolist(), z["output_lengths"].tolist(), ends)}
-    return langid.LanguageIdentifier(ptc, pc, ptc.shape[0], classes, nextmove, output, norm_probs=True)
+    ptc, pc, classes, nextmove, output = pickle.loads(bz2.decompress(base64.b64decode(langid.model)))
+    keys = sorted(output)
+    return {
+        "ptc": np.frombuffer(ptc, dtype=np.float32).reshape(len(ptc) // len(pc), len(pc)),
+        "pc": np.frombuffer(pc, dtype=np.float32),
+        "classes": np.array(classes),
+        "nextmove": np.frombuffer(nextmove, dtype=np.uint16),
+        "output_keys": np.array(keys, dtype=np.int64),
+        "output_lengths": np.array([len(output[k]) for k in keys], dtype=np.int64),
+        "output_values": np.array([v for k in keys for v in output[k]], dtype=np.int64),
+    }

@@ -17,7 +17,6 @@ scikit-learn's (``TfidfVectorizer.transform`` then ``CalibratedClassifierCV.pred
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -44,9 +43,9 @@ def _package_files() -> list[Path]:
     return sorted((Path(list(spec.submodule_search_locations)[0]) / "data").glob("*.joblib"))
 
 
-def export_model(out: Path) -> None:
-    """Read the package's scikit-learn model into plain arrays (``out``, an .npz); refuses a model
-    whose arithmetic :class:`ToxicityScorer` does not reproduce."""
+def model_arrays() -> dict[str, np.ndarray]:
+    """The package's scikit-learn model as plain arrays; refuses a model whose arithmetic
+    :class:`ToxicityScorer` does not reproduce."""
     from profanity_check import profanity_check as pc
 
     v, m = pc.vectorizer, pc.model
@@ -72,34 +71,23 @@ def export_model(out: Path) -> None:
     for term, i in v.vocabulary_.items():
         terms[i] = term
     folds = m.calibrated_classifiers_
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")  # concurrent exporters each write their own, then rename
-    np.savez(
-        tmp,
-        terms=terms.astype(str),
-        idf=v.idf_,
-        token_pattern=np.array(p["token_pattern"]),
-        coef=np.vstack([f.estimator.coef_.ravel() for f in folds]),
-        intercept=np.array([f.estimator.intercept_[0] for f in folds]),
-        a=np.array([f.calibrators[0].a_ for f in folds]),
-        b=np.array([f.calibrators[0].b_ for f in folds]),
-    )
-    tmp.replace(out)
+    return {
+        "terms": terms.astype(str),
+        "idf": v.idf_,
+        "token_pattern": np.array(p["token_pattern"]),
+        "coef": np.vstack([f.estimator.coef_.ravel() for f in folds]),
+        "intercept": np.array([f.estimator.intercept_[0] for f in folds]),
+        "a": np.array([f.calibrators[0].a_ for f in folds]),
+        "b": np.array([f.calibrators[0].b_ for f in folds]),
+    }
 
 
 def exported_model() -> Path:
-    """The arrays of the installed package's model, exported once per machine (keyed by its files'
-    sizes and modification times, so an upgraded package is exported again)."""
-    import hashlib
+    """The arrays of the installed package's model, exported once per machine (an upgraded package
+    is exported again)."""
+    from documents.model_cache import exported_arrays
 
-    from documents.model_cache import model_cache_dir
-
-    files = _package_files()
-    key = hashlib.sha256(repr([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]).encode()).hexdigest()[:16]
-    out = model_cache_dir() / f"profanity_check-{key}.npz"
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        export_model(out)
-    return out
+    return exported_arrays("profanity_check", _package_files(), model_arrays)
 
 
 class ToxicityScorer:
