@@ -15,6 +15,7 @@ each stage of growth, and the ratio.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -88,19 +89,23 @@ def main() -> int:
     table = rows(schema, args.rows)
     accounting = accounting_row(args.rows, documents=args.rows, rejected=0)
     work = Path(tempfile.mkdtemp(prefix="sluice-gate-bench-"))
-    marks = sorted({1, 2, *range(args.runs // 6, args.runs + 1, args.runs // 6)})
-    seen: dict[str, dict[int, float]] = {"sluice": {}, "gx": {}}
-    run_gate(spec, work / "warm", "warm", table, accounting)  # imports and first-use costs, on neither side
-    for i in range(1, args.runs + 1):
-        for side in ("sluice", "gx"):
-            t = time.perf_counter()
-            if side == "sluice":
-                assert run_gate(spec, work / side, f"run{i}", table, accounting).success
-            else:
-                assert gx_recipe(spec, work / side, table, accounting)
-            seen[side][i] = time.perf_counter() - t
-        if i in marks:
-            print(f"gate {i:4d}: sluice {seen['sluice'][i]:6.2f}s  gx recipe {seen['gx'][i]:6.2f}s", file=sys.stderr, flush=True)
+    step = max(1, args.runs // 6)
+    marks = sorted({1, 2, *range(step, args.runs + 1, step)} & set(range(1, args.runs + 1)))
+    try:
+        seen: dict[str, dict[int, float]] = {"sluice": {}, "gx": {}}
+        run_gate(spec, work / "warm", "warm", table, accounting)  # imports and first-use costs, on neither side
+        for i in range(1, args.runs + 1):
+            for side in ("sluice", "gx"):
+                t = time.perf_counter()
+                if side == "sluice":
+                    assert run_gate(spec, work / side, f"run{i}", table, accounting).success
+                else:
+                    assert gx_recipe(spec, work / side, table, accounting)
+                seen[side][i] = time.perf_counter() - t
+            if i in marks:
+                print(f"gate {i:4d}: sluice {seen['sluice'][i]:6.2f}s  gx recipe {seen['gx'][i]:6.2f}s", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # every result and page both sides kept
 
     print(f"\nthe `filtered` gate ({len(spec.table)} + {len(spec.accounting)} expectations) on {args.rows} rows, 2 results kept per gate")
     print(f"Sluice's index keeps the newest {DOCS_INDEX_LIMIT} results; GX's recipe indexes all of them")
