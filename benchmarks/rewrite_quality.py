@@ -1,7 +1,7 @@
 """What the default rewriter does to the real pages a quality filter would discard, per format.
 
     .venv/bin/python benchmarks/rewrite_quality.py [--pages 4] [--styles article,qa,student,summary]
-        [--max-new-tokens 160] [--max-input-words 120] [--batch 16] [--threads N] [--dump FILE]
+        [--max-new-tokens 160] [--max-input-words 120] [--batch 16] [--threads N] [--engine E] [--dump FILE]
 
 Data: the English pages of ../shared/data (trafilatura-eval pages, Readability sources, the WARC
 files' HTML responses), extracted with the pipeline's own extractor (as benchmarks/scorer_quality.py
@@ -14,9 +14,9 @@ pipeline's fidelity gate (gpu_jobs/fidelity.py) with the default bounds.
 Prints, per format: rewrites kept and rejected by reason; the mean score before and after of every
 scorer that loads here (signals, the shipped classifier, toxicity), over the kept rewrites; the
 share of kept rewrites with any invented number or entity (within the gate's tolerance); the source
-facts kept (mean coverage); then new tokens/s of the batched, length-bucketed generation against
-the plain batch-1 ``generate`` loop on the same prompts (ratio), both with the pipeline's CPU
-thread count (``rewrite.cpu_threads``). The CPU speed levers one by one: benchmarks/rewrite_speed.py.
+facts kept (mean coverage); then new tokens/s of the pipeline's engine on CPU (``rewrite.engine``,
+``auto``: llama.cpp for the GGUF model; ``--engine`` picks another), batched, against transformers'
+plain batch-1 ``generate`` loop on the same prompts (ratio, the loop with ``rewrite.cpu_threads``). The CPU speed levers one by one: benchmarks/rewrite_speed.py.
 ``--dump`` writes every rewrite with its verdict (JSONL) for reading, which is
 how the gate's thresholds were calibrated (see the README's rewriting section).
 """
@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--baseline-prompts", type=int, default=2, help="prompts for the batch-1 loop")
     ap.add_argument("--dump", type=Path)
     ap.add_argument("--threads", type=int, help="torch threads while generating (default: rewrite.cpu_threads)")
+    ap.add_argument("--engine", default=RewriteOptions().engine, help="rewrite.engine for the rewrites (default: the pipeline's)")
     args = ap.parse_args()
     if not SHARED.exists():
         sys.exit(f"{SHARED} is absent: this benchmark reads real pages from ../shared/data")
@@ -107,13 +108,15 @@ def main() -> None:
     import torch
 
     from gpu_jobs.generators import HFGenerator
+    from gpu_jobs.rewrite import engine, make_generator
 
-    o = RewriteOptions()
+    o = RewriteOptions(engine=args.engine, batch_size=args.batch, cpu_threads=args.threads or RewriteOptions().cpu_threads)
     threads = args.threads or o.cpu_threads
     gate = bounds(o)
     styles = args.styles.split(",")
     print(
-        f"torch threads while generating: {threads or torch.get_num_threads()}; model {o.model}; up to {args.max_input_words} source words, "
+        f"engine {engine(o, 'cpu')}; torch threads while generating: {threads or torch.get_num_threads()}; model {o.model}; "
+        f"up to {args.max_input_words} source words, "
         f"{args.max_new_tokens} new tokens, batch {args.batch}"
     )
     t = time.perf_counter()
@@ -123,8 +126,9 @@ def main() -> None:
         f"extracted and scored in {time.perf_counter() - t:.0f} s"
     )
     t = time.perf_counter()
-    gen = HFGenerator(o.model, args.max_new_tokens, batch_size=args.batch, device="cpu", threads=threads)
-    print(f"model loaded (GGUF dequantized) in {time.perf_counter() - t:.1f} s")
+    gen = make_generator(o, None, args.max_new_tokens, "cpu")
+    loop = HFGenerator(o.model, args.max_new_tokens, batch_size=1, device="cpu", threads=threads)
+    print(f"models loaded ({type(gen).__name__}, and transformers for the batch-1 loop) in {time.perf_counter() - t:.1f} s")
     scs = scorers()
 
     jobs = []  # (page id, style, source, template)
@@ -134,10 +138,10 @@ def main() -> None:
             jobs.append((pid, st, src, prompt_template(o.prompt_version, st)))
     prompts = [tpl.replace("{document}", src) for _, _, src, tpl in jobs]
     rate, outs = tokens_per_s(gen, prompts, args.max_new_tokens, args.batch)
-    print(f"batched (batch {args.batch}, length-bucketed): {sum(g.new_tokens for g in outs)} new tokens, {rate:.1f} new tokens/s")
+    print(f"{engine(o, 'cpu')}, batch {args.batch}, length-bucketed: {sum(g.new_tokens for g in outs)} new tokens, {rate:.1f} new tokens/s")
     base_prompts = prompts[: args.baseline_prompts]
-    base, _ = tokens_per_s(gen, base_prompts, args.max_new_tokens, 1)
-    print(f"batch-1 generate loop on {len(base_prompts)} of the same prompts: {base:.1f} new tokens/s; ratio {rate / base:.2f}x")
+    base, _ = tokens_per_s(loop, base_prompts, args.max_new_tokens, 1)
+    print(f"transformers' batch-1 generate loop on {len(base_prompts)} of the same prompts: {base:.1f} new tokens/s; ratio {rate / base:.2f}x")
 
     rows = []
     for (pid, st, src, tpl), g in zip(jobs, outs):

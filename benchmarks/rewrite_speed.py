@@ -20,6 +20,9 @@ caps. Configurations:
 * ``best``: every lever that beat the baseline alone, together, at ``--batch``;
 * ``ct2``: the same model in CTranslate2 (``rewrite.engine: ctranslate2``), int8 weights, ``--batch``;
 * ``ct2_fp32``: CTranslate2 with float32 weights, ``--batch`` (what int8 costs in outputs);
+* ``llama_cpp``: llama.cpp (``rewrite.engine: llama_cpp``, the CPU default), the GGUF's weights as
+  float16, ``--batch`` sequences per batch, ``--llama-threads`` threads;
+* ``llama_cpp_native``: the same with the GGUF's own Q4_1 weights;
 * the baseline again: the ratios are to the mean of the two baseline runs around the levers (the
   load of a shared machine drifts; ``--once`` skips it).
 
@@ -50,7 +53,7 @@ from gpu_jobs.fidelity import judge  # noqa: E402
 from gpu_jobs.options import RewriteOptions  # noqa: E402
 from gpu_jobs.rewrite import bounds, choose_style, prompt_template, source_text  # noqa: E402
 
-LEVERS = ("baseline", "batch", "static", "compile", "int8", "best", "ct2", "ct2_fp32")
+LEVERS = ("baseline", "batch", "static", "compile", "int8", "best", "ct2", "ct2_fp32", "llama_cpp", "llama_cpp_native")
 
 
 def pages(n: int, generated: bool = False) -> tuple[str, list[tuple[str, str]]]:
@@ -115,6 +118,7 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads for the table (default 1: see the threads comparison printed first)"
     )
+    ap.add_argument("--llama-threads", type=int, default=None, help="llama.cpp threads (default: one per core, the engine's default)")
     ap.add_argument("--thread-prompts", type=int, default=2, help="prompts for the threads comparison (0: skip it)")
     ap.add_argument("--thread-tokens", type=int, default=16, help="new tokens per prompt in the threads comparison")
     ap.add_argument("--once", action="store_true", help="measure the baseline once, not before and after the levers")
@@ -233,6 +237,17 @@ def main() -> None:
             ct2 = CT2Generator(o.model, args.max_new_tokens, batch_size=args.batch, device="cpu", compute_type=ctype, threads=args.threads)
             ready = time.perf_counter() - t
             results[name] = go(f"CTranslate2 {ctype}, batch {args.batch}", ct2, f" (converted or loaded in {ready:.1f} s, once)")
+
+    for name, weights in (("llama_cpp", "F16"), ("llama_cpp_native", "native")):
+        if name in only:
+            from gpu_jobs.generators import LlamaCppGenerator
+
+            t = time.perf_counter()
+            ll = LlamaCppGenerator(o.model, args.max_new_tokens, batch_size=args.batch, weights=weights, threads=args.llama_threads)
+            ready = time.perf_counter() - t
+            results[name] = go(
+                f"llama.cpp {weights} weights, batch {args.batch}, {ll.threads} thread(s)", ll, f" (re-encoded or loaded in {ready:.1f} s)"
+            )
 
     if not args.once:
         # The same baseline again: on a shared machine the load drifts while the levers run, and

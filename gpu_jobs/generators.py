@@ -4,6 +4,8 @@
   with left padding (so every prompt ends where generation starts), greedy or sampled.
 * ``CT2Generator`` — the same model run by CTranslate2, a C++ inference engine installed from PyPI
   (converted once per machine, int8 weights on CPU by default), opt-in: see ``RewriteOptions.engine``.
+* ``LlamaCppGenerator`` — a GGUF model run by llama.cpp with many sequences per batch, the default
+  engine on CPU (see ``RewriteOptions.engine``).
 * ``OpenAIGenerator`` — any OpenAI-compatible server (vLLM, SGLang, TGI expose one): requests in
   flight up to ``concurrency``, each with a timeout, retried with exponential backoff on
   connection errors, 429 and 5xx. This is how rewriting runs at scale: the GPUs sit behind servers.
@@ -11,6 +13,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -204,6 +208,213 @@ class CT2Generator:
                 )
             )
         return out
+
+
+class LlamaCppGenerator:
+    """A GGUF causal LM run by llama.cpp (llama-cpp-python), the default engine on CPU.
+
+    The batch is llama.cpp's own: every prompt of a batch is a sequence with its own KV cache, the
+    prompts are prefilled together and each decoding step runs one token of every unfinished
+    sequence through the model at once, so the weights are read once per step, not once per
+    sequence. The high-level ``Llama`` API generates one sequence at a time, hence the C API here.
+    Prompts are wrapped in the chat template stored in the GGUF file and sorted by token length.
+    The next token is the argmax of the logits (greedy), or drawn with temperature and top-p from a
+    generator seeded by the engine's seed and the prompt, so a sampled rewrite does not depend on
+    the order of the batch. ``weights``: see ``runtime.llama_cpp_model``."""
+
+    def __init__(
+        self,
+        path: str,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 16,
+        weights: str = "F16",
+        threads: int | None = None,
+    ) -> None:
+        import os
+
+        import llama_cpp
+
+        from gpu_jobs.runtime import llama_cpp_model
+
+        self._ll = llama_cpp
+        self.file = llama_cpp_model(path, weights)
+        self.model = _llama_model(self.file)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
+        self.batch_size = batch_size
+        self.threads = threads or os.cpu_count() or 1
+        template = llama_cpp.llama_model_chat_template(self.model, None)
+        self._template = None
+        if template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            special = {k: self._piece(getattr(llama_cpp, f"llama_vocab_{k}")(self.vocab)) for k in ("eos", "bos")}
+            self._template = Jinja2ChatFormatter(template.decode(), eos_token=special["eos"], bos_token=special["bos"])
+        self._ctx, self._ctx_cells = None, 0
+
+    def __del__(self) -> None:
+        if getattr(self, "_ctx", None) is not None:
+            self._ll.llama_free(self._ctx)
+
+    def format(self, prompt: str) -> str:
+        if self._template is None:
+            return prompt
+        return self._template(messages=[{"role": "user", "content": prompt}]).prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        ll, data = self._ll, text.encode()
+        buf = (ll.llama_token * (len(data) + 8))()
+        n = ll.llama_tokenize(self.vocab, data, len(data), buf, len(buf), False, True)  # the template's special tokens parsed
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> str:
+        buf = ctypes.create_string_buffer(256)
+        n = self._ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    def _text(self, tokens: list[int]) -> str:
+        ll = self._ll
+        size = 16 * len(tokens) + 16
+        buf = ctypes.create_string_buffer(size)
+        n = ll.llama_detokenize(self.vocab, (ll.llama_token * max(len(tokens), 1))(*tokens), len(tokens), buf, size, True, False)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    def _context(self, cells_per_sequence: int):
+        """A context for ``batch_size`` sequences of up to ``cells_per_sequence`` tokens each, kept
+        while it is big enough. Each sequence has a KV cache of its own (not one shared cache): a
+        decoding token then attends to its own sequence's cells, not to every sequence's."""
+        ll = self._ll
+        cells = self.batch_size * cells_per_sequence
+        if self._ctx is None or self._ctx_cells < cells:
+            if self._ctx is not None:
+                ll.llama_free(self._ctx)
+                self._ctx = None
+            cp = ll.llama_context_default_params()
+            cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = cells, _LLAMA_BATCH, _LLAMA_BATCH, self.batch_size
+            cp.kv_unified, cp.no_perf = False, True
+            cp.n_threads = cp.n_threads_batch = self.threads
+            self._ctx = ll.llama_init_from_model(self.model, cp)
+            if not self._ctx:
+                raise RuntimeError(f"llama.cpp could not make a context of {cells} cells for {self.file}")
+            self._ctx_cells = cells
+        ll.llama_memory_clear(ll.llama_get_memory(self._ctx), True)
+        return self._ctx
+
+    def generate(self, prompts: list[str], max_new_tokens: int | None = None) -> list[Generation]:
+        import numpy as np
+
+        limit = max_new_tokens or self.max_new_tokens
+        ids = [self.tokenize(self.format(p)) for p in prompts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[Generation | None] = [None] * len(ids)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            rngs = [np.random.default_rng(_prompt_seed(self.seed, prompts[i])) for i in idx]
+            for i, g in zip(idx, self._batch([ids[i] for i in idx], rngs, limit)):
+                out[i] = g
+        return out  # type: ignore[return-value]
+
+    def _batch(self, seqs: list[list[int]], rngs: list, limit: int) -> list[Generation]:
+        ll = self._ll
+        span = max(len(s) for s in seqs) + limit
+        ctx = self._context(-(-span // 256) * 256)  # rounded up: a context is reused by the next batches
+        batch = ll.llama_batch_init(_LLAMA_BATCH, 0, 1)
+
+        def decode(tokens: list[tuple[int, int, int, bool]]) -> None:  # (sequence, position, token, wants logits)
+            batch.n_tokens = len(tokens)
+            for b, (j, pos, tok, want) in enumerate(tokens):
+                batch.token[b], batch.pos[b], batch.n_seq_id[b], batch.logits[b] = tok, pos, 1, want
+                batch.seq_id[b][0] = j
+            if ll.llama_decode(ctx, batch) != 0:
+                raise RuntimeError(f"llama_decode failed on a batch of {len(tokens)} tokens ({self.file})")
+
+        try:
+            # Prefill: the prompts' tokens, _LLAMA_BATCH at a time; logits at each prompt's last token.
+            prefill = [(j, p, t, p == len(s) - 1) for j, s in enumerate(seqs) for p, t in enumerate(s)]
+            cur: dict[int, int] = {}
+            for k in range(0, len(prefill), _LLAMA_BATCH):
+                chunk = prefill[k : k + _LLAMA_BATCH]
+                decode(chunk)
+                cur.update({j: self._next(ctx, b, rngs[j]) for b, (j, _, _, want) in enumerate(chunk) if want})
+            new: list[list[int]] = [[] for _ in seqs]
+            ended = [False] * len(seqs)
+            while cur:
+                step = []
+                for j, tok in cur.items():
+                    if ll.llama_vocab_is_eog(self.vocab, tok):
+                        ended[j] = True
+                    else:
+                        new[j].append(tok)
+                        if len(new[j]) < limit:
+                            step.append((j, len(seqs[j]) + len(new[j]) - 1, tok, True))
+                if not step:
+                    break
+                decode(step)
+                cur = {j: self._next(ctx, b, rngs[j]) for b, (j, _, _, _) in enumerate(step)}
+        finally:
+            ll.llama_batch_free(batch)
+        return [
+            Generation(self._text(new[j]).strip(), len(seqs[j]), len(new[j]) + int(ended[j]), ended[j] or len(new[j]) < limit)
+            for j in range(len(seqs))
+        ]
+
+    def _next(self, ctx, row: int, rng) -> int:
+        """The next token from the logits of the batch's ``row``."""
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(self._ll.llama_get_logits_ith(ctx, row), shape=(self.n_vocab,))
+        if self.temperature <= 0:
+            return int(np.argmax(logits))
+        z = logits.astype(np.float64) / self.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        if self.top_p < 1.0:  # the smallest set of most likely tokens holding top_p of the mass
+            o = np.argsort(-p)
+            keep = o[: int(np.searchsorted(np.cumsum(p[o]), self.top_p)) + 1]
+            q = np.zeros_like(p)
+            q[keep] = p[keep]
+            p = q / q.sum()
+        return int(rng.choice(self.n_vocab, p=p))
+
+
+_LLAMA_BATCH = 512  # tokens per llama_decode call (prefill chunks; llama.cpp's own default)
+_LLAMA_MODELS: dict[str, object] = {}
+_LLAMA_LOG: list = []
+
+
+def _llama_log(level: int, text: bytes, _user) -> None:
+    """llama.cpp's log, warnings and errors only: its load report is hundreds of lines per model.
+    ggml's levels: 1 debug, 2 info, 3 warn, 4 error, 5 the continuation of the previous line."""
+    if level != 5:
+        _LLAMA_LOG[1] = level
+    if _LLAMA_LOG[1] >= 3:
+        sys.stderr.write(text.decode("utf-8", "replace"))
+
+
+def _llama_model(file: str):
+    """One loaded llama.cpp model per process and file (memory-mapped; contexts are per generator)."""
+    import llama_cpp
+
+    if file not in _LLAMA_MODELS:
+        if not _LLAMA_MODELS:
+            _LLAMA_LOG[:] = [llama_cpp.llama_log_callback(_llama_log), 0]  # kept: llama.cpp holds the pointer
+            llama_cpp.llama_log_set(_LLAMA_LOG[0], ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+        model = llama_cpp.llama_model_load_from_file(file.encode(), llama_cpp.llama_model_default_params())
+        if not model:
+            raise RuntimeError(f"llama.cpp could not load {file}")
+        _LLAMA_MODELS[file] = model
+    return _LLAMA_MODELS[file]
+
+
+def _prompt_seed(seed: int, prompt: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()[:8], "little")
 
 
 _CT2: dict[tuple, object] = {}

@@ -188,15 +188,22 @@ class RewriteOptions(BaseModel):
     # one kept on: ``batch_size``); static KV cache 0.74x; dynamic int8 Linear layers 0.89x, every
     # output changed and the fidelity gate kept 1/8 instead of 4/8; torch.compile (with the static
     # cache) spent over 6 minutes compiling before its first batch-1 pass ended. So all three stay off.
-    # hf: the engine that runs the model. torch: transformers (bf16 and SDPA on CUDA). ctranslate2:
-    # CTranslate2, converted once per machine. Measured side by side on 16 real low-scoring pages at
-    # the CPU caps (prompts of 215..644 tokens, 160 new tokens, batch 16, 1 thread, load about 5;
-    # benchmarks/rewrite_speed.py and its note on #22): transformers 17.9 new tokens/s; CTranslate2
-    # float32 16.5 (outputs identical; its prefill is slower, its decoding no faster); CTranslate2
-    # int8 22.2, but with 64 new tokens only 2/16 outputs stayed the same and the fidelity gate kept
-    # 3/16 instead of 6/16. So transformers stays the default; CTranslate2 is there for machines and
-    # models where it measures faster.
-    engine: Literal["torch", "ctranslate2"] = "torch"
+    # hf: the engine that runs the model. auto: llama_cpp on CPU when the model is a GGUF file,
+    # torch otherwise (and on CUDA, where llama-cpp-python as installed here has no GPU build).
+    # torch: transformers (bf16 and SDPA on CUDA). llama_cpp: llama.cpp with many sequences per
+    # batch (generators.LlamaCppGenerator). ctranslate2: CTranslate2, converted once per machine.
+    # Measured side by side by benchmarks/rewrite_speed.py on the lowest-scoring real pages at the
+    # CPU caps (its note on #22 has the table): llama_cpp is the fastest on 2 cores by a wide margin.
+    # Earlier, on 16 pages at load about 5: transformers batch 16 17.9 new tokens/s; CTranslate2
+    # float32 16.5 (outputs identical); CTranslate2 int8 22.2, but the fidelity gate kept 3/16
+    # instead of 6/16.
+    engine: Literal["auto", "torch", "llama_cpp", "ctranslate2"] = "auto"
+    # llama_cpp: F16 = the GGUF's weights re-encoded once as float16 (the model transformers runs,
+    # through llama.cpp's batched matrix kernels); native = the file's own encoding (SmolLM2: Q4_1,
+    # whose kernels do not batch on CPU). runtime.llama_cpp_model.
+    llama_cpp_weights: Literal["F16", "native"] = "F16"
+    # llama_cpp on CPU: threads (None: one per core).
+    llama_cpp_threads: int | None = Field(None, ge=1)
     # ctranslate2: auto = int8_float32 on CPU (its fast path, at the fidelity cost above), bfloat16 on
     # CUDA; or any CTranslate2 compute type (float32: transformers' outputs).
     ct2_compute_type: str = "auto"

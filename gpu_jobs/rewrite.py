@@ -85,18 +85,32 @@ def limits(o: RewriteOptions, device_type: str) -> dict:
     return {"max_documents": None, "max_input_words": o.max_input_words, "max_new_tokens": o.max_new_tokens, "capped": False}
 
 
-def engine(o: RewriteOptions) -> str | None:
-    """The engine of an in-process (hf) model, None for a server."""
-    return o.engine if o.backend == "hf" else None
+def engine(o: RewriteOptions, device_type: str = "cpu") -> str | None:
+    """The engine of an in-process (hf) model on a device (``auto`` resolved), None for a server."""
+    if o.backend != "hf":
+        return None
+    if o.engine != "auto":
+        return o.engine
+    if device_type == "cpu":
+        from gpu_jobs.runtime import resolve_model_ref
+
+        try:
+            file = resolve_model_ref(o.model)[1]
+        except FileNotFoundError:
+            file = None  # the model's own loader reports it
+        if file and file.endswith(".gguf"):
+            return "llama_cpp"
+    return "torch"
 
 
-def generation_params(o: RewriteOptions, lim: dict | None = None) -> dict:
-    lim = lim or limits(o, "cuda")
-    eng = engine(o)
+def generation_params(o: RewriteOptions, lim: dict | None = None, device_type: str = "cuda") -> dict:
+    lim = lim or limits(o, device_type)
+    eng = engine(o, device_type)
     return {
         "backend": o.backend,
         **({"engine": eng} if eng else {}),
         **({"compute_type": o.ct2_compute_type} if eng == "ctranslate2" else {}),
+        **({"weights": o.llama_cpp_weights} if eng == "llama_cpp" else {}),
         "max_new_tokens": lim["max_new_tokens"],
         "temperature": o.temperature,
         "top_p": o.top_p,
@@ -129,14 +143,21 @@ def candidates(doc_files: list[str], score_files: list[str], column: str, thresh
     return pa.concat_tables(parts)
 
 
-def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int | None = None):
-    from gpu_jobs.generators import CT2Generator, HFGenerator, OpenAIGenerator
+def make_generator(o: RewriteOptions, api_key: str | None, max_new_tokens: int | None = None, device_type: str | None = None):
+    from gpu_jobs.generators import CT2Generator, HFGenerator, LlamaCppGenerator, OpenAIGenerator
 
-    if o.backend == "hf":  # an in-process model: the same arguments for either engine
-        local = (o.model, max_new_tokens or o.max_new_tokens, o.temperature, o.top_p, o.seed, o.batch_size, o.device)
-        if o.engine == "ctranslate2":
-            return CT2Generator(*local, compute_type=o.ct2_compute_type, threads=o.cpu_threads)
-        return HFGenerator(*local, int8=o.int8, static_cache=o.static_cache, compile=o.compile, threads=o.cpu_threads)
+    if o.backend == "hf":  # an in-process model: the same arguments for every engine
+        if device_type is None:
+            from gpu_jobs.runtime import pick_device
+
+            device_type = pick_device(o.device).type
+        eng = engine(o, device_type)
+        local = (o.model, max_new_tokens or o.max_new_tokens, o.temperature, o.top_p, o.seed, o.batch_size)
+        if eng == "llama_cpp":
+            return LlamaCppGenerator(*local, weights=o.llama_cpp_weights, threads=o.llama_cpp_threads)
+        if eng == "ctranslate2":
+            return CT2Generator(*local, o.device, compute_type=o.ct2_compute_type, threads=o.cpu_threads)
+        return HFGenerator(*local, o.device, int8=o.int8, static_cache=o.static_cache, compile=o.compile, threads=o.cpu_threads)
     if o.backend == "openai":
         return OpenAIGenerator(
             o.endpoint,
@@ -176,7 +197,7 @@ def run(params: dict, log, report) -> dict:
     o = RewriteOptions.model_validate(params["options"])
     device = pick_device(o.device)
     lim = limits(o, device.type)
-    gparams = generation_params(o, lim)
+    gparams = generation_params(o, lim, device.type)
     gate = bounds(o)
     cand = candidates(params["doc_files"], params["score_files"], o.score_column, o.threshold)
     found = cand.num_rows
@@ -210,7 +231,7 @@ def run(params: dict, log, report) -> dict:
             continue
         if gen is None:
             # The key comes from the job's environment (a pod secret on Kubernetes), never from its parameters.
-            gen = make_generator(o, os.environ.get(o.api_key_env), lim["max_new_tokens"])
+            gen = make_generator(o, os.environ.get(o.api_key_env), lim["max_new_tokens"], device.type)
             loaded = [
                 (sc.get("name", o.score_column), load_scorer(sc["kind"], sc["path"], sc["max_length"], sc.get("label"), o.device))
                 for sc in scorers

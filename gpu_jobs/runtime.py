@@ -119,6 +119,38 @@ def ctranslate2_model(ref: str) -> tuple[str, str]:
     return cached_build(out, lambda tmp: TransformersConverter(folder).convert(str(tmp), force=True), "model.bin"), folder
 
 
+def llama_cpp_model(ref: str, weights: str) -> str:
+    """The GGUF file llama.cpp runs for a model reference. ``native``: the reference's own file.
+    ``F16``: its weights re-encoded once per machine as float16 (under a second), the precision
+    llama.cpp's batched CPU matrix kernels take. SmolLM2's Q4_1 blocks dequantize to values that
+    float16 holds, so the model is the one transformers dequantizes; only the kernels change.
+    Keyed by the file's name, size and modification time."""
+    import ctypes
+    import os
+
+    folder, file = resolve_model_ref(ref)
+    if not (file and file.endswith(".gguf")):
+        raise ValueError(f"model {ref!r}: the llama_cpp engine runs a GGUF file (package:<module>/<file>.gguf or a path)")
+    src = Path(folder) / file
+    if weights == "native":
+        return str(src)
+    import llama_cpp
+
+    st = src.stat()
+    out = model_cache_dir() / f"{src.stem}-{st.st_size}-{int(st.st_mtime)}-{weights}.gguf"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        p = llama_cpp.llama_model_quantize_default_params()
+        p.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{weights}")
+        p.allow_requantize = True
+        if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(p)) != 0:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"llama.cpp could not re-encode {src} as {weights}")
+        os.replace(tmp, out)
+    return str(out)
+
+
 _CAUSAL_LMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
 

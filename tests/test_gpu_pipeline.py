@@ -210,6 +210,7 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     }
     for r in out:  # real generated text, with its format, evidence and every scorer's score
         assert r["style"] in ("article", "qa", "student", "summary") and r["text"].strip() and 0 < r["new_tokens"] <= 48
+        assert json.loads(r["generation_params"])["engine"] == "llama_cpp"  # the CPU default for a GGUF model
         assert set(json.loads(r["scores_after"])) >= {"quality"} and r["score_after"] == json.loads(r["scores_after"])["quality"]
     for r in rej:  # each rejection says why, with the measured evidence
         assert r["reason"].startswith("rewrite.") and "invented" in json.loads(r["detail"])

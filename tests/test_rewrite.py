@@ -3,6 +3,7 @@ numbers and entities, dropped facts, meta talk, loops, language, length), the pe
 choice, the prompts and the model's chat template, the CPU caps, and the `package:` resolver."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -172,6 +173,56 @@ def test_default_model_rewrites_deterministically_in_its_chat_format():
     assert all(not g.finished for g in first if g.new_tokens == 24)
     short = gen.generate(prompts[:1], max_new_tokens=4)[0]
     assert short.new_tokens == 4 and not short.finished
+
+
+@pytest.mark.integration
+def test_llama_cpp_engine_is_the_cpu_default_and_generates_in_batches(tmp_path, monkeypatch):
+    """The default model in llama.cpp: its chat template and tokens are transformers' own; the
+    float16 weights are written once per machine; a batch gives each prompt the output it gets
+    alone (greedy, and sampled with a seed); the token limit and the end of an answer are told
+    apart; and it is the engine a GGUF model gets on CPU, recorded in the generation parameters."""
+    from transformers import AutoTokenizer
+
+    from gpu_jobs.generators import HFGenerator, LlamaCppGenerator
+    from gpu_jobs.rewrite import engine, generation_params, make_generator
+    from gpu_jobs.runtime import resolve_model_ref
+    from tests import tiny_models
+
+    monkeypatch.setenv("SLUICE_MODEL_CACHE", str(tmp_path / "cache"))
+    prompts = [prompt_template("rewire-v2", st).replace("{document}", source_text(SOURCE, 60)) for st in ("qa", "summary")]
+    prompts.append("Answer with one word, yes or no: is Springfield a pizzeria?")
+    gen = LlamaCppGenerator(SMOLLM2, 12, batch_size=3, threads=1)
+    made = list((tmp_path / "cache").iterdir())
+    assert len(made) == 1 and made[0].name.endswith("-F16.gguf") and gen.file == str(made[0])
+    folder, file = resolve_model_ref(SMOLLM2)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    chat = tok.apply_chat_template([{"role": "user", "content": prompts[0]}], tokenize=False, add_generation_prompt=True)
+    assert gen.format(prompts[0]) == chat and gen.tokenize(chat) == tok(chat, add_special_tokens=False)["input_ids"]
+
+    together = gen.generate(prompts)
+    alone = [LlamaCppGenerator(SMOLLM2, 12, batch_size=1, threads=1).generate([p])[0] for p in prompts]
+    assert [(g.text, g.new_tokens, g.finished) for g in together] == [(g.text, g.new_tokens, g.finished) for g in alone]
+    assert together[2].finished and together[2].new_tokens < 12  # it answered and ended (the end token is counted)
+    assert all(g.new_tokens == 12 and not g.finished for g in together[:2])  # cut by the limit: unfinished
+    assert together[0].prompt_tokens == len(tok(chat, add_special_tokens=False)["input_ids"])
+    assert gen.generate(prompts[:1], max_new_tokens=3)[0].new_tokens == 3
+
+    sampled = LlamaCppGenerator(SMOLLM2, 12, temperature=0.8, top_p=0.9, seed=5, batch_size=3, threads=1)
+    first = [g.text for g in sampled.generate(prompts)]
+    assert first == [g.text for g in reversed(sampled.generate(prompts[::-1]))]  # per prompt, not per batch slot
+    other = LlamaCppGenerator(SMOLLM2, 12, temperature=0.8, top_p=0.9, seed=6, batch_size=3, threads=1)
+    assert [g.text for g in other.generate(prompts)] != first
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # re-encoded once
+    assert LlamaCppGenerator(SMOLLM2, 4, weights="native", threads=1).file == str(Path(folder) / file)
+
+    o = RewriteOptions()
+    assert engine(o, "cpu") == "llama_cpp" and engine(o, "cuda") == "torch"
+    assert isinstance(make_generator(o, None, 4, "cpu"), LlamaCppGenerator)
+    assert generation_params(o, device_type="cpu")["engine"] == "llama_cpp" and generation_params(o, device_type="cpu")["weights"] == "F16"
+    lm = RewriteOptions(model=str(tiny_models.llama(tmp_path / "lm")))  # a transformers folder: torch
+    assert engine(lm, "cpu") == "torch" and isinstance(make_generator(lm, None, 4, "cpu"), HFGenerator)
+    with pytest.raises(ValueError, match="GGUF"):
+        LlamaCppGenerator(lm.model, 4)
 
 
 def test_cpu_speed_levers_keep_greedy_outputs_and_the_shared_model(tmp_path, monkeypatch):
