@@ -141,7 +141,9 @@ def main() -> None:
     print(f"{engine(o, 'cpu')}, batch {args.batch}, length-bucketed: {sum(g.new_tokens for g in outs)} new tokens, {rate:.1f} new tokens/s")
     base_prompts = prompts[: args.baseline_prompts]
     base, _ = tokens_per_s(loop, base_prompts, args.max_new_tokens, 1)
-    print(f"transformers' batch-1 generate loop on {len(base_prompts)} of the same prompts: {base:.1f} new tokens/s; ratio {rate / base:.2f}x")
+    print(
+        f"transformers' batch-1 generate loop on {len(base_prompts)} of the same prompts: {base:.1f} new tokens/s; ratio {rate / base:.2f}x"
+    )
 
     rows = []
     for (pid, st, src, tpl), g in zip(jobs, outs):
