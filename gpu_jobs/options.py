@@ -192,11 +192,12 @@ class RewriteOptions(BaseModel):
     # torch otherwise (and on CUDA, where llama-cpp-python as installed here has no GPU build).
     # torch: transformers (bf16 and SDPA on CUDA). llama_cpp: llama.cpp with many sequences per
     # batch (generators.LlamaCppGenerator). ctranslate2: CTranslate2, converted once per machine.
-    # Measured side by side by benchmarks/rewrite_speed.py on the lowest-scoring real pages at the
-    # CPU caps (its note on #22 has the table): llama_cpp is the fastest on 2 cores by a wide margin.
-    # Earlier, on 16 pages at load about 5: transformers batch 16 17.9 new tokens/s; CTranslate2
-    # float32 16.5 (outputs identical); CTranslate2 int8 22.2, but the fidelity gate kept 3/16
-    # instead of 6/16.
+    # Measured side by side by benchmarks/rewrite_speed.py on the 8 lowest-scoring real pages of
+    # ../shared/data at the CPU caps (160 new tokens, batch 8, idle 2 cores): transformers' batch-1
+    # loop 16.6 new tokens/s, its length-bucketed batch 42.3, llama_cpp (F16) 121.1 (7.3x the loop;
+    # 7/8 outputs identical to transformers', the fidelity gate kept the same 3/8), llama_cpp with
+    # the native Q4_1 weights 79.3 (4/8 identical). Earlier, on 16 pages at load about 5:
+    # CTranslate2 float32 no faster than transformers; int8 1.24x, but the gate kept 3/16, not 6/16.
     engine: Literal["auto", "torch", "llama_cpp", "ctranslate2"] = "auto"
     # llama_cpp: F16 = the GGUF's weights re-encoded once as float16 (the model transformers runs,
     # through llama.cpp's batched matrix kernels); native = the file's own encoding (SmolLM2: Q4_1,
