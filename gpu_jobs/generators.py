@@ -240,6 +240,7 @@ class LlamaCppGenerator:
         from gpu_jobs.runtime import llama_cpp_model
 
         self._ll = llama_cpp
+        _quiet_llama()
         self.file = llama_cpp_model(path, weights)
         self.model = _llama_model(self.file)
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
@@ -395,14 +396,21 @@ def _llama_log(level: int, text: bytes, _user) -> None:
         sys.stderr.write(text.decode("utf-8", "replace"))
 
 
+def _quiet_llama() -> None:
+    """Route llama.cpp's log (loading, re-encoding) through ``_llama_log``, once per process."""
+    import llama_cpp
+
+    if not _LLAMA_LOG:
+        _LLAMA_LOG[:] = [llama_cpp.llama_log_callback(_llama_log), 0]  # kept: llama.cpp holds the pointer
+        llama_cpp.llama_log_set(_LLAMA_LOG[0], ctypes.c_void_p(0))
+
+
 def _llama_model(file: str):
     """One loaded llama.cpp model per process and file (memory-mapped; contexts are per generator)."""
     import llama_cpp
 
     if file not in _LLAMA_MODELS:
         if not _LLAMA_MODELS:
-            _LLAMA_LOG[:] = [llama_cpp.llama_log_callback(_llama_log), 0]  # kept: llama.cpp holds the pointer
-            llama_cpp.llama_log_set(_LLAMA_LOG[0], ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
         model = llama_cpp.llama_model_load_from_file(file.encode(), llama_cpp.llama_model_default_params())
         if not model:

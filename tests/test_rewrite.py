@@ -176,11 +176,12 @@ def test_default_model_rewrites_deterministically_in_its_chat_format():
 
 
 @pytest.mark.integration
-def test_llama_cpp_engine_is_the_cpu_default_and_generates_in_batches(tmp_path, monkeypatch):
+def test_llama_cpp_engine_is_the_cpu_default_and_generates_in_batches(tmp_path, monkeypatch, capfd):
     """The default model in llama.cpp: its chat template and tokens are transformers' own; the
     float16 weights are written once per machine; a batch gives each prompt the output it gets
     alone (greedy, and sampled with a seed); the token limit and the end of an answer are told
-    apart; and it is the engine a GGUF model gets on CPU, recorded in the generation parameters."""
+    apart; it logs only its warnings; and it is the engine a GGUF model gets on CPU, recorded in the
+    generation parameters."""
     from transformers import AutoTokenizer
 
     from gpu_jobs.generators import HFGenerator, LlamaCppGenerator
@@ -192,6 +193,8 @@ def test_llama_cpp_engine_is_the_cpu_default_and_generates_in_batches(tmp_path, 
     prompts = [prompt_template("rewire-v2", st).replace("{document}", source_text(SOURCE, 60)) for st in ("qa", "summary")]
     prompts.append("Answer with one word, yes or no: is Springfield a pizzeria?")
     gen = LlamaCppGenerator(SMOLLM2, 12, batch_size=3, threads=1)
+    # llama.cpp's report of the re-encoding and the load (hundreds of lines) stays out of the job's log
+    assert "llama_model_loader" not in capfd.readouterr().err
     made = list((tmp_path / "cache").iterdir())
     assert len(made) == 1 and made[0].name.endswith("-F16.gguf") and gen.file == str(made[0])
     folder, file = resolve_model_ref(SMOLLM2)
