@@ -279,10 +279,14 @@ class LlamaCppGenerator:
 
     def _text(self, tokens: list[int]) -> str:
         ll = self._ll
-        size = 16 * len(tokens) + 16
-        buf = ctypes.create_string_buffer(size)
-        n = ll.llama_detokenize(self.vocab, (ll.llama_token * max(len(tokens), 1))(*tokens), len(tokens), buf, size, True, False)
-        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+        arr = (ll.llama_token * max(len(tokens), 1))(*tokens)
+        size = 8 * len(tokens) + 16
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = ll.llama_detokenize(self.vocab, arr, len(tokens), buf, size, True, False)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = -n  # too small: llama.cpp says how many bytes the text needs
 
     def _context(self, cells_per_sequence: int):
         """A context for ``batch_size`` sequences of up to ``cells_per_sequence`` tokens each, kept

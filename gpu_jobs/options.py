@@ -199,9 +199,9 @@ class RewriteOptions(BaseModel):
     # the native Q4_1 weights 79.3 (4/8 identical). Earlier, on 16 pages at load about 5:
     # CTranslate2 float32 no faster than transformers; int8 1.24x, but the gate kept 3/16, not 6/16.
     engine: Literal["auto", "torch", "llama_cpp", "ctranslate2"] = "auto"
-    # llama_cpp: F16 = the GGUF's weights re-encoded once as float16 (the model transformers runs,
-    # through llama.cpp's batched matrix kernels); native = the file's own encoding (SmolLM2: Q4_1,
-    # whose kernels do not batch on CPU). runtime.llama_cpp_model.
+    # llama_cpp: F16 = the GGUF's weights dequantized (as transformers does) and re-encoded once as
+    # float16, which llama.cpp's batched matrix kernels take; native = the file's own encoding
+    # (SmolLM2: Q4_1, whose kernels do not batch on CPU). runtime.llama_cpp_model.
     llama_cpp_weights: Literal["F16", "native"] = "F16"
     # llama_cpp on CPU: threads (None: one per core).
     llama_cpp_threads: int | None = Field(None, ge=1)

@@ -33,6 +33,8 @@ def resolve_model_ref(ref: str) -> tuple[str, str | None]:
     Anything else (a local folder or hub id) is returned as it is.
     """
     if not ref.startswith("package:"):
+        if ref.endswith(".gguf") and Path(ref).is_file():  # a checkpoint file given by its path
+            return str(Path(ref).parent), Path(ref).name
         return ref, None
     import importlib
     import importlib.util
@@ -122,15 +124,14 @@ def ctranslate2_model(ref: str) -> tuple[str, str]:
 def llama_cpp_model(ref: str, weights: str) -> str:
     """The GGUF file llama.cpp runs for a model reference. ``native``: the reference's own file.
     ``F16``: its weights re-encoded once per machine as float16 (under a second), the precision
-    llama.cpp's batched CPU matrix kernels take. SmolLM2's Q4_1 blocks dequantize to values that
-    float16 holds, so the model is the one transformers dequantizes; only the kernels change.
-    Keyed by the file's name, size and modification time."""
+    llama.cpp's batched CPU matrix kernels take: SmolLM2's Q4_1 weights, dequantized (as transformers
+    does) and rounded to float16. Keyed by the file's name, size and modification time."""
     import ctypes
     import os
 
     folder, file = resolve_model_ref(ref)
     if not (file and file.endswith(".gguf")):
-        raise ValueError(f"model {ref!r}: the llama_cpp engine runs a GGUF file (package:<module>/<file>.gguf or a path)")
+        raise ValueError(f"model {ref!r}: the llama_cpp engine runs a GGUF file (package:<module>/<file>.gguf or its path)")
     src = Path(folder) / file
     if weights == "native":
         return str(src)

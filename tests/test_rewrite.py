@@ -209,6 +209,8 @@ def test_llama_cpp_engine_is_the_cpu_default_and_generates_in_batches(tmp_path, 
     assert all(g.new_tokens == 12 and not g.finished for g in together[:2])  # cut by the limit: unfinished
     assert together[0].prompt_tokens == len(tok(chat, add_special_tokens=False)["input_ids"])
     assert gen.generate(prompts[:1], max_new_tokens=3)[0].new_tokens == 3
+    longest = max(range(gen.n_vocab), key=lambda t: len(gen._piece(t).encode()))  # 81 bytes: past the first buffer
+    assert gen._text([longest] * 2) == gen._piece(longest) * 2
 
     sampled = LlamaCppGenerator(SMOLLM2, 12, temperature=0.8, top_p=0.9, seed=5, batch_size=3, threads=1)
     first = [g.text for g in sampled.generate(prompts)]
@@ -220,6 +222,7 @@ def test_llama_cpp_engine_is_the_cpu_default_and_generates_in_batches(tmp_path, 
 
     o = RewriteOptions()
     assert engine(o, "cpu") == "llama_cpp" and engine(o, "cuda") == "torch"
+    assert engine(RewriteOptions(model=str(Path(folder) / file)), "cpu") == "llama_cpp"  # the file by its path
     assert isinstance(make_generator(o, None, 4, "cpu"), LlamaCppGenerator)
     assert generation_params(o, device_type="cpu")["engine"] == "llama_cpp" and generation_params(o, device_type="cpu")["weights"] == "F16"
     lm = RewriteOptions(model=str(tiny_models.llama(tmp_path / "lm")))  # a transformers folder: torch
