@@ -270,8 +270,8 @@ def test_cpu_speed_levers_keep_greedy_outputs_and_the_shared_model(tmp_path, mon
 def test_ctranslate2_engine_matches_transformers_greedy_and_is_opt_in(tmp_path, monkeypatch):
     """The CTranslate2 engine is converted once per machine (a second generator reuses the folder),
     gives transformers' greedy outputs at float32, is deterministic, and marks cut generations as
-    unfinished; transformers stays the default; the engine and its precision are generation
-    parameters, so rewrite ids tell the engines apart."""
+    unfinished; a transformers folder gets the torch engine by default; the engine and its
+    precision are generation parameters, so rewrite ids tell the engines apart."""
     from gpu_jobs.generators import CT2Generator, HFGenerator
     from gpu_jobs.options import RewriteOptions
     from gpu_jobs.rewrite import engine, generation_params, make_generator
