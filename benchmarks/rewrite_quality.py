@@ -16,7 +16,8 @@ scorer that loads here (signals, the shipped classifier, toxicity), over the kep
 share of kept rewrites with any invented number or entity (within the gate's tolerance); the source
 facts kept (mean coverage); then new tokens/s of the pipeline's engine on CPU (``rewrite.engine``,
 ``auto``: llama.cpp for the GGUF model; ``--engine`` picks another), batched, against transformers'
-plain batch-1 ``generate`` loop on the same prompts (ratio, the loop with ``rewrite.cpu_threads``). The CPU speed levers one by one: benchmarks/rewrite_speed.py.
+plain batch-1 ``generate`` loop on the same prompts (ratio, the loop with ``rewrite.cpu_threads``).
+The CPU speed levers one by one: benchmarks/rewrite_speed.py.
 ``--dump`` writes every rewrite with its verdict (JSONL) for reading, which is
 how the gate's thresholds were calibrated (see the README's rewriting section).
 """
