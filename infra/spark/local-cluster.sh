@@ -72,16 +72,25 @@ start() {
 
 stop() {
   [[ -d "$STATE" ]] || return 0
+  local pids=() pidfile pid alive
   for pidfile in "$STATE"/worker-*.pid "$STATE/master.pid"; do
     [[ -f "$pidfile" ]] || continue
-    local pid; pid="$(cat "$pidfile")"
+    pid="$(cat "$pidfile")"
     # spark-class execs the JVM; its executors are children of the worker JVM
     pkill -TERM -P "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL "$pid" 2>/dev/null || true
+    pids+=("$pid")
     rm -f "$pidfile"
   done
+  # One shared wait of at most 10 s for every JVM, not 10 s for each in turn: after a run each
+  # took most of its 10 s, and the cluster test's teardown took 30 s.
+  for _ in $(seq 1 40); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ "$alive" = 0 ]] && break
+    sleep 0.25
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   echo "stopped" >&2
 }
 
