@@ -203,6 +203,9 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     assert [(c.name, c.type) for c in md2["dagster/column_schema"].value.columns] == [(f.name, str(f.type)) for f in actual]
     assert not list((cfg.lakehouse_path / "rewritten" / ".resume").glob("*"))  # the job's chunks were published, then removed
     assert md2["candidates"].value == 4 and md2["candidates_below_threshold"].value == len(low)
+    # the CPU default for a GGUF model: in the asset's metadata (always there) and on every kept row
+    assert md2["generation_params"].value["engine"] == "llama_cpp" and md2["generation_params"].value["weights"] == "F16"
+    assert all(json.loads(r["generation_params"])["engine"] == "llama_cpp" for r in out)
     assert md2["prompt_version"].value == "rewire-v2" and md2["cpu_cap"].value == {
         "max_documents": 4,
         "max_input_words": 120,
@@ -210,7 +213,6 @@ def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_
     }
     for r in out:  # real generated text, with its format, evidence and every scorer's score
         assert r["style"] in ("article", "qa", "student", "summary") and r["text"].strip() and 0 < r["new_tokens"] <= 48
-        assert json.loads(r["generation_params"])["engine"] == "llama_cpp"  # the CPU default for a GGUF model
         assert set(json.loads(r["scores_after"])) >= {"quality"} and r["score_after"] == json.loads(r["scores_after"])["quality"]
     for r in rej:  # each rejection says why, with the measured evidence
         assert r["reason"].startswith("rewrite.") and "invented" in json.loads(r["detail"])
