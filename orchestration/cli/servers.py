@@ -5,11 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 from orchestration.cli.common import config_from_args, prepare_dagster_home
 from orchestration.config import redact_uri
+
+
+def _exec_server(exe: str, argv: list[str]) -> None:
+    """Replace this process by a server that a SIGTERM stops. A shell starting a command in the
+    background (``sluice serve &`` in a script, a CI job) sets SIGINT to ignored, and the ignoring is
+    inherited across exec; ``dagster dev`` handles SIGTERM with SIGINT's handler, so it then ignored
+    SIGTERM too and a service manager's stop waited for its kill timeout."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.execv(exe, [exe, *argv])
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -23,7 +34,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         "automation do not run here; `sluice serve` runs them (webserver and daemon).",
         file=sys.stderr,
     )
-    os.execv(exe, [exe, "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
+    _exec_server(exe, ["-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
     return 0
 
 
@@ -42,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"for crawl folders",
         file=sys.stderr,
     )
-    os.execv(exe, [exe, "dev", "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
+    _exec_server(exe, ["dev", "-h", "127.0.0.1", "-p", port, "-m", "orchestration.definitions"])
     return 0
 
 
@@ -52,5 +63,5 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     port = str(args.port or cfg.mlflow.ui_port)
     print(f"MLflow UI on http://127.0.0.1:{port} ({redact_uri(cfg.mlflow_tracking_uri)})", file=sys.stderr)
     os.environ["MLFLOW_BACKEND_STORE_URI"] = cfg.mlflow_tracking_uri  # not in argv, where `ps` would show a password
-    os.execv(exe, [exe, "ui", "--default-artifact-root", cfg.mlflow_artifact_root, "-h", "127.0.0.1", "-p", port])
+    _exec_server(exe, ["ui", "--default-artifact-root", cfg.mlflow_artifact_root, "-h", "127.0.0.1", "-p", port])
     return 0
