@@ -23,6 +23,9 @@ caps. Configurations:
 * ``llama_cpp``: llama.cpp (``rewrite.engine: llama_cpp``, the CPU default), the GGUF's weights as
   float16, ``--batch`` sequences per batch, ``--llama-threads`` threads;
 * ``llama_cpp_native``: the same with the GGUF's own Q4_1 weights;
+* ``llama_cpp_api``: the reference for "llama.cpp-class speed": llama.cpp as its Python binding is
+  normally used (``Llama.create_chat_completion``, one prompt at a time, the GGUF file as shipped,
+  greedy), not the pipeline's engine;
 * the baseline again: the ratios are to the mean of the two baseline runs around the levers (the
   load of a shared machine drifts; ``--once`` skips it).
 
@@ -53,7 +56,7 @@ from gpu_jobs.fidelity import judge  # noqa: E402
 from gpu_jobs.options import RewriteOptions  # noqa: E402
 from gpu_jobs.rewrite import bounds, choose_style, prompt_template, source_text  # noqa: E402
 
-LEVERS = ("baseline", "batch", "static", "compile", "int8", "best", "ct2", "ct2_fp32", "llama_cpp", "llama_cpp_native")
+LEVERS = ("baseline", "batch", "static", "compile", "int8", "best", "ct2", "ct2_fp32", "llama_cpp", "llama_cpp_native", "llama_cpp_api")
 
 
 def pages(n: int, generated: bool = False) -> tuple[str, list[tuple[str, str]]]:
@@ -97,6 +100,34 @@ def run_config(name: str, gen, prompts: list[str], sources: list[str], templates
     r = Result(name, n / el, el, n, [g.text for g in outs], kept, note)
     print(f"  {name}: {n} new tokens in {el:.1f} s = {r.rate:.1f} new tokens/s{note}", flush=True)
     return r
+
+
+class LlamaCppApi:
+    """llama-cpp-python's high-level API, as a user of llama.cpp would call it: one chat completion
+    per prompt (the API generates one sequence at a time), the GGUF as shipped, greedy."""
+
+    def __init__(self, model: str, threads: int | None = None) -> None:
+        from llama_cpp import Llama
+
+        from gpu_jobs.generators import _quiet_llama
+        from gpu_jobs.runtime import resolve_model_ref
+
+        _quiet_llama()
+        folder, file = resolve_model_ref(model)
+        self.threads = threads or os.cpu_count() or 1
+        self.llm = Llama(
+            model_path=str(Path(folder) / file), n_ctx=2048, n_threads=self.threads, n_threads_batch=self.threads, verbose=False
+        )
+
+    def generate(self, prompts: list[str], max_new: int) -> list:
+        from gpu_jobs.generators import Generation
+
+        out = []
+        for p in prompts:
+            r = self.llm.create_chat_completion(messages=[{"role": "user", "content": p}], max_tokens=max_new, temperature=0.0)
+            u, c = r["usage"], r["choices"][0]
+            out.append(Generation(c["message"]["content"], u["prompt_tokens"], u["completion_tokens"], c["finish_reason"] == "stop"))
+        return out
 
 
 def same_prefix(a: str, b: str) -> int:
@@ -248,6 +279,16 @@ def main() -> None:
             results[name] = go(
                 f"llama.cpp {weights} weights, batch {args.batch}, {ll.threads} thread(s)", ll, f" (re-encoded or loaded in {ready:.1f} s)"
             )
+
+    if "llama_cpp_api" in only:
+        t = time.perf_counter()
+        api = LlamaCppApi(o.model, threads=args.llama_threads)
+        ready = time.perf_counter() - t
+        results["llama_cpp_api"] = go(
+            f"llama.cpp's own API (create_chat_completion), batch 1, GGUF as shipped, {api.threads} thread(s)",
+            api,
+            f" (loaded in {ready:.1f} s)",
+        )
 
     if not args.once:
         # The same baseline again: on a shared machine the load drifts while the levers run, and
