@@ -100,6 +100,11 @@ def build_spark(settings: SparkSettings | None = None, **extra_conf: Any):
         .config("spark.ui.enabled", str(s.ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", str(s.show_progress).lower())
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # Rows per Arrow batch sent to a Python task (Spark's default is 10,000). The batches that
+        # carry texts (dedup's verified pairs, two texts a row; the mixture's token counts) are held
+        # by the JVM off-heap and by the Python worker at once: at 2,000, dedup of 100k documents
+        # peaked about 150 MB lower, in the same time (benchmarks/dedup_throughput.py, #26).
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "2000")
         .config("spark.sql.session.timeZone", "UTC")
         # Parquet files are committed by delta-rs, not by Spark's output committer.
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
