@@ -50,9 +50,9 @@ def gx_recipe(spec, quality_dir: Path, table, accounting: dict) -> bool:
     import great_expectations as gx
     import pandas as pd
 
-    from quality.gate import _context, batch_definition
+    from quality.gate import _open_context, batch_definition
 
-    ctx = _context(quality_dir)
+    ctx = _open_context(quality_dir)  # a context per gate, as a script would open it
     sites = ctx.variables.data_docs_sites
     sites["local_site"]["site_index_builder"].pop("validation_results_limit", None)  # GX's default: every result
     ctx.variables.data_docs_sites = sites

@@ -78,3 +78,29 @@ def test_each_gate_links_its_own_data_docs_pages_and_the_index_keeps_the_newest(
     index = (tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
     run_dirs = [Path(p).parent.name for p in pages]  # each validation's run-time folder
     assert all(d in index for d in run_dirs[-2:]) and not any(d in index for d in run_dirs[:2])
+
+
+def test_a_process_keeps_its_gx_context_until_the_expectations_or_the_config_file_change(tmp_path):
+    """The gate runner keeps one Data Context per quality folder and one checkpoint per suite: new
+    expectations under the same suite name must be the ones validated, and a configuration another
+    process wrote in between (here, a data source of the user's) must be read, not overwritten."""
+    import great_expectations as gx
+    import pandas as pd
+    import yaml
+
+    from quality import gate as G
+
+    loose = G.GateSpec("g", table=[gx.expectations.ExpectColumnValuesToNotBeNull(column="a")])
+    strict = G.GateSpec("g", table=[gx.expectations.ExpectColumnValuesToBeBetween(column="a", max_value=1)])
+    data = pd.DataFrame({"a": [1, 2]})
+    assert G.run_gate(loose, tmp_path, "r1", data).success
+    assert not G.run_gate(strict, tmp_path, "r2", data).success  # not the checkpoint kept for `loose`
+    assert G.run_gate(loose, tmp_path, "r3", data).success
+
+    other = gx.get_context(mode="file", project_root_dir=str(tmp_path))  # as another process would
+    other.data_sources.add_pandas("users_own")
+    # a suite new to this folder registers a data asset, which rewrites great_expectations.yml
+    assert G.run_gate(G.GateSpec("h", table=loose.table), tmp_path, "r4", data).success
+    config = yaml.safe_load((tmp_path / "gx" / "great_expectations.yml").read_text())
+    assert {"users_own", "sluice_pandas"} <= set(config["fluent_datasources"])
+    assert {"g.table", "h.table"} <= set(config["fluent_datasources"]["sluice_pandas"]["assets"])
