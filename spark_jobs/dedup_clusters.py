@@ -166,7 +166,7 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
             edges = pairs
         stats.verified_pairs = edges.count()
         if stats.verified_pairs:
-            comp, stats.cc_rounds = connected_components(edges)
+            comp, stats.cc_rounds = connected_components(edges, n_edges=stats.verified_pairs)
     stats.seconds["near"] = time.time() - t0
 
     # Assemble: each document → its exact representative → that one's component → the component's
