@@ -232,14 +232,17 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
         )
     decisions.write.mode("overwrite").partitionBy("unit").parquet(decisions_dir)
     d = spark.read.parquet(decisions_dir)
-    counts = {(r["kept"], r["reason"]): r["n"] for r in d.groupBy("kept", "reason").agg(F.count("*").alias("n")).collect()}
+    # one job for both the counts by decision and the histogram of kept clusters' sizes
+    groups = d.groupBy("kept", "reason", "cluster_size").agg(F.count("*").alias("n")).collect()
+    counts: dict[tuple, int] = {}
+    for r in groups:
+        counts[(r["kept"], r["reason"])] = counts.get((r["kept"], r["reason"]), 0) + r["n"]
     stats.kept = sum(v for (k, _), v in counts.items() if k)
     stats.exact_removed = counts.get((False, f"{STAGE}.exact"), 0)
     stats.near_removed = counts.get((False, f"{STAGE}.near"), 0)
     stats.missing_kept = counts.get((False, f"{STAGE}.missing_kept"), 0)
     stats.docs_in = sum(counts.values())
-    hist = d.where("kept").groupBy("cluster_size").agg(F.count("*").alias("n")).collect()
-    stats.cluster_sizes = {int(r["cluster_size"]): int(r["n"]) for r in hist}
+    stats.cluster_sizes = {int(r["cluster_size"]): int(r["n"]) for r in groups if r["kept"]}
     stats.clusters = sum(n for s, n in stats.cluster_sizes.items() if s > 1)
     if has_earlier and o.exact:
         stats.hash_clashes = (
