@@ -121,8 +121,10 @@ def build_automation_sensor(config) -> AutomationConditionSensorDefinition:
 
 
 def build_lineage_sensors(config=None) -> list:
-    """Each finished run ends its MLflow parent run with the run's status (also on failure)."""
+    """Each finished run ends its MLflow parent run with the run's status (also on failure), within
+    the configured sensor interval or Dagster's default for run-status sensors (30 s), the shorter."""
     status_default = _status(config) if config is not None else DefaultSensorStatus.RUNNING
+    interval = min(30, config.dagster.sensor_interval_seconds) if config is not None else None
 
     def make(status: DagsterRunStatus, mlflow_status: str):
         text = f"Ends the MLflow parent run of a {status.value.lower()} run as {mlflow_status}, with its stages' summary metrics."
@@ -131,6 +133,7 @@ def build_lineage_sensors(config=None) -> list:
             run_status=status,
             name=f"close_mlflow_run_on_{status.value.lower()}",
             default_status=status_default,
+            minimum_interval_seconds=interval,
             description=_describe(config, text) if config is not None else text,
         )
         def close(context: RunStatusSensorContext, lineage: LineageResource):

@@ -54,3 +54,15 @@ def test_sensors_say_they_are_stopped_without_a_daemon(tmp_path, make_config):
     alone = [build_landing_sensor(cfg), build_automation_sensor(cfg), *build_lineage_sensors(cfg)]
     assert {s.default_status for s in alone} == {DefaultSensorStatus.STOPPED}
     assert all("sluice serve" in s.description for s in alone)
+
+
+def test_the_lineage_sensors_end_mlflow_runs_within_the_sensor_interval(tmp_path, make_config):
+    """A finished run's MLflow parent run is ended at the configured sensor interval (Dagster's own
+    default for run-status sensors is 30 s: the MLflow UI showed finished runs as running that long)."""
+    from orchestration.sensors import build_lineage_sensors
+
+    cfg = make_config(tmp_path / "landing")
+    cfg.dagster.sensor_interval_seconds = 5
+    assert {s.minimum_interval_seconds for s in build_lineage_sensors(cfg)} == {5}
+    cfg.dagster.sensor_interval_seconds = 600
+    assert {s.minimum_interval_seconds for s in build_lineage_sensors(cfg)} == {30}
