@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ class _Gx:
 
 
 _CONTEXTS: dict[str, _Gx] = {}
+_LOCK = threading.Lock()  # a kept context is not made for two gates at once (threads of one process)
 
 
 def _stamp(quality_dir: Path) -> tuple:
@@ -210,9 +212,13 @@ def run_gate(
     accounting: dict[str, Any] | None = None,
 ) -> GateResult:
     """Validate; keep the result; never raise for a failed expectation (the caller decides)."""
+    with _LOCK:
+        return _run_gate(spec, Path(quality_dir), run_key, table_data, accounting)
+
+
+def _run_gate(spec: GateSpec, qdir: Path, run_key: str, table_data: Any, accounting: dict[str, Any] | None) -> GateResult:
     import pandas as pd
 
-    qdir = Path(quality_dir)
     qdir.mkdir(parents=True, exist_ok=True)
     gx_ = _gx(qdir)
     outcomes: list[tuple[str, Any, Any]] = []

@@ -94,6 +94,7 @@ def test_a_process_keeps_its_gx_context_until_the_expectations_or_the_config_fil
     strict = G.GateSpec("g", table=[gx.expectations.ExpectColumnValuesToBeBetween(column="a", max_value=1)])
     data = pd.DataFrame({"a": [1, 2]})
     assert G.run_gate(loose, tmp_path, "r1", data).success
+    assert G.run_gate(loose, tmp_path / "another-lakehouse", "r1", data).success  # a second kept context in between
     assert not G.run_gate(strict, tmp_path, "r2", data).success  # not the checkpoint kept for `loose`
     assert G.run_gate(loose, tmp_path, "r3", data).success
 
