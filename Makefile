@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SAMPLE_CRAWL := landing/sample-crawl
 SAMPLE_PAGES ?= 3000
 
-.PHONY: install browser postgres run test test-fast lint bench ui mlflow-ui clean
+.PHONY: install browser postgres run test test-fast test-quick lint bench ui mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ test: $(STAMP) browser postgres
 # The unit loop: everything not marked `integration` (no Spark session, no pipeline run, no server).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not integration" --durations=15
+
+# Everything but the tests marked `slow` (servers, the Spark cluster, multi-run pipelines): the
+# integration tests of one stage or feature, about half the suite's time.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow" --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,7 +18,7 @@ import pytest
 
 from tests.crawl_shapes import build_shapes, write_eval_set
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,7 @@ def truth_pairs(landing, crawl, url_of_doc):
     return pairs
 
 
+@pytest.mark.slow
 def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_config, two_crawls):
     cfg = make_config(two_crawls)
     instance = DagsterInstance.ephemeral()

@@ -16,7 +16,7 @@ import pytest
 from storage.delta_table import STAGING, read_arrow, snapshot_files, table_exists
 from storage.tables import FILTER
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KILL_BETWEEN_COMMITS = textwrap.dedent(
     """

@@ -16,7 +16,7 @@ from orchestration.resources import build_resources
 from storage.delta_table import open_table, read_arrow, row_count, table_exists
 from tests.conftest import pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_classifier_scores_and_rewrites(spark, make_config, sample_landing, tmp_path, monkeypatch):

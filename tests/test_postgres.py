@@ -12,7 +12,7 @@ import pytest
 
 from tests.postgres import postgres_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "pg-Secret-7f3a9c"  # the database password: must never be written anywhere
 

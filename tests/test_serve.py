@@ -19,7 +19,7 @@ import requests
 from assets import stages
 from tests.test_ui_and_cli import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
 # The registry's stages partitioned by crawl (not `mixed`, partitioned by mixture), in pipeline order.
 CRAWL_ASSETS = [spec.name for spec, _ in stages() if spec.partitions is None]

@@ -18,7 +18,7 @@ from orchestration.resources import build_resources
 from storage.delta_table import read_arrow, table_exists
 from tests.conftest import pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "infra" / "spark" / "local-cluster.sh"
 STAGES = ["raw_crawl", "filtered", "deduplicated"]
