@@ -38,6 +38,30 @@ def _verify_pairs(batches: Iterator[pa.RecordBatch], ngram: int) -> Iterator[pa.
         yield pa.RecordBatch.from_arrays([b.column("a"), b.column("b"), pa.array(j)], names=["a", "b", "jaccard"])
 
 
+# Candidate pairs verified on the driver, up to this many: their texts (two per pair at most) come
+# over as Arrow, about 40 MB for 10,000 pairs of 2 KB texts. Above, the pairs are joined with their
+# texts in Spark and verified by Python tasks: two sort-merge joins, a Python job and a checkpoint,
+# about 2 s of a tiny crawl's dedup in a fresh process.
+LOCAL_MAX_PAIRS = 10_000
+
+
+def _verify_on_driver(spark, pairs, needed, o: DedupOptions):
+    """The verified edges ``(a, b)`` of a small candidate list: the same Jaccard (``_verify_pairs``)
+    and threshold as the Spark path; a pair whose text is missing is dropped, as the join drops it."""
+    import pyarrow.compute as pc
+
+    p, t = pairs.select("a", "b").toArrow(), needed.select("doc_id", "text").toArrow()
+    a, b = p.column("a").combine_chunks(), p.column("b").combine_chunks()
+    ids, texts = t.column("doc_id").combine_chunks(), t.column("text").combine_chunks()
+    ia, ib = pc.index_in(a, value_set=ids), pc.index_in(b, value_set=ids)
+    found = pc.and_(pc.is_valid(ia), pc.is_valid(ib))
+    a, b, ia, ib = a.filter(found), b.filter(found), ia.filter(found), ib.filter(found)
+    joined = pa.RecordBatch.from_arrays([a, b, texts.take(ia), texts.take(ib)], names=["a", "b", "text_a", "text_b"])
+    scored = pa.Table.from_batches(list(_verify_pairs(iter([joined]), ngram=o.ngram)))
+    kept = scored.filter(pc.greater_equal(scored.column("jaccard"), o.verify_threshold)).select(["a", "b"])
+    return spark.createDataFrame(kept.to_pandas(), "a string, b string")
+
+
 @dataclass
 class DedupStats:
     docs_in: int = 0
@@ -157,11 +181,14 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
             # broadcast them (320 MB at 200k documents; out of memory in a 1g driver).
             ids = F.broadcast(pairs.select(F.col("a").alias("doc_id")).unionByName(pairs.select(F.col("b").alias("doc_id"))).distinct())
             needed = all_texts.join(ids, "doc_id", "left_semi")
-            ta = needed.select(F.col("doc_id").alias("a"), F.col("text").alias("text_a")).hint("merge")
-            tb = needed.select(F.col("doc_id").alias("b"), F.col("text").alias("text_b")).hint("merge")
-            joined = pairs.join(ta, "a").join(tb, "b").select("a", "b", "text_a", "text_b")
-            scored = joined.mapInArrow(partial(_verify_pairs, ngram=o.ngram), "a string, b string, jaccard double")
-            edges = checkpoint(scored.where(F.col("jaccard") >= o.verify_threshold).select("a", "b"))
+            if stats.candidate_pairs <= LOCAL_MAX_PAIRS:
+                edges = _verify_on_driver(spark, pairs, needed, o)
+            else:
+                ta = needed.select(F.col("doc_id").alias("a"), F.col("text").alias("text_a")).hint("merge")
+                tb = needed.select(F.col("doc_id").alias("b"), F.col("text").alias("text_b")).hint("merge")
+                joined = pairs.join(ta, "a").join(tb, "b").select("a", "b", "text_a", "text_b")
+                scored = joined.mapInArrow(partial(_verify_pairs, ngram=o.ngram), "a string, b string, jaccard double")
+                edges = checkpoint(scored.where(F.col("jaccard") >= o.verify_threshold).select("a", "b"))
         else:
             edges = pairs
         stats.verified_pairs = edges.count()

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from assets.partitions import crawl_partitions
 from documents.minhash import DedupOptions, exact_jaccard
 from orchestration.resources import build_resources
+from spark_jobs import components, dedup_clusters
 from spark_jobs.dedup_job import deduplicate_files, documents_table
 from storage.delta_table import read_arrow, snapshot_files
 from tests.conftest import ground_truth, pipeline, shared_data
@@ -64,7 +65,7 @@ def truth_pairs(landing, crawl, url_of_doc):
 
 
 @pytest.mark.slow
-def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_config, two_crawls):
+def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_config, two_crawls, monkeypatch):
     cfg = make_config(two_crawls)
     instance = DagsterInstance.ephemeral()
     res = run(cfg, "crawl-a", instance)
@@ -168,15 +169,20 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
     }
     assert res_a2.asset_materializations_for_node("deduplicated")[0].metadata["compared_with_crawls"].value == []
 
-    # Same decisions whatever the number of tasks (partitioning) of the job.
+    # Same decisions whatever the number of tasks (partitioning) of the job, and whether the candidate
+    # pairs are verified and the components found on the driver (small lists) or in Spark (large ones).
     paths = [f.path for f in snapshot_files(cfg.table_uri("filtered"), None, {"crawl_id": "crawl-a"})]
     outcomes = []
-    for tasks in (1, 7):
-        _, out = deduplicate_files(spark, paths, DedupOptions(), str(cfg.lakehouse_path / f"standalone-{tasks}"), tasks=tasks)
+    for tasks, on_driver in ((1, True), (7, True), (3, False)):
+        if not on_driver:
+            monkeypatch.setattr(dedup_clusters, "LOCAL_MAX_PAIRS", 0)
+            monkeypatch.setattr(components, "LOCAL_MAX_EDGES", 0)
+        stats, out = deduplicate_files(spark, paths, DedupOptions(), str(cfg.lakehouse_path / f"standalone-{tasks}"), tasks=tasks)
+        assert (stats.cc_rounds == 0) == on_driver and stats.verified_pairs > 0
         outcomes.append(
             ({r["doc_id"]: r["related_doc_id"] for r in out["rejected"].to_pylist()}, sorted(out["documents"].column("doc_id").to_pylist()))
         )
-    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
     assert outcomes[0][0] == {r["doc_id"]: r["related_doc_id"] for r in rej}
 
 
