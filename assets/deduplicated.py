@@ -103,7 +103,14 @@ def work(ctx: StageContext) -> Outcome:
     kept, rejected = ctx.output(SPEC.name).staged_rows(), ctx.output("rejections").staged_rows()
     ctx.log.info(
         f"{kept} kept, {stats.exact_removed} exact, {stats.near_removed} near and {stats.semantic_removed} semantic duplicates removed; "
-        f"{stats.candidate_pairs} candidate pairs, {stats.verified_pairs} verified, {stats.clusters} clusters ({stats.cc_rounds} component rounds)"
+        f"{stats.candidate_pairs} candidate pairs, {stats.verified_pairs} verified, {stats.clusters} clusters "
+        + (
+            f"({stats.cc_rounds} Spark component rounds)"
+            if stats.cc_rounds
+            else "(components found on the driver)"
+            if stats.verified_pairs
+            else ""
+        )
     )
     # Checked on the staged tables, independently of the job's own bookkeeping.
     known = ctx.staged(SPEC.name).select("doc_id")
