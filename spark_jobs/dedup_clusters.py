@@ -1,4 +1,4 @@
-"""Pass 2 of the dedup job (``spark_jobs.dedup_job``): exact and MinHash clusters, in Spark.
+"""Pass 2 of the dedup job (``spark_jobs.dedup_job``): exact and MinHash clusters.
 
 Exact groups by hash; LSH buckets by (band, key) give candidate pairs; each pair is optionally
 verified by exact Jaccard; connected components; the kept document of each cluster is chosen by the
@@ -6,6 +6,9 @@ keep policy (:func:`rank`). Documents kept by earlier crawls come from the signa
 always stay kept. The decision per document (``DECISION_SCHEMA``) is written to scratch,
 partitioned by the work unit that read it; the later passes read it. ``DedupStats`` is defined
 here because this pass fills most of it; the semantic pass adds its own counts.
+
+Two paths give the same decisions: up to ``LOCAL_MAX_DOCS`` documents the signatures are collected
+and decided on the driver (``spark_jobs.dedup_local``); above, in Spark DataFrames (below).
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ def _verify_pairs(batches: Iterator[pa.RecordBatch], ngram: int) -> Iterator[pa.
 # texts in Spark and verified by Python tasks: two sort-merge joins, a Python job and a checkpoint,
 # about 2 s of a tiny crawl's dedup in a fresh process.
 LOCAL_MAX_PAIRS = 10_000
+
+# Documents (the crawl's plus the earlier crawls' kept ones) decided on the driver, up to this many:
+# 560 bytes of signature each, and about 40 bytes per band key while the buckets are sorted,
+# about 0.6 GB of driver memory at this size. Above, the DataFrame path, whose memory the heap bounds.
+LOCAL_MAX_DOCS = 500_000
 
 
 def _verify_on_driver(spark, pairs, needed, o: DedupOptions):
@@ -127,6 +135,9 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     write the decisions (partitioned by ``unit``) to ``decisions_dir``."""
     import time
 
+    if sigs.count() + stats.earlier_docs <= LOCAL_MAX_DOCS:
+        return _cluster_on_driver(spark, sigs, earlier, texts, earlier_texts, o, decisions_dir, stats)
+
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -180,7 +191,8 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
             # column at 20 bytes a row, so it took all the crawl's texts for a small table and
             # broadcast them (320 MB at 200k documents; out of memory in a 1g driver).
             ids = F.broadcast(pairs.select(F.col("a").alias("doc_id")).unionByName(pairs.select(F.col("b").alias("doc_id"))).distinct())
-            needed = all_texts.join(ids, "doc_id", "left_semi")
+            # A record ingested again has its text in both: one copy, or its pairs count twice.
+            needed = all_texts.join(ids, "doc_id", "left_semi").dropDuplicates(["doc_id"])
             if stats.candidate_pairs <= LOCAL_MAX_PAIRS:
                 edges = _verify_on_driver(spark, pairs, needed, o)
             else:
@@ -260,7 +272,19 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     decisions.write.mode("overwrite").partitionBy("unit").parquet(decisions_dir)
     d = spark.read.parquet(decisions_dir)
     # one job for both the counts by decision and the histogram of kept clusters' sizes
-    groups = d.groupBy("kept", "reason", "cluster_size").agg(F.count("*").alias("n")).collect()
+    _count(stats, [r.asDict() for r in d.groupBy("kept", "reason", "cluster_size").agg(F.count("*").alias("n")).collect()])
+    if has_earlier and o.exact:
+        stats.hash_clashes = (
+            sigs.join(d.where("kept").select("doc_id"), "doc_id", "left_semi")
+            .join(prev.select("exact_hash"), "exact_hash", "left_semi")
+            .count()
+        )
+    stats.seconds["assemble"] = time.time() - t0
+
+
+def _count(stats: DedupStats, groups: list[dict]) -> None:
+    """The counts by decision and the histogram of kept clusters' sizes, from (kept, reason,
+    cluster_size, n) groups of the decisions."""
     counts: dict[tuple, int] = {}
     for r in groups:
         counts[(r["kept"], r["reason"])] = counts.get((r["kept"], r["reason"]), 0) + r["n"]
@@ -271,10 +295,35 @@ def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOption
     stats.docs_in = sum(counts.values())
     stats.cluster_sizes = {int(r["cluster_size"]): int(r["n"]) for r in groups if r["kept"]}
     stats.clusters = sum(n for s, n in stats.cluster_sizes.items() if s > 1)
-    if has_earlier and o.exact:
-        stats.hash_clashes = (
-            sigs.join(d.where("kept").select("doc_id"), "doc_id", "left_semi")
-            .join(prev.select("exact_hash"), "exact_hash", "left_semi")
-            .count()
-        )
-    stats.seconds["assemble"] = time.time() - t0
+
+
+def _cluster_on_driver(spark, sigs, earlier, texts, earlier_texts, o: DedupOptions, decisions_dir: str, stats: DedupStats) -> None:
+    """``cluster_documents`` for a crawl that fits the driver: three collects instead of ~60 jobs."""
+    import shutil
+    import time
+
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    from spark_jobs.dedup_local import COLUMNS, decide
+
+    t0 = time.time()
+    cur = sigs.select("unit", *COLUMNS).toArrow()
+    prev = earlier.select(*COLUMNS).toArrow() if earlier is not None else None
+    collected = time.time() - t0
+
+    def texts_of(ids: pa.Array) -> pa.Table:
+        wanted = F.broadcast(spark.createDataFrame(pa.table({"doc_id": ids})))
+        found = texts.join(wanted, "doc_id", "left_semi")
+        if earlier_texts is not None:
+            found = found.unionByName(earlier_texts.join(wanted, "doc_id", "left_semi"))
+        return found.select("doc_id", "text").toArrow()
+
+    decisions = decide(cur, prev, o, texts_of, stats)
+    t0 = time.time()
+    shutil.rmtree(decisions_dir, ignore_errors=True)
+    pq.write_to_dataset(decisions, decisions_dir, partition_cols=["unit"])
+    groups = decisions.group_by(["kept", "reason", "cluster_size"]).aggregate([("doc_id", "count")]).to_pylist()
+    _count(stats, [{**g, "n": g["doc_id_count"]} for g in groups])
+    stats.seconds["exact"] += collected
+    stats.seconds["assemble"] += time.time() - t0

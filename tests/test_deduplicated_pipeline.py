@@ -169,13 +169,14 @@ def test_dedup_finds_planted_duplicates_and_works_across_crawls(spark, make_conf
     }
     assert res_a2.asset_materializations_for_node("deduplicated")[0].metadata["compared_with_crawls"].value == []
 
-    # Same decisions whatever the number of tasks (partitioning) of the job, and whether the candidate
-    # pairs are verified and the components found on the driver (small lists) or in Spark (large ones).
+    # Same decisions whatever the number of tasks (partitioning) of the job, and whether the crawl is
+    # decided on the driver (small crawls) or in Spark DataFrames (large ones).
     paths = [f.path for f in snapshot_files(cfg.table_uri("filtered"), None, {"crawl_id": "crawl-a"})]
     outcomes = []
     for tasks, on_driver in ((1, True), (7, True), (3, False)):
         if not on_driver:
             monkeypatch.setattr(dedup_clusters, "LOCAL_MAX_PAIRS", 0)
+            monkeypatch.setattr(dedup_clusters, "LOCAL_MAX_DOCS", 0)
             monkeypatch.setattr(components, "LOCAL_MAX_EDGES", 0)
         stats, out = deduplicate_files(spark, paths, DedupOptions(), str(cfg.lakehouse_path / f"standalone-{tasks}"), tasks=tasks)
         assert (stats.cc_rounds == 0) == on_driver and stats.verified_pairs > 0
