@@ -6,7 +6,7 @@ near copies within the crawl and of earlier crawls, a record ingested again, buc
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -34,7 +34,7 @@ def _edit(rng: random.Random, text: str, k: int) -> str:
 
 
 def _crawl(rng: random.Random, prefix: str, bases: list[str], n: int) -> list[dict]:
-    day = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    day = datetime(2024, 1, 1, tzinfo=UTC)
     docs = []
     for i in range(n):
         kind = rng.random()
