@@ -130,13 +130,17 @@ def _pairs_from_buckets(members, max_bucket_pairs: int):
     )
 
 
-def cluster_documents(spark, sigs, earlier, texts, earlier_texts, o: DedupOptions, decisions_dir: str, stats: DedupStats) -> None:
-    """Decide, for every document in ``sigs``, whether it is kept and which cluster it belongs to;
-    write the decisions (partitioned by ``unit``) to ``decisions_dir``."""
+def cluster_documents(spark, sigs_dir: str, earlier, texts, earlier_texts, o: DedupOptions, decisions_dir: str, stats: DedupStats) -> None:
+    """Decide, for every document in the signatures (pass 1's Parquet folder), whether it is kept
+    and which cluster it belongs to; write the decisions (partitioned by ``unit``) to ``decisions_dir``."""
     import time
 
-    if sigs.count() + stats.earlier_docs <= LOCAL_MAX_DOCS:
-        return _cluster_on_driver(spark, sigs, earlier, texts, earlier_texts, o, decisions_dir, stats)
+    import pyarrow.dataset as ds
+
+    sig_files = ds.dataset(sigs_dir, format="parquet")
+    if sig_files.count_rows() + stats.earlier_docs <= LOCAL_MAX_DOCS:
+        return _cluster_on_driver(spark, sig_files, earlier, texts, earlier_texts, o, decisions_dir, stats)
+    sigs = spark.read.parquet(sigs_dir)
 
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -297,8 +301,9 @@ def _count(stats: DedupStats, groups: list[dict]) -> None:
     stats.clusters = sum(n for s, n in stats.cluster_sizes.items() if s > 1)
 
 
-def _cluster_on_driver(spark, sigs, earlier, texts, earlier_texts, o: DedupOptions, decisions_dir: str, stats: DedupStats) -> None:
-    """``cluster_documents`` for a crawl that fits the driver: three collects instead of ~60 jobs."""
+def _cluster_on_driver(spark, sig_files, earlier, texts, earlier_texts, o: DedupOptions, decisions_dir: str, stats: DedupStats) -> None:
+    """``cluster_documents`` for a crawl that fits the driver: the signatures read straight from
+    their Parquet files (not through the JVM), two collects instead of ~60 jobs."""
     import shutil
     import time
 
@@ -308,7 +313,7 @@ def _cluster_on_driver(spark, sigs, earlier, texts, earlier_texts, o: DedupOptio
     from spark_jobs.dedup_local import COLUMNS, decide
 
     t0 = time.time()
-    cur = sigs.select("unit", *COLUMNS).toArrow()
+    cur = sig_files.to_table(columns=["unit", *COLUMNS])
     prev = earlier.select(*COLUMNS).toArrow() if earlier is not None else None
     collected = time.time() - t0
 

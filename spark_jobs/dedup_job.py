@@ -76,13 +76,12 @@ def deduplicate(
     sigs_dir, decisions_dir = f"{scratch}/signatures", f"{scratch}/decisions"
     fn = partial(signature_tasks, units=units, options_json=o.model_dump_json(), quality_column=quality_column)
     ids.mapInArrow(fn, from_arrow_schema(SIG_SCHEMA)).write.mode("overwrite").parquet(sigs_dir)
-    sigs = spark.read.parquet(sigs_dir)
     stats.seconds["signatures"] = time.time() - t0
 
     texts = spark.read.parquet(*paths).select("doc_id", "text") if o.verify else None
     if earlier is not None:
         stats.earlier_docs = earlier.count()
-    cluster_documents(spark, sigs, earlier, texts, earlier_texts, o, decisions_dir, stats)
+    cluster_documents(spark, sigs_dir, earlier, texts, earlier_texts, o, decisions_dir, stats)
     emb_dir = None
     if o.semantic.enabled:
         model = model or embedding_model(o.semantic)

@@ -101,7 +101,8 @@ def test_driver_and_spark_paths_decide_alike(spark, tmp_path, monkeypatch, opts)
     # The earlier crawls' index rows are the documents they kept: here every other one.
     prev = prev_sigs.filter(pa.array([i % 2 == 0 or i in (3, 10) for i in range(prev_sigs.num_rows)]))
     earlier = spark.createDataFrame(prev.select(["doc_id", "exact_hash", "quality", "warc_date", "minhash", "band_keys"]))
-    sigs = spark.createDataFrame(_signatures(current, o, lambda i: i % 5))
+    sigs = str(tmp_path / "signatures")  # written by Spark, as pass 1 writes it
+    spark.createDataFrame(_signatures(current, o, lambda i: i % 5)).write.parquet(sigs)
     texts = spark.createDataFrame(pa.table({"doc_id": [d["doc_id"] for d in current], "text": [d["text"] for d in current]}))
     earlier_texts = spark.createDataFrame(
         pa.table({"doc_id": [d["doc_id"] for d in earlier_docs], "text": [d["text"] for d in earlier_docs]})
