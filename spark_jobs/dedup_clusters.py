@@ -315,6 +315,7 @@ def _cluster_on_driver(spark, sig_files, earlier, texts, earlier_texts, o: Dedup
     t0 = time.time()
     cur = sig_files.to_table(columns=["unit", *COLUMNS])
     prev = earlier.select(*COLUMNS).toArrow() if earlier is not None else None
+    pa.default_memory_pool().release_unused()  # the Parquet reader's buffers: 70 MB at 100,000 documents
     collected = time.time() - t0
 
     def texts_of(ids: pa.Array) -> pa.Table:
@@ -325,6 +326,10 @@ def _cluster_on_driver(spark, sig_files, earlier, texts, earlier_texts, o: Dedup
         return found.select("doc_id", "text").toArrow()
 
     decisions = decide(cur, prev, o, texts_of, stats)
+    del cur, prev
+    # The arrays are gone; hand their pages back (Arrow's mimalloc pool keeps them), or they stay on
+    # top of the output pass's peak: 320 MB of 590 at 100,000 documents.
+    pa.default_memory_pool().release_unused()
     t0 = time.time()
     shutil.rmtree(decisions_dir, ignore_errors=True)
     pq.write_to_dataset(decisions, decisions_dir, partition_cols=["unit"])

@@ -27,7 +27,7 @@ from spark_jobs.dedup_clusters import DECISION_SCHEMA, STAGE, DedupStats
 # What a missing warc_date sorts as: the DataFrame path's "9999-12-31" cast in the session's UTC.
 _NO_DATE = np.datetime64("9999-12-31T00:00:00", "us").astype(np.int64)
 # Candidate pairs verified per batch: bounds the texts and shingles held at once.
-_VERIFY_BATCH = 4096
+_VERIFY_BATCH = 1024
 
 COLUMNS = ["doc_id", "quality", "warc_date", "exact_hash", "minhash", "band_keys"]
 
@@ -65,8 +65,8 @@ def _band_entries(lists: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
     keys = lists.flatten().to_numpy()
     ends = np.cumsum(lengths)
-    band = np.arange(len(keys), dtype=np.int64) - np.repeat(ends - lengths, lengths)
-    node = np.repeat(rows.astype(np.int64), lengths)
+    band = (np.arange(len(keys), dtype=np.int64) - np.repeat(ends - lengths, lengths)).astype(np.int16)  # ≤ 1024 bands
+    node = np.repeat(rows.astype(np.int32), lengths)
     return band, keys, node
 
 
@@ -93,7 +93,7 @@ def _candidate_pairs(band: np.ndarray, key: np.ndarray, node: np.ndarray, pos: n
         b_parts.append(node[firsts + np.arange(int((big_sizes - 1).sum())) + 1])
     if not a_parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    a, b = np.concatenate(a_parts), np.concatenate(b_parts)
+    a, b = np.concatenate(a_parts).astype(np.int64), np.concatenate(b_parts).astype(np.int64)
     touch = is_cur[a] | is_cur[b]  # pairs of two earlier documents were settled by their own crawl
     code = np.unique(a[touch] * len(pos) + b[touch])
     return code // len(pos), code % len(pos)
@@ -146,9 +146,11 @@ def decide(cur: pa.Table, prev: pa.Table | None, o: DedupOptions, texts_of: Call
     prev = prev.select(COLUMNS)
     # The same WARC record ingested again: an exact duplicate of the copy an earlier crawl kept.
     seen_mask = np.asarray(pc.is_in(_col(cur, "doc_id"), value_set=_col(prev, "doc_id")))
-    seen, cur = cur.filter(seen_mask), cur.filter(~seen_mask)
+    seen = cur.filter(seen_mask)
+    if seen.num_rows:  # (a filter copies every column, signatures included)
+        cur = cur.filter(~seen_mask)
     nc, n = cur.num_rows, cur.num_rows + prev.num_rows
-    both = pa.concat_tables([cur.select(COLUMNS), prev.cast(cur.select(COLUMNS).schema)]).combine_chunks()
+    both = pa.concat_tables([cur.select(COLUMNS), prev.cast(cur.select(COLUMNS).schema)])  # chunks, not copied
     ids = _col(both, "doc_id")
     is_cur = np.arange(n) < nc
     pos = _order(is_cur.astype(np.int8), _col(both, "quality"), _col(both, "warc_date"), ids)
@@ -176,6 +178,7 @@ def decide(cur: pa.Table, prev: pa.Table | None, o: DedupOptions, texts_of: Call
         cb, ck, cn = _band_entries(bands, survivors)
         pb, pk, pn = _band_entries(bands, np.arange(nc, n))
         a, b = _candidate_pairs(np.r_[cb, pb], np.r_[ck, pk], np.r_[cn, pn], pos, is_cur, o.max_bucket_pairs)
+        del bands, cb, ck, cn, pb, pk, pn
         stats.candidate_pairs = len(a)
         if o.verify and len(a):
             ok = _verify(a, b, ids, texts_of, o)
@@ -211,8 +214,10 @@ def decide(cur: pa.Table, prev: pa.Table | None, o: DedupOptions, texts_of: Call
     )
     jac = np.ones(nc)
     removed = ~kept
-    jac[removed] = _jaccard_estimates(_col(both, "minhash"), own[removed], cur_kept[removed])
-    mh_ok = np.asarray(_col(both, "minhash").is_valid())
+    minhash = _col(both, "minhash")
+    jac[removed] = _jaccard_estimates(minhash, own[removed], cur_kept[removed])
+    mh_ok = np.asarray(minhash.is_valid())
+    del minhash, both
     decisions = pa.table(
         {
             "doc_id": ids.slice(0, nc),

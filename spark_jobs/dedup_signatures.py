@@ -45,6 +45,9 @@ def signature_tasks(
             for path, row_group in units[unit]:
                 for batch in row_group_batches(path, row_group, columns):
                     yield signature_batch(batch, unit, o, quality_column)
+    # The worker outlives the task (Spark reuses it): its freed Arrow pages would stay resident
+    # through the passes that follow.
+    pa.default_memory_pool().release_unused()
 
 
 def signature_batch(batch: pa.RecordBatch, unit: int, o: DedupOptions, quality_column: str | None) -> pa.RecordBatch:
