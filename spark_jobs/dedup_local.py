@@ -4,8 +4,9 @@ connected components and the keep policy over Arrow columns and NumPy arrays.
 ``spark_jobs.dedup_clusters`` takes this path when the crawl's and the earlier crawls' signatures
 fit the driver (``LOCAL_MAX_DOCS``), and the DataFrame path above that. Both give the same
 decisions row for row (``tests/test_dedup_paths.py``). Why a second path: the DataFrame path is
-about 60 Spark jobs, which cost 10–15 s on a 150-document crawl in a fresh process and a third of
-the time at 100,000 documents; here the same decisions take about a second at 100,000.
+about 60 Spark jobs, whose fixed costs made most of a small crawl's dedup (a 150-document crawl:
+17 s in a fresh process, 4.5 s warm; 10.5 and 1.4 s with this path) and half of it at 100,000
+documents (34 s; 16 s with this path).
 
 Every document is a node: the current crawl's first, then the earlier crawls' kept documents.
 ``pos`` is a node's place in the keep policy's order (earlier crawls first, best quality, earliest
