@@ -54,19 +54,12 @@ LOCAL_MAX_DOCS = 500_000
 
 
 def _verify_on_driver(spark, pairs, needed, o: DedupOptions):
-    """The verified edges ``(a, b)`` of a small candidate list: the same Jaccard (``_verify_pairs``)
-    and threshold as the Spark path; a pair whose text is missing is dropped, as the join drops it."""
-    import pyarrow.compute as pc
+    """The verified edges ``(a, b)`` of a small candidate list, scored on the driver as the driver
+    path scores its pairs (``dedup_local.verified``)."""
+    from spark_jobs.dedup_local import verified
 
-    p, t = pairs.select("a", "b").toArrow(), needed.select("doc_id", "text").toArrow()
-    a, b = p.column("a").combine_chunks(), p.column("b").combine_chunks()
-    ids, texts = t.column("doc_id").combine_chunks(), t.column("text").combine_chunks()
-    ia, ib = pc.index_in(a, value_set=ids), pc.index_in(b, value_set=ids)
-    found = pc.and_(pc.is_valid(ia), pc.is_valid(ib))
-    a, b, ia, ib = a.filter(found), b.filter(found), ia.filter(found), ib.filter(found)
-    joined = pa.RecordBatch.from_arrays([a, b, texts.take(ia), texts.take(ib)], names=["a", "b", "text_a", "text_b"])
-    scored = pa.Table.from_batches(list(_verify_pairs(iter([joined]), ngram=o.ngram)))
-    kept = scored.filter(pc.greater_equal(scored.column("jaccard"), o.verify_threshold)).select(["a", "b"])
+    p = pairs.select("a", "b").toArrow()
+    kept = p.filter(verified(p.column("a").combine_chunks(), p.column("b").combine_chunks(), needed.select("doc_id", "text").toArrow(), o))
     return spark.createDataFrame(kept.to_pandas(), "a string, b string")
 
 

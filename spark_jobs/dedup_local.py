@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from documents.minhash import DedupOptions, exact_jaccards
+from spark_jobs.components import component_labels
 from spark_jobs.dedup_clusters import DECISION_SCHEMA, STAGE, DedupStats
 
 # What a missing warc_date sorts as: the DataFrame path's "9999-12-31" cast in the session's UTC.
@@ -100,16 +101,15 @@ def _candidate_pairs(band: np.ndarray, key: np.ndarray, node: np.ndarray, pos: n
     return code // len(pos), code % len(pos)
 
 
-def _verify(a: np.ndarray, b: np.ndarray, ids: pa.Array, texts_of: Callable[[pa.Array], pa.Table], o: DedupOptions) -> np.ndarray:
-    """Which candidate pairs have an exact shingle Jaccard ≥ the threshold (a missing text fails)."""
-    need = np.unique(np.concatenate([a, b]))
-    t = texts_of(ids.take(pa.array(need)))
-    got_ids, got_texts = _col(t, "doc_id"), _col(t, "text")
-    ia = pc.index_in(ids.take(pa.array(a)), value_set=got_ids)
-    ib = pc.index_in(ids.take(pa.array(b)), value_set=got_ids)
+def verified(a: pa.Array, b: pa.Array, texts: pa.Table, o: DedupOptions) -> np.ndarray:
+    """Which pairs of doc_ids ``(a[i], b[i])`` have an exact shingle Jaccard ≥ the threshold, given
+    ``texts`` (doc_id, text) holding theirs; a pair with a missing text fails, as a join drops it.
+    Both paths use it on the driver: this one always, the DataFrame path up to ``LOCAL_MAX_PAIRS``."""
+    got_ids, got_texts = _col(texts, "doc_id"), _col(texts, "text")
+    ia, ib = pc.index_in(a, value_set=got_ids), pc.index_in(b, value_set=got_ids)
     ok = np.asarray(pc.and_(pc.is_valid(ia), pc.is_valid(ib)))
     ia, ib = pc.fill_null(ia, 0).to_numpy(), pc.fill_null(ib, 0).to_numpy()
-    for s in range(0, len(a), _VERIFY_BATCH):
+    for s in range(0, len(ok), _VERIFY_BATCH):
         sl = slice(s, s + _VERIFY_BATCH)
         j = exact_jaccards(got_texts.take(pa.array(ia[sl])), got_texts.take(pa.array(ib[sl])), o.ngram)
         ok[sl] &= j >= o.verify_threshold
@@ -182,7 +182,7 @@ def decide(cur: pa.Table, prev: pa.Table | None, o: DedupOptions, texts_of: Call
         del bands, cb, ck, cn, pb, pk, pn
         stats.candidate_pairs = len(a)
         if o.verify and len(a):
-            ok = _verify(a, b, ids, texts_of, o)
+            ok = verified(ids.take(pa.array(a)), ids.take(pa.array(b)), texts_of(ids.take(pa.array(np.union1d(a, b)))), o)
             a, b = a[ok], b[ok]
         ea, eb = a, b
     stats.verified_pairs = len(ea)
@@ -192,10 +192,7 @@ def decide(cur: pa.Table, prev: pa.Table | None, o: DedupOptions, texts_of: Call
     # Assemble: each document → its exact representative → that one's component → the component's
     # best-ranked member is the cluster's kept document.
     t0 = time.time()
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    _, label = connected_components(coo_matrix((np.ones(len(ea), np.int8), (ea, eb)), shape=(n, n)), directed=False)
+    label = component_labels(n, ea, eb)
     by_pos = np.argsort(pos)
     labels, first = np.unique(label[by_pos], return_index=True)
     kept_of_label = np.empty(len(labels), np.int64)
