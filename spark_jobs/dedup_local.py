@@ -106,6 +106,8 @@ def verified(a: pa.Array, b: pa.Array, texts: pa.Table, o: DedupOptions) -> np.n
     ``texts`` (doc_id, text) holding theirs; a pair with a missing text fails, as a join drops it.
     Both paths use it on the driver: this one always, the DataFrame path up to ``LOCAL_MAX_PAIRS``."""
     got_ids, got_texts = _col(texts, "doc_id"), _col(texts, "text")
+    if not len(got_ids):  # no text found at all: nothing to take from
+        return np.zeros(len(a), bool)
     ia, ib = pc.index_in(a, value_set=got_ids), pc.index_in(b, value_set=got_ids)
     ok = np.asarray(pc.and_(pc.is_valid(ia), pc.is_valid(ib)))
     ia, ib = pc.fill_null(ia, 0).to_numpy(), pc.fill_null(ib, 0).to_numpy()

@@ -102,3 +102,17 @@ def test_lsh_threshold_and_validation():
     assert DedupOptions().lsh_threshold == pytest.approx(0.719, abs=0.001)  # FineWeb's 14 × 8
     with pytest.raises(ValueError):
         DedupOptions(bands=64, rows=32)
+
+
+def test_verified_pairs_need_both_texts():
+    """The driver's verification: a pair passes on its exact Jaccard; a pair with a text missing
+    fails (as the DataFrame path's join drops it), also when no text was found at all."""
+    from spark_jobs.dedup_local import verified
+
+    o = DedupOptions()
+    text = "one two three four five six seven"
+    texts = pa.table({"doc_id": ["a", "b", "c"], "text": [text, text + " eight", "nine ten eleven twelve thirteen fourteen"]})
+    ok = verified(pa.array(["a", "a", "a"]), pa.array(["b", "c", "zz"]), texts, o)
+    assert ok.tolist() == [exact_jaccard(text, text + " eight", o.ngram) >= o.verify_threshold, False, False]
+    assert ok[0]
+    assert verified(pa.array(["a"]), pa.array(["b"]), texts.slice(0, 0), o).tolist() == [False]
