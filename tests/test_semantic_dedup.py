@@ -164,6 +164,24 @@ def test_thresholds_default_by_model():
     assert SemanticOptions(model="static").resolved_model() == "static"
 
 
+def test_auto_model_follows_cuda_without_importing_a_cpu_torch():
+    """``auto`` picks the full encoder exactly where torch sees CUDA; on a CPU-only torch build the
+    answer comes from its version file, and torch is not imported (2.4 s of each run's start)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from documents.semantic import SemanticOptions; "
+        "print(SemanticOptions().resolved_model(), 'torch' in sys.modules); "
+        "import torch; print(torch.cuda.is_available(), torch.version.cuda is None)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    model, imported, cuda, cpu_build = out[0], out[1] == "True", out[2] == "True", out[3] == "True"
+    assert model == ("full" if cuda else "static")
+    if cpu_build:
+        assert not imported
+
+
 @pytest.mark.shared_data
 def test_distilled_model_is_faithful_on_real_pages():
     """The default model (distilled at first use) on planted republications of real pages: found
