@@ -74,7 +74,9 @@ def build_archive(dest: Path | None = None, timeout: float = 900) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        r = subprocess.run([sys.executable, "-m", "spark_jobs.jvm_archive", "--dump", str(tmp)], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            [sys.executable, "-m", "spark_jobs.jvm_archive", "--dump", str(tmp)], capture_output=True, text=True, timeout=timeout
+        )
         if r.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"the warm-up JVM wrote no archive (exit {r.returncode}):\n{(r.stdout + r.stderr)[-2000:]}")
         tmp.replace(out)
@@ -132,7 +134,13 @@ def _measure(runs: int) -> None:
             out = subprocess.run([sys.executable, "-c", probe, flag], capture_output=True, text=True, timeout=600).stdout.split()
             rows[flag].append(tuple(float(x) for x in out[-2:]))
     for flag, label in (("0", "without archive"), ("1", "with archive")):
-        print(f"{label:16s} session " + " ".join(f"{a:5.2f}" for a, _ in rows[flag]) + " s; first Arrow job " + " ".join(f"{b:5.2f}" for _, b in rows[flag]) + " s")
+        print(
+            f"{label:16s} session "
+            + " ".join(f"{a:5.2f}" for a, _ in rows[flag])
+            + " s; first Arrow job "
+            + " ".join(f"{b:5.2f}" for _, b in rows[flag])
+            + " s"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
