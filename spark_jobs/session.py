@@ -34,7 +34,7 @@ class SparkSettings(BaseModel):
     ui_enabled: bool = False
     # Start the driver JVM from the machine's class-data-sharing archive when there is one (made by
     # `make install`, or `python -m spark_jobs.jvm_archive`): a cold session and its first job about
-    # 8 s sooner on 2 cores (spark_jobs/jvm_archive.py). An archive the JVM cannot use is ignored.
+    # 7 s sooner on 2 cores (spark_jobs/jvm_archive.py). An archive the JVM cannot use is ignored.
     class_archive: bool = True
     # Any other Spark setting, e.g. {"spark.executor.memory": "8g"} on a cluster.
     conf: dict[str, str] = Field(default_factory=dict)
