@@ -32,7 +32,7 @@ from documents.minhash import DedupOptions
 from spark_jobs.dedup_clusters import DedupStats, cluster_documents
 from spark_jobs.dedup_outputs import SUMMARY_SCHEMA, output_schemas, output_tasks
 from spark_jobs.dedup_semantic import embedding_model, semantic_pass
-from spark_jobs.dedup_signatures import SIG_SCHEMA, signature_tasks
+from spark_jobs.dedup_signatures import SIG_SCHEMA, SIG_SUMMARY_SCHEMA, signature_tasks
 from spark_jobs.units import plan_units
 from storage.tables import FILTERED_COLUMNS
 
@@ -62,9 +62,14 @@ def deduplicate(
     list) against themselves and against ``earlier`` (index rows of earlier crawls), writing the
     four outputs into the given staging folders. ``model``: the semantic pass's embedding model
     (resolved from ``o.semantic`` when not given)."""
+    import os
+    import shutil
     import time
 
+    import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import from_arrow_schema
+
+    from storage.task_output import TaskOutputs
 
     stats = DedupStats()
     units = plan_units(paths, tasks or spark.sparkContext.defaultParallelism * 4)
@@ -74,14 +79,17 @@ def deduplicate(
     ids = spark.range(0, len(units), 1, numPartitions=len(units))
     quality_column = o.keep.quality_column
     sigs_dir, decisions_dir = f"{scratch}/signatures", f"{scratch}/decisions"
-    fn = partial(signature_tasks, units=units, options_json=o.model_dump_json(), quality_column=quality_column)
-    ids.mapInArrow(fn, from_arrow_schema(SIG_SCHEMA)).write.mode("overwrite").parquet(sigs_dir)
+    shutil.rmtree(sigs_dir, ignore_errors=True)
+    fn = partial(signature_tasks, units=units, options_json=o.model_dump_json(), quality_column=quality_column, out_dir=sigs_dir)
+    written = sum(r.rows for r in ids.mapInArrow(fn, from_arrow_schema(SIG_SUMMARY_SCHEMA)).collect())
+    if not written:  # units of empty row groups only: an empty folder would have no schema to read
+        os.makedirs(sigs_dir, exist_ok=True)
+        pq.write_table(SIG_SCHEMA.empty_table(), TaskOutputs.file_of(sigs_dir, 0))
     stats.seconds["signatures"] = time.time() - t0
 
-    texts = spark.read.parquet(*paths).select("doc_id", "text") if o.verify else None
     if earlier is not None:
         stats.earlier_docs = earlier.count()
-    cluster_documents(spark, sigs_dir, earlier, texts, earlier_texts, o, decisions_dir, stats)
+    cluster_documents(spark, sigs_dir, earlier, paths, earlier_texts, o, decisions_dir, stats)
     emb_dir = None
     if o.semantic.enabled:
         model = model or embedding_model(o.semantic)

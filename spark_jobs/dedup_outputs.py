@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from spark_jobs.dedup_clusters import DECISION_SCHEMA
 from spark_jobs.dedup_semantic import SEMANTIC
+from spark_jobs.dedup_signatures import unit_signatures
 from spark_jobs.units import row_group_batches
 from storage.tables import CLUSTER_COLUMNS, DEDUPLICATED_COLUMNS, REJECTION_COLUMNS, SIGNATURE_COLUMNS
 
@@ -44,7 +45,7 @@ def output_tasks(
         for unit in ids.column("id").to_pylist():
             part_dir = os.path.join(decisions_dir, f"unit={unit}")
             dec = ds.dataset(part_dir, format="parquet").to_table() if os.path.isdir(part_dir) else DECISION_SCHEMA.empty_table()
-            sig = ds.dataset(sigs_dir, format="parquet").to_table(filter=pc.field("unit") == unit)
+            sig = unit_signatures(sigs_dir, unit)
             by_id = {d: i for i, d in enumerate(dec.column("doc_id").to_pylist())}
             sig_by_id = {d: i for i, d in enumerate(sig.column("doc_id").to_pylist())}
             emb = None

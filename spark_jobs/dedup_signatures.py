@@ -2,7 +2,10 @@
 
 Python tasks over the Parquet row groups (as in the filter job) compute, per document, the exact
 hash of the normalised text, the MinHash signature and the LSH band keys, and write them to a
-scratch folder: small rows, while the page texts stay in Python.
+scratch folder, one Parquet file per work unit (``part-<unit>.parquet``), from the task itself: the
+signatures never pass through the JVM, whose heap would grow by them and stay grown for the rest of
+the run (about 150 MB of the dedup's peak at 100,000 documents). Spark reads the folder back when
+the crawl is too large for the driver's pass.
 """
 
 from __future__ import annotations
@@ -35,16 +38,25 @@ SIG_SCHEMA = pa.schema(
 )
 
 
+# What a signature task returns to the driver: its unit and how many signatures it wrote.
+SIG_SUMMARY_SCHEMA = pa.schema([("unit", pa.int64()), ("rows", pa.int64())])
+
+
 def signature_tasks(
-    batches: Iterator[pa.RecordBatch], units: list, options_json: str, quality_column: str | None
+    batches: Iterator[pa.RecordBatch], units: list, options_json: str, quality_column: str | None, out_dir: str
 ) -> Iterator[pa.RecordBatch]:
+    from storage.task_output import TaskOutputs
+
     o = DedupOptions.model_validate_json(options_json)
     columns = SIG_READ_COLUMNS + ([quality_column] if quality_column else [])
     for ids in batches:
         for unit in ids.column("id").to_pylist():
-            for path, row_group in units[unit]:
-                for batch in row_group_batches(path, row_group, columns):
-                    yield signature_batch(batch, unit, o, quality_column)
+            with TaskOutputs({"sigs": (out_dir, SIG_SCHEMA)}, unit) as out:
+                for path, row_group in units[unit]:
+                    for batch in row_group_batches(path, row_group, columns):
+                        out.write("sigs", signature_batch(batch, unit, o, quality_column))
+                rows = out.rows["sigs"]
+            yield pa.RecordBatch.from_pylist([{"unit": unit, "rows": rows}], schema=SIG_SUMMARY_SCHEMA)
     # The worker outlives the task (Spark reuses it): its freed Arrow pages would stay resident
     # through the passes that follow.
     pa.default_memory_pool().release_unused()
@@ -79,3 +91,15 @@ def signature_batch(batch: pa.RecordBatch, unit: int, o: DedupOptions, quality_c
         ],
         schema=SIG_SCHEMA,
     )
+
+
+def unit_signatures(sigs_dir: str, unit: int, columns: list[str] | None = None) -> pa.Table:
+    """One unit's signatures (none when its task wrote no row)."""
+    import pyarrow.parquet as pq
+
+    from storage.task_output import TaskOutputs
+
+    path = TaskOutputs.file_of(sigs_dir, unit)
+    if not path.exists():
+        return SIG_SCHEMA.empty_table().select(columns or SIG_SCHEMA.names)
+    return pq.read_table(path, columns=columns)

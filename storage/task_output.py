@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 class TaskOutputs:
     def __init__(self, targets: dict[str, tuple[str, pa.Schema]], part: int, plain: tuple[str, ...] = ()) -> None:
-        self._targets = {name: (Path(d) / f"part-{part:06d}.parquet", schema) for name, (d, schema) in targets.items()}
+        self._targets = {name: (self.file_of(d, part), schema) for name, (d, schema) in targets.items()}
         # Columns written without dictionary encoding or statistics: page bodies, where both are
         # pure cost (a hash and a comparison of every body, for a dictionary Parquet abandons and
         # min/max nobody reads); half the write time of raw_crawl.
@@ -27,6 +27,11 @@ class TaskOutputs:
         self._suffix = f".tmp-{uuid.uuid4().hex[:8]}"
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows: dict[str, int] = {name: 0 for name in targets}
+
+    @staticmethod
+    def file_of(directory: str | Path, part: int) -> Path:
+        """The file a task with this partition id writes (and replaces on a retry) in ``directory``."""
+        return Path(directory) / f"part-{part:06d}.parquet"
 
     def schema(self, name: str) -> pa.Schema:
         return self._targets[name][1]

@@ -9,13 +9,16 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from documents.minhash import DedupOptions
 from spark_jobs import components, dedup_clusters
 from spark_jobs.dedup_clusters import DedupStats, cluster_documents
 from spark_jobs.dedup_signatures import signature_batch
+from storage.task_output import TaskOutputs
 
 pytestmark = pytest.mark.integration
 
@@ -101,9 +104,13 @@ def test_driver_and_spark_paths_decide_alike(spark, tmp_path, monkeypatch, opts)
     # The earlier crawls' index rows are the documents they kept: here every other one.
     prev = prev_sigs.filter(pa.array([i % 2 == 0 or i in (3, 10) for i in range(prev_sigs.num_rows)]))
     earlier = spark.createDataFrame(prev.select(["doc_id", "exact_hash", "quality", "warc_date", "minhash", "band_keys"]))
-    sigs = str(tmp_path / "signatures")  # written by Spark, as pass 1 writes it
-    spark.createDataFrame(_signatures(current, o, lambda i: i % 5)).write.parquet(sigs)
-    texts = spark.createDataFrame(pa.table({"doc_id": [d["doc_id"] for d in current], "text": [d["text"] for d in current]}))
+    sigs = str(tmp_path / "signatures")  # one file per work unit, as pass 1's tasks write it
+    all_sigs = _signatures(current, o, lambda i: i % 5)
+    for unit in range(5):
+        TaskOutputs.file_of(sigs, unit).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(all_sigs.filter(pc.equal(all_sigs.column("unit"), unit)), TaskOutputs.file_of(sigs, unit))
+    texts = [str(tmp_path / "texts.parquet")]  # the crawl's files, as the job passes them
+    pq.write_table(pa.table({"doc_id": [d["doc_id"] for d in current], "text": [d["text"] for d in current]}), texts[0])
     earlier_texts = spark.createDataFrame(
         pa.table({"doc_id": [d["doc_id"] for d in earlier_docs], "text": [d["text"] for d in earlier_docs]})
     )
