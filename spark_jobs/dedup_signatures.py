@@ -93,13 +93,11 @@ def signature_batch(batch: pa.RecordBatch, unit: int, o: DedupOptions, quality_c
     )
 
 
-def unit_signatures(sigs_dir: str, unit: int, columns: list[str] | None = None) -> pa.Table:
+def unit_signatures(sigs_dir: str, unit: int) -> pa.Table:
     """One unit's signatures (none when its task wrote no row)."""
     import pyarrow.parquet as pq
 
     from storage.task_output import TaskOutputs
 
     path = TaskOutputs.file_of(sigs_dir, unit)
-    if not path.exists():
-        return SIG_SCHEMA.empty_table().select(columns or SIG_SCHEMA.names)
-    return pq.read_table(path, columns=columns)
+    return pq.read_table(path) if path.exists() else SIG_SCHEMA.empty_table()
