@@ -16,6 +16,11 @@ pages counted as processed were really extracted.
 Comparisons: Sluice's default extractor vs DataTrove (Trafilatura, its FineWeb setup), and
 Trafilatura on both sides. Sluice, like DataTrove, extracts in a child process with a per-page time
 limit by default; the same run with extraction in-process (``extract.max_seconds: 0``) prices that.
+
+``--language``: a third comparison with FineWeb's English filter after extraction on both sides,
+with the same offline model (Sluice's ``LanguageIdentifier``, langid, score ≥ 0.65; in DataTrove a
+filter step calling it where its LanguageFilter would download fastText's model). Most of these
+pages are not English (about 80%), more than in a Common Crawl snapshot (about 55%).
 """
 
 from __future__ import annotations
@@ -66,15 +71,15 @@ def pack_warcs(out: Path, records: int, per_file: int) -> int:
     return len(pages)
 
 
-def sluice_options(backend: str, max_seconds: float | None = None):
+def sluice_options(backend: str, max_seconds: float | None = None, language: bool = False):
     from documents.extract import ExtractOptions
     from documents.rules import FilterOptions
 
     extract = {"backend": backend, "max_seconds": ExtractOptions().max_seconds if max_seconds is None else max_seconds}
-    return FilterOptions(url={"enabled": False}, language={"enabled": False}, pii={"enabled": False}, extract=extract)
+    return FilterOptions(url={"enabled": False}, language={"enabled": language}, pii={"enabled": False}, extract=extract)
 
 
-def run_sluice(spark, crawl: Path, lake: Path, backend: str, max_seconds: float | None = None) -> dict:
+def run_sluice(spark, crawl: Path, lake: Path, backend: str, max_seconds: float | None = None, language: bool = False) -> dict:
     from spark_jobs import warc_ingest as ingest
     from spark_jobs.filter_job import filter_documents
     from storage import warc
@@ -90,13 +95,38 @@ def run_sluice(spark, crawl: Path, lake: Path, backend: str, max_seconds: float 
         rt.commit("replace", empty_schema=REJECTIONS.schema())
     with Transaction(lake / "filtered", part) as kt, Transaction(lake / "rejections", {**part, "stage": "filter"}) as ft:
         paths = [f.path for f in snapshot_files(lake / "raw_crawl", raw.version, part)]
-        s = filter_documents(spark, paths, sluice_options(backend, max_seconds), kt.staging_uri, ft.staging_uri, "bench")
+        s = filter_documents(spark, paths, sluice_options(backend, max_seconds, language), kt.staging_uri, ft.staging_uri, "bench")
         kept = kt.commit("replace")
         ft.commit("replace")
     return {"docs_in": raw.rows, "kept": kept.rows, "reasons": s.reasons}
 
 
-def run_datatrove(crawl: Path, out: Path, workers: int, timeout: float) -> dict:
+def datatrove_language_filter():
+    """FineWeb's LanguageFilter step (English, score ≥ 0.65) with Sluice's offline model: DataTrove's
+    own downloads fastText's at run time."""
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+
+    from documents.language import LanguageIdentifier, LanguageOptions
+
+    class OfflineLanguageFilter(BaseFilter):
+        name = "🌍 Language ID (langid, offline)"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.o = LanguageOptions()
+            self.ident = None
+
+        def filter(self, doc) -> bool | tuple[bool, str]:
+            if self.ident is None:
+                self.ident = LanguageIdentifier(self.o)
+            lang, score = self.ident.identify(doc.text)
+            doc.metadata["language"], doc.metadata["language_score"] = lang, score
+            return lang in self.o.languages and score >= self.o.min_score or (False, "language")
+
+    return OfflineLanguageFilter()
+
+
+def run_datatrove(crawl: Path, out: Path, workers: int, timeout: float, language: bool = False) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
@@ -108,6 +138,7 @@ def run_datatrove(crawl: Path, out: Path, workers: int, timeout: float) -> dict:
         pipeline=[
             WarcReader(str(crawl), glob_pattern="*.warc.gz"),
             Trafilatura(favour_precision=True, timeout=timeout),
+            *([datatrove_language_filter()] if language else []),
             GopherRepetitionFilter(),
             GopherQualityFilter(),
             C4QualityFilter(filter_no_terminal_punct=False),
@@ -135,7 +166,8 @@ def main() -> int:
     ap.add_argument("--per-file", type=int, default=2500)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=30.0, help="DataTrove's per-page extraction timeout")
-    ap.add_argument("--only", choices=["default", "trafilatura"], help="run one of the two comparisons")
+    ap.add_argument("--only", choices=["default", "trafilatura", "language"], help="run one of the comparisons")
+    ap.add_argument("--language", action="store_true", help="add the comparison with the English filter on both sides")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument(
         "--no-in-process", action="store_true", help="skip the in-process run (it prices the child process, not the comparison)"
@@ -160,47 +192,65 @@ def main() -> int:
         pack_warcs(warm, 40, 10)
         run_sluice(spark, warm, work / "warm-lake", ExtractOptions().backend)
 
-        # (label, backend, extract.max_seconds): the default extracts in a child process per worker
-        # with a time limit; the in-process run (0) prices that isolation.
+        # (label, backend, extract.max_seconds, English filter): the default extracts in a child
+        # process per worker with a time limit; the in-process run (0) prices that isolation.
+        default = ExtractOptions().backend
         comparisons = [
-            ("default", ExtractOptions().backend, None),
-            ("default", f"{ExtractOptions().backend}, in-process", 0.0),
-            ("trafilatura", "trafilatura", None),
+            ("default", default, None, False),
+            ("default", f"{default}, in-process", 0.0, False),
+            ("trafilatura", "trafilatura", None, False),
+            ("language", f"{default}, English only", None, True),
         ]
+        wanted = {args.only} if args.only else {"default", "trafilatura"} | ({"language"} if args.language else set())
         sluice_runs = {}
-        for label, backend, max_seconds in comparisons:
-            if (args.only and args.only != label) or (args.no_in_process and max_seconds == 0.0):
+        for label, backend, max_seconds, language in comparisons:
+            if label not in wanted or (args.no_in_process and max_seconds == 0.0):
                 continue
             with measure() as m:
-                r = run_sluice(spark, crawl, work / f"lake-{label}-{max_seconds}", backend.split(",")[0], max_seconds)
+                r = run_sluice(spark, crawl, work / f"lake-{label}-{max_seconds}", backend.split(",")[0], max_seconds, language)
             sluice_runs[backend] = (r, m)
             print(f"sluice[{backend}]: {m.seconds:.1f}s, kept {r['kept']} of {r['docs_in']}", file=sys.stderr)
         spark.stop()
-        with measure() as md:
-            dt = run_datatrove(crawl, work / "datatrove", args.cores, args.timeout)
-        print(f"datatrove[trafilatura]: {md.seconds:.1f}s, kept {dt['kept']}", file=sys.stderr)
+        peers = {}  # English filter or not → (DataTrove's result, its measurement)
+        for language in sorted({lang for label, _, _, lang in comparisons if label in wanted}):
+            with measure() as md:
+                dt = run_datatrove(crawl, work / f"datatrove-{language}", args.cores, args.timeout, language)
+            peers[language] = (dt, md)
+            print(f"datatrove[trafilatura{', English only' if language else ''}]: {md.seconds:.1f}s, kept {dt['kept']}", file=sys.stderr)
 
-        print(f"\n{'side':40s} {'seconds':>8s} {'docs/s':>8s} {'kept':>7s} {'peak RSS MB':>12s}")
-        for _label, backend, _ in comparisons:
+        print(f"\n{'side':50s} {'seconds':>8s} {'docs/s':>8s} {'kept':>7s} {'peak RSS MB':>12s}")
+        for _label, backend, _, _ in comparisons:
             if backend in sluice_runs:
                 r, m = sluice_runs[backend]
-                print(f"{'sluice, ' + backend:40s} {m.seconds:8.1f} {args.records / m.seconds:8.1f} {r['kept']:7d} {m.peak_rss_mb:12.0f}")
-        print(
-            f"{'datatrove, trafilatura (2 workers)':40s} {md.seconds:8.1f} {args.records / md.seconds:8.1f} {dt['kept']:7d} {md.peak_rss_mb:12.0f}"
-        )
+                print(f"{'sluice, ' + backend:50s} {m.seconds:8.1f} {args.records / m.seconds:8.1f} {r['kept']:7d} {m.peak_rss_mb:12.0f}")
+        for language, (dt, md) in peers.items():
+            side = f"datatrove, trafilatura{', English only' if language else ''} (2 workers)"
+            print(f"{side:50s} {md.seconds:8.1f} {args.records / md.seconds:8.1f} {dt['kept']:7d} {md.peak_rss_mb:12.0f}")
         print()
-        for _label, backend, _ in comparisons:
-            if backend in sluice_runs:
-                print(f"ratio sluice[{backend}] / datatrove[trafilatura]: {md.seconds / sluice_runs[backend][1].seconds:.2f}x docs/s")
+        for _label, backend, _, language in comparisons:
+            if backend in sluice_runs and language in peers:
+                peer = f"trafilatura{', English only' if language else ''}"
+                print(
+                    f"ratio sluice[{backend}] / datatrove[{peer}]: {peers[language][1].seconds / sluice_runs[backend][1].seconds:.2f}x docs/s"
+                )
+        dt, md = next(iter(peers.values()))
         ext = {k: v for k, v in dt["stats"].items() if "Trafilatura" in k or "xtract" in k}
         print(f"datatrove extractor stats (timeouts must be 0): {json.dumps(ext)}")
         results = {
             "records": args.records,
             "input_mb": mb,
             "sluice": {
-                label: {"seconds": m.seconds, "kept": r["kept"], "peak_rss_mb": m.peak_rss_mb} for label, (r, m) in sluice_runs.items()
+                backend: {"seconds": m.seconds, "kept": r["kept"], "peak_rss_mb": m.peak_rss_mb} for backend, (r, m) in sluice_runs.items()
             },
-            "datatrove": {"seconds": md.seconds, "kept": dt["kept"], "peak_rss_mb": md.peak_rss_mb, "stats": dt["stats"]},
+            "datatrove": {
+                ("English only" if language else "all languages"): {
+                    "seconds": md.seconds,
+                    "kept": dt["kept"],
+                    "peak_rss_mb": md.peak_rss_mb,
+                    "stats": dt["stats"],
+                }
+                for language, (dt, md) in peers.items()
+            },
         }
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2, default=str))

@@ -247,7 +247,7 @@ class DocumentFilter:
     def __init__(self, o: BaseModel) -> None:
         self.o = o
         self.active = [
-            (r, getattr(o, r.key), r.load(getattr(o, r.key))) for r in RULES if r.key == "extract" or _enabled(getattr(o, r.key))
+            (r, opts, r.load(opts)) for r in RULES if r.key == "extract" or _enabled(getattr(o, r.key)) for opts in [_rule_options(o, r)]
         ]  # no text without extraction
 
     def one(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, Verdict | None]:
@@ -292,6 +292,16 @@ class DocumentFilter:
         out["text"] = doc.text
         out.update(sig)
         return out
+
+
+def _rule_options(o: BaseModel, rule: Rule) -> Any:
+    """A rule's options. Extraction's carry the language filter's when it selects languages, so
+    that the cascade skips its slow path on pages that filter drops (``ExtractOptions.language``)."""
+    opts = getattr(o, rule.key)
+    if rule.key != "extract":
+        return opts
+    lang = o.language
+    return opts.model_copy(update={"language": lang if _enabled(lang) and lang.languages else None})
 
 
 def _first_verdict(doc: Doc, rules: list[tuple[Rule, Any, Any]]) -> Verdict | None:

@@ -190,6 +190,35 @@ def test_the_filter_keeps_and_rejects_the_same_documents_on_real_pages():
     assert reasons.get(None, 0) > 10 and any(k and k.startswith("gopher_rep.") for k in reasons), reasons
 
 
+def test_the_cascade_skipping_its_slow_path_for_dropped_languages_keeps_the_same_documents(monkeypatch):
+    """On real pages (mostly not English), with the default filter: the same documents kept, with
+    the same text and signals, and every page rejected before is rejected still, while most of the
+    slow-path extractions are skipped."""
+    import gzip
+
+    import documents.extract as X
+
+    pages = [gzip.open(p).read() for p in sorted(shared_data("html/trafilatura-eval/pages").glob("*.html.gz"))[::6]]
+    rows = rows_of(pages)
+    options = FilterOptions.model_validate({"url": {"enabled": False}, "extract": {"max_seconds": 0}})
+    slow = []
+    real = X._trafilatura
+    monkeypatch.setattr(X, "_trafilatura", lambda doc, fast=False: slow.append(doc) or real(doc, fast))
+    routed = DocumentFilter(options).many(rows)
+    n_routed = len(slow)
+    monkeypatch.setattr(R, "_rule_options", lambda o, rule: getattr(o, rule.key))  # as before: no language for the extractor
+    always = DocumentFilter(options).many(rows)
+    assert n_routed < 0.5 * (len(slow) - n_routed), (n_routed, len(slow) - n_routed)
+    assert [k for k, _ in routed] == [k for k, _ in always]
+    assert sum(k is not None for k, _ in routed) > 10
+    languages = {v[1] for k, v in always if k is None and v[0] == "language.not_selected"}
+    assert len(languages) > 3  # German, French, Polish, ... pages
+    changed = [(a[1], b[1]) for a, b in zip(routed, always) if a[1] != b[1]]
+    # a rejected page may be rejected on its fast-path text's language (another score, or the language
+    # instead of no text at all), never kept
+    assert all(a[0] == "language.not_selected" for a, _ in changed), changed
+
+
 def test_the_depth_guard_refuses_the_same_pages_with_the_same_depth():
     pages = [
         b"<html><body>" + b"<div>" * 6000 + b"x" + b"</div>" * 6000 + b"</body></html>",  # deep

@@ -178,3 +178,42 @@ def test_fasttext_model_plugged_in_by_path(tmp_path):
     assert ident.identify("der hund und die katze im garten")[0] == "de"
     with pytest.raises(ValueError, match="model_path"):
         LanguageIdentifier(LanguageOptions(backend="fasttext", model_path=None, languages=["xx"]))
+
+
+def _page_with_link_block(paras: list[str]) -> bytes:
+    """An article whose main content holds a block of links: the block classifier drops it, so the
+    cascade finds the fast path's output ambiguous (more than 5% of the words dropped)."""
+    links = " ".join(f'<a href="/more/{i}">{w} {w} {w}</a>' for i, w in enumerate(paras[0].split()[:12]))
+    body = "".join(f"<p>{p}</p>" for p in paras[:2]) + f"<p>{links}</p>" + "".join(f"<p>{p}</p>" for p in paras[2:])
+    return f"<html><head><title>t</title></head><body><article>{body}</article></body></html>".encode()
+
+
+def test_cascade_skips_its_slow_path_on_a_page_the_language_filter_drops(monkeypatch):
+    """With the filter keeping English only, a German page the fast path finds ambiguous is not
+    re-extracted with Trafilatura (its text would be dropped whatever the path); an English one is,
+    and so is the German one when its language is kept or the language filter is off."""
+    import documents.extract as X
+
+    calls = []
+    real = X._trafilatura
+    monkeypatch.setattr(X, "_trafilatura", lambda doc, fast=False: calls.append(doc) or real(doc, fast))
+    rng = random.Random(5)
+    de, en = _page_with_link_block(T.foreign(rng, "de")[1]), _page_with_link_block(T.article(rng)[1])
+
+    def paths(language: dict | None) -> dict[str, str]:
+        o = FilterOptions.model_validate({"extract": {"max_seconds": 0}, "language": language or {"enabled": False}})
+        f = DocumentFilter(o)
+        ex = next(state for rule, _, state in f.active if rule.key == "extract")
+        return {name: ex.extract_with_path(page)[1] for name, page in (("de", de), ("en", en))}
+
+    assert paths(None) == {"de": "cascade:trafilatura", "en": "cascade:trafilatura"}  # both ambiguous
+    calls.clear()
+    assert paths({"languages": ["en"]}) == {"de": "cascade:resiliparse_blocks", "en": "cascade:trafilatura"}
+    assert len(calls) == 1
+    assert paths({"languages": ["en", "de"]}) == {"de": "cascade:trafilatura", "en": "cascade:trafilatura"}
+    assert paths({"languages": []}) == {"de": "cascade:trafilatura", "en": "cascade:trafilatura"}  # empty keeps all
+    # the German page's rejection is the language filter's, as it was with the slow path's text
+    row = {"doc_id": "d", "url": "https://x.example/de", "html": de, "charset": "utf-8"}
+    f = DocumentFilter(FilterOptions.model_validate({"extract": {"max_seconds": 0}, "url": {"enabled": False}}))
+    kept, verdict = f.one(row)
+    assert kept is None and verdict[:2] == ("language.not_selected", "de")
