@@ -166,7 +166,7 @@ def main() -> int:
     ap.add_argument("--per-file", type=int, default=2500)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=30.0, help="DataTrove's per-page extraction timeout")
-    ap.add_argument("--only", choices=["default", "trafilatura", "language"], help="run one of the comparisons")
+    ap.add_argument("--only", nargs="+", choices=["default", "trafilatura", "language"], help="run only these comparisons")
     ap.add_argument("--language", action="store_true", help="add the comparison with the English filter on both sides")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument(
@@ -201,7 +201,7 @@ def main() -> int:
             ("trafilatura", "trafilatura", None, False),
             ("language", f"{default}, English only", None, True),
         ]
-        wanted = {args.only} if args.only else {"default", "trafilatura"} | ({"language"} if args.language else set())
+        wanted = set(args.only) if args.only else {"default", "trafilatura"} | ({"language"} if args.language else set())
         sluice_runs = {}
         for label, backend, max_seconds, language in comparisons:
             if label not in wanted or (args.no_in_process and max_seconds == 0.0):
