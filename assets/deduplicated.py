@@ -19,6 +19,7 @@ first run, and later crawls never remove documents an earlier one kept.
 """
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import MetadataValue
 
 from assets.stage import Outcome, StageContext, StageSpec
@@ -112,17 +113,17 @@ def work(ctx: StageContext) -> Outcome:
             else ""
         )
     )
-    # Checked on the staged tables, independently of the job's own bookkeeping.
-    known = ctx.staged(SPEC.name).select("doc_id")
-    if earlier is not None:
-        known = known.unionByName(earlier.select("doc_id"))
-    without_kept = (
-        ctx.staged(T.DEDUP_CLUSTERS.name)
-        .select("cluster_id")
-        .distinct()
-        .join(known.withColumnRenamed("doc_id", "cluster_id"), "cluster_id", "left_anti")
-        .count()
-    )
+    # Checked on the staged tables, independently of the job's own bookkeeping: every cluster's id
+    # is a kept document of this crawl or of an earlier one. Read with pyarrow (ids only), and only
+    # the ids this crawl does not keep are looked up in the index with Spark: a first crawl's check
+    # needs no Spark job (a distinct and an anti-join cost about 1.3 s even on a tiny crawl).
+    cluster_ids = pc.unique(ctx.staged_arrow(T.DEDUP_CLUSTERS.name, ["cluster_id"]).column("cluster_id"))
+    kept_ids = ctx.staged_arrow(SPEC.name, ["doc_id"]).column("doc_id").combine_chunks()
+    elsewhere = cluster_ids.filter(pc.invert(pc.is_in(cluster_ids, value_set=kept_ids)))
+    without_kept = len(elsewhere)
+    if without_kept and earlier is not None:
+        ids = spark.createDataFrame(pa.table({"doc_id": elsewhere}).to_pandas())
+        without_kept = ids.join(earlier.select("doc_id"), "doc_id", "left_anti").count()
     reasons = {
         k: v
         for k, v in {
