@@ -39,7 +39,25 @@ def sluice(args: list[str], env: dict, script: str | None = None) -> subprocess.
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(tmp_path):
+def rerun_in_process(args: list[str], env: dict, monkeypatch, capfd) -> tuple[int, str]:
+    """The rerun after a kill, with the killed run's settings, in this process (on the test run's
+    Spark session: a fresh process would add only its start-up). Returns the exit code and what
+    the CLI printed."""
+    from orchestration.cli import main
+
+    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
+        monkeypatch.setenv(k, "-")  # recorded, so that the CLI's own exports are undone too
+        monkeypatch.delenv(k)
+    for k, v in env.items():
+        if k.startswith("SLUICE_"):
+            monkeypatch.setenv(k, v)
+    capfd.readouterr()
+    rc = main(args)
+    out = capfd.readouterr()
+    return rc, out.out + out.err
+
+
+def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(spark, tmp_path, monkeypatch, capfd):
     from sample_crawl import generate_crawl
 
     crawl = tmp_path / "landing" / "crawl-f"
@@ -65,14 +83,14 @@ def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(tmp_path):
     stages = set(read_arrow(lake / "rejections", partition=part, columns=["stage"]).column("stage").to_pylist())
     assert FILTER not in stages and "ingest" in stages  # still the previous version: ingest's rejections only
 
-    rerun = sluice(["run", "--crawl", str(crawl), "--select", "filtered"], env)
-    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    rerun, said = rerun_in_process(["run", "--crawl", str(crawl), "--select", "filtered"], env, monkeypatch, capfd)
+    assert rerun == 0, said[-2000:]
     kept = read_arrow(lake / "filtered", partition=part, columns=["doc_id"]).column("doc_id").to_pylist()
     assert sorted(kept) == sorted(kept_first) and len(set(kept)) == len(kept)
     raw = read_arrow(lake / "raw_crawl", partition=part, columns=["doc_id"]).column("doc_id").to_pylist()
     rejected = read_arrow(lake / "rejections", partition={**part, "stage": FILTER}, columns=["doc_id"]).column("doc_id").to_pylist()
     assert sorted(kept + rejected) == sorted(raw)  # every document exactly once: kept or rejected by a filter
-    assert "filtered.gate: passed" in rerun.stdout + rerun.stderr
+    assert "filtered.gate: passed" in said
 
     # nothing orphaned: each data file belongs to some version of its table, and no staging is left
     for table in ("raw_crawl", "filtered", "rejections"):
@@ -86,7 +104,7 @@ def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(tmp_path):
     assert table_exists(lake / "filtered")
 
 
-def test_killed_while_the_gpu_job_writes_its_chunks_the_rerun_resumes(tmp_path):
+def test_killed_while_the_gpu_job_writes_its_chunks_the_rerun_resumes(spark, tmp_path, monkeypatch, capfd):
     """SIGKILL to the whole `sluice run` (the Dagster run and its Pipes GPU job) once the scoring
     job has finished some chunks: `quality_scored` was never committed; the rerun scores only the
     chunks left, and the table has every document of `deduplicated` exactly once."""
@@ -124,8 +142,8 @@ def test_killed_while_the_gpu_job_writes_its_chunks_the_rerun_resumes(tmp_path):
     assert chunks, "the scoring job finished before it could be killed"
     assert not table_exists(lake / "quality_scored")
 
-    rerun = subprocess.run(cmd + ["quality_scored"], env=env, capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    rerun, said = rerun_in_process(cmd[1:] + ["quality_scored"], env, monkeypatch, capfd)
+    assert rerun == 0, said[-2000:]
     part = {"crawl_id": "crawl-g"}
     scored = read_arrow(lake / "quality_scored", partition=part, columns=["doc_id"]).column("doc_id").to_pylist()
     docs = read_arrow(lake / "deduplicated", partition=part, columns=["doc_id"]).column("doc_id").to_pylist()
