@@ -18,6 +18,19 @@ os.environ.setdefault("SLUICE_REWRITE__BACKEND", "none")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+# What `sluice` exports to the environment for its child processes (orchestration/cli/common.py),
+# and what would point an in-process run at another configuration.
+CLI_EXPORTS = ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME")
+
+
+def clean_cli_environment(mp: pytest.MonkeyPatch) -> None:
+    """Before the CLI runs in the test process: none of its variables inherited, and each one
+    recorded (an absent variable would not be), so that ``mp.undo()`` removes its exports too."""
+    for k in CLI_EXPORTS:
+        mp.setenv(k, "-")
+        mp.delenv(k)
+
+
 def shared_data(sub: str) -> Path:
     p = SHARED_DATA / sub
     if not p.exists():

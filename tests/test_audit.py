@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import clean_cli_environment
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "zqxvplantedtoken4711"
@@ -66,9 +68,7 @@ def lake(sample_landing, tmp_path_factory):
     # The CLI, run in process, exports its settings to the environment (for its child processes):
     # registered here so that they are put back for the tests after this module.
     mp = pytest.MonkeyPatch()
-    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
-        mp.setenv(k, "-")  # recorded (an absent variable would not be), then removed
-        mp.delenv(k)
+    clean_cli_environment(mp)
     tmp = tmp_path_factory.mktemp("audit")
     landing = tmp / "landing"
     generate_crawl(landing / "crawl-a", 150, seed=31, pages_per_file=150)

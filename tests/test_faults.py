@@ -15,6 +15,7 @@ import pytest
 
 from storage.delta_table import STAGING, read_arrow, snapshot_files, table_exists
 from storage.tables import FILTER
+from tests.conftest import clean_cli_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,9 +46,7 @@ def rerun_in_process(args: list[str], env: dict, monkeypatch, capfd) -> tuple[in
     the CLI printed."""
     from orchestration.cli import main
 
-    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.setenv(k, "-")  # recorded, so that the CLI's own exports are undone too
-        monkeypatch.delenv(k)
+    clean_cli_environment(monkeypatch)
     for k, v in env.items():
         if k.startswith("SLUICE_"):
             monkeypatch.setenv(k, v)

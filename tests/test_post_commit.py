@@ -9,6 +9,7 @@ import pytest
 
 import assets
 from orchestration.cli import main
+from tests.conftest import clean_cli_environment
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +40,7 @@ def test_a_failing_post_commit_step_is_a_warning_not_a_second_commit(spark, tmp_
     monkeypatch.setenv("SLUICE_SPARK__SHOW_PROGRESS", "false")
     monkeypatch.setenv("SLUICE_DAGSTER__RETRIES", "1")  # a retry would be allowed: it must not happen
     monkeypatch.setenv("SLUICE_DAGSTER__RETRY_DELAY_SECONDS", "0")
-    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.setenv(k, "-")
-        monkeypatch.delenv(k)
+    clean_cli_environment(monkeypatch)
     assert main(["sample-crawl", "--pages", "120", "--seed", "5", "--out", "landing/c1"]) == 0
     assert main(["run", "--crawl", "landing/c1", "--lakehouse", "lh"]) == 0
     out = capfd.readouterr()

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from orchestration.cli import main
+from tests.conftest import clean_cli_environment
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration
@@ -61,9 +62,7 @@ def test_cli_sample_crawl_run_and_tables(spark, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SLUICE_SPARK__MASTER", "local[2]")
     monkeypatch.setenv("SLUICE_SPARK__SHOW_PROGRESS", "false")
-    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.setenv(k, "-")  # recorded, so the CLI's own exports are undone too
-        monkeypatch.delenv(k)
+    clean_cli_environment(monkeypatch)
     assert main(["sample-crawl", "--pages", "120", "--seed", "3", "--out", "landing/c1", "--pages-per-file", "60"]) == 0
     assert len(list((tmp_path / "landing" / "c1").glob("*.warc.gz"))) == 2
     assert main(["run", "--crawl", "landing/c1", "--lakehouse", "lh"]) == 0
@@ -118,9 +117,7 @@ def test_cli_run_on_real_pages_exits_0_and_closes_lineage(spark, tmp_path, monke
     monkeypatch.setenv("SLUICE_SPARK__MASTER", "local[2]")
     monkeypatch.setenv("SLUICE_SPARK__SHOW_PROGRESS", "false")
     monkeypatch.setenv("SLUICE_INGEST__FILE_GLOBS", '["*.gz"]')
-    for k in ("SLUICE_LAKEHOUSE_DIR", "SLUICE_LANDING_DIR", "SLUICE_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.setenv(k, "-")  # recorded, so the CLI's own exports are undone too
-        monkeypatch.delenv(k)
+    clean_cli_environment(monkeypatch)
     assert main(["run", "--crawl", str(crawl), "--lakehouse", "lh"]) == 0
     client = MlflowClient(f"sqlite:///{tmp_path / 'lh' / '_mlflow' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("sluice")
