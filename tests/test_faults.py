@@ -35,9 +35,9 @@ KILL_BETWEEN_COMMITS = textwrap.dedent(
 )
 
 
-def sluice(args: list[str], env: dict, script: str | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", script, *args] if script else [str(Path(sys.executable).parent / "sluice"), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+def sluice_killed_between_commits(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    """`sluice` with ``args`` in a process of its own, which kills itself between `filtered`'s two commits."""
+    return subprocess.run([sys.executable, "-c", KILL_BETWEEN_COMMITS, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 def rerun_in_process(args: list[str], env: dict, monkeypatch, capfd) -> tuple[int, str]:
@@ -74,7 +74,7 @@ def test_killed_between_a_stages_two_commits_the_rerun_makes_it_whole(spark, tmp
     env.pop("DAGSTER_HOME", None)
     args = ["run", "--crawl", str(crawl), "--select", "raw_crawl,filtered"]
 
-    killed = sluice(args, env, KILL_BETWEEN_COMMITS)
+    killed = sluice_killed_between_commits(args, env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     part = {"crawl_id": "crawl-f"}
     kept_first = read_arrow(lake / "filtered", partition=part, columns=["doc_id"]).column("doc_id").to_pylist()
