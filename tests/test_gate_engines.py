@@ -56,6 +56,24 @@ def test_the_filtered_gate_gives_the_same_verdicts_on_spark_and_on_pandas(spark,
     assert any("word_count" in f for f in on_spark.failed) and any("word_count" in f for f in on_pandas.failed)
 
 
+def test_a_spark_gate_leaves_nothing_cached_on_the_driver(spark, tmp_path):
+    """GX's Spark source caches each batch (memory-and-disk) and never releases it: the staged
+    table stayed on the driver's heap through the later stages. Also on a quality folder whose
+    data source was made with GX's default (a lakehouse gated before this change)."""
+    import great_expectations as gx
+
+    opts = FilterOptions()
+    schema = T.FILTERED.schema(opts)
+    spec = filtered_gate(schema.names, opts)
+    old = gx.get_context(mode="file", project_root_dir=str(tmp_path / "old"))
+    assert old.data_sources.add_spark("sluice_spark").persist  # GX's default, kept in the folder's file
+    for folder in ("new", "old"):
+        df = spark.createDataFrame(_filtered_rows(schema).to_pandas())
+        res = run_gate(spec, tmp_path / folder, folder, table_data=df)
+        assert not res.success and res.evaluated > 10
+        assert not df.is_cached and spark.sparkContext._jsc.getPersistentRDDs().isEmpty(), folder
+
+
 def test_each_gate_links_its_own_data_docs_pages_and_the_index_keeps_the_newest(tmp_path, monkeypatch):
     """Every run's pages are built and linked (one per suite); the index lists only the newest
     ``DOCS_INDEX_LIMIT`` results, so that a gate does not slow down with every run the lakehouse keeps."""
