@@ -56,8 +56,11 @@ postgres:
 	    || echo "could not install postgresql: the PostgreSQL test will skip"; \
 	else echo "no PostgreSQL server binaries and not root: the PostgreSQL test will skip (apt-get install postgresql)"; fi
 
+# Two workers, whole test files each (module fixtures stay one per file), slow files handed out first
+# (tests/conftest.py): much of a test's time is waiting (a JVM starting, a server's tick, a job
+# process), which the other worker fills.
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest tests --durations=15
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The unit loop: everything not marked `integration` (no Spark session, no pipeline run, no server).
 test-fast: $(STAMP)

@@ -1,4 +1,5 @@
-"""Shared fixtures: one Spark session per test run, generated crawls, isolated lakehouses."""
+"""Shared fixtures: one Spark session per test run (per worker under `make test`'s pytest-xdist),
+generated crawls, isolated lakehouses."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ def clean_cli_environment(mp: pytest.MonkeyPatch) -> None:
     for k in CLI_EXPORTS:
         mp.setenv(k, "-")
         mp.delenv(k)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with a `slow` test first, the order otherwise kept: `make test` hands whole files to
+    two workers (pytest-xdist, ``--dist loadfile``), and a long file handed out last would run
+    alone at the end while the other worker idles."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def shared_data(sub: str) -> Path:
